@@ -1,0 +1,250 @@
+"""Flags -> one `BamConfig` that every other module reads.
+
+Defaults follow the original code: multi-task runs use lr 1e-4, 6 epochs,
+batch 128; single-task runs use lr 5e-5, 3 epochs, batch 32. A flag given
+explicitly (command line or flagfile) always wins over those defaults. Values
+are checked here, before any work starts, with messages naming the flag.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+from absl import flags
+
+from bam_tf.errors import BamError
+from bam_tf.tasks import registry
+from bam_tf.tasks.task import TaskSpec
+
+FLAGS = flags.FLAGS
+
+MODES = ("train", "inspect_data")
+SAMPLING_SCHEMES = ("proportional", "multiples", "loss_weights")
+REGRESSION_HEADS = ("linear", "sigmoid")
+
+# Defaults that depend on the number of tasks (original code).
+MULTI_TASK_DEFAULTS = dict(learning_rate=1e-4, num_train_epochs=6.0,
+                           train_batch_size=128)
+SINGLE_TASK_DEFAULTS = dict(learning_rate=5e-5, num_train_epochs=3.0,
+                            train_batch_size=32)
+
+
+def define_flags():
+  """Defines every flag once (safe to call repeatedly)."""
+  if "task_names" in FLAGS:
+    return
+  d = flags
+  d.DEFINE_enum("mode", "train", MODES, "What to do.")
+  d.DEFINE_list("task_names", ["rte"], "Tasks to train, e.g. cola,mrpc,sts,"
+                "rte (original names or GLUE spellings).")
+  d.DEFINE_string("custom_tasks", "", "JSON file or inline JSON declaring "
+                  "your own tasks (see bam_tf/tasks/registry.py).")
+  d.DEFINE_string("data_dir", "", "glue_data root: one folder per task.")
+  d.DEFINE_string("model_dir", "", "Everything a run writes goes here.")
+  d.DEFINE_string("cache_dir", "", "Shared cache of exported encoders and "
+                  "featurised TFRecords (default $BAM_TF_CACHE or "
+                  "~/.cache/bam_tf).")
+  # Encoder.
+  d.DEFINE_string("hub_module_url", "", "TF-Hub-format BERT encoder handle "
+                  "or path; empty = the embedded MiniLM-L6 encoder.")
+  d.DEFINE_string("hub_preprocessor_url", "", "Matching TF-Hub preprocessor "
+                  "(its vocab is used when the encoder carries none).")
+  d.DEFINE_string("vocab_file", "", "WordPiece vocab (overrides the "
+                  "encoder's).")
+  d.DEFINE_enum("do_lower_case", "auto", ["auto", "true", "false"],
+                "Lower-case text; auto = what the encoder says.")
+  d.DEFINE_string("bert_checkpoint_dir", "", "Original Google BERT TF1 "
+                  "folder (bert_config.json, vocab.txt, bert_model.ckpt).")
+  d.DEFINE_bool("debug", False, "Tiny random encoder (3 layers, hidden 144) "
+                "on the first 50 rows of each file: smoke runs in seconds.")
+  # Input.
+  d.DEFINE_integer("max_seq_length", 128, "Maximum tokens per example.")
+  d.DEFINE_bool("double_unordered", True, "Add (b, a) copies of MRPC and "
+                "STS-B train pairs, as the original does.")
+  d.DEFINE_bool("dynamic_padding", True, "Pad each batch to its longest "
+                "example instead of max_seq_length (same results, faster).")
+  d.DEFINE_enum("task_sampling", "proportional", SAMPLING_SCHEMES,
+                "proportional: sample tasks with p ~ |D|^exponent (paper); "
+                "multiples: the original code's dataset multiples plus loss "
+                "weights; loss_weights: examples sampled uniformly, losses "
+                "weighted 1/|D|^(1-exponent).")
+  d.DEFINE_float("sampling_exponent", 0.75, "Exponent of the task sampling "
+                 "(1.0 = plain example mixing, 'no task sampling').")
+  # Optimisation.
+  d.DEFINE_float("learning_rate", None, "Peak learning rate (default 1e-4 "
+                 "multi-task, 5e-5 single-task).")
+  d.DEFINE_float("num_train_epochs", None, "Epochs (default 6 multi-task, "
+                 "3 single-task).")
+  d.DEFINE_integer("train_batch_size", None, "Global batch (default 128 "
+                   "multi-task, 32 single-task).")
+  d.DEFINE_integer("eval_batch_size", 8, "Evaluation batch.")
+  d.DEFINE_float("warmup_proportion", 0.1, "Linear warmup share of steps.")
+  d.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay.")
+  d.DEFINE_float("layerwise_lr_decay", 0.9, "Per-layer lr decay (1.0 = off).")
+  d.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping.")
+  d.DEFINE_float("head_dropout", 0.1, "Dropout before each task head.")
+  d.DEFINE_enum("regression_head", "linear", REGRESSION_HEADS,
+                "linear: dense to 1 unit (original code); sigmoid: sigmoid "
+                "of it (paper).")
+  # Runs.
+  d.DEFINE_integer("num_trials", 1, "Train+eval this many times with "
+                   "distinct seeds; every trial is kept.")
+  d.DEFINE_integer("seed", 1, "Seed of the first trial (trial t: seed + t).")
+  d.DEFINE_integer("save_checkpoints_steps", 500, "Checkpoint every N steps.")
+  d.DEFINE_integer("keep_checkpoint_max", 2, "Checkpoints kept.")
+  d.DEFINE_integer("log_every_steps", 10, "Progress line every N steps.")
+  d.DEFINE_integer("max_train_steps", 0, "Stop after this many steps (0 = "
+                   "as many as the epochs need); for smoke runs.")
+
+
+@dataclasses.dataclass
+class BamConfig:
+  """Every setting of a run, resolved and validated."""
+  mode: str
+  task_names: List[str]
+  data_dir: str
+  model_dir: str
+  cache_dir: str
+  hub_module_url: str
+  hub_preprocessor_url: str
+  vocab_file: str
+  do_lower_case: Optional[bool]
+  bert_checkpoint_dir: str
+  debug: bool
+  max_seq_length: int
+  double_unordered: bool
+  dynamic_padding: bool
+  task_sampling: str
+  sampling_exponent: float
+  learning_rate: float
+  num_train_epochs: float
+  train_batch_size: int
+  eval_batch_size: int
+  warmup_proportion: float
+  weight_decay_rate: float
+  layerwise_lr_decay: float
+  clip_norm: float
+  head_dropout: float
+  regression_head: str
+  num_trials: int
+  seed: int
+  save_checkpoints_steps: int
+  keep_checkpoint_max: int
+  log_every_steps: int
+  max_train_steps: int
+  custom_tasks: str = ""
+  # Filled in by `resolve`: not flags.
+  tasks: List[TaskSpec] = dataclasses.field(default_factory=list)
+
+  @property
+  def is_multi_task(self) -> bool:
+    return len(self.tasks) > 1
+
+  @property
+  def debug_max_rows(self) -> Optional[int]:
+    return 50 if self.debug else None
+
+  def trial_seed(self, trial: int) -> int:
+    return self.seed + trial
+
+  def trial_dir(self, trial: int) -> str:
+    return os.path.join(self.model_dir, f"trial_{trial}")
+
+  def to_json_dict(self) -> Dict:
+    d = dataclasses.asdict(self)
+    d["tasks"] = [t.name for t in self.tasks]
+    return d
+
+
+class ConfigError(BamError):
+  """A flag value that cannot be used; the message names the flag."""
+
+
+def _check(cond: bool, flag: str, message: str):
+  if not cond:
+    raise ConfigError(f"--{flag}: {message}")
+
+
+def config_from_flags(flag_values=None) -> BamConfig:
+  """Builds the config from parsed absl flags, applying the task defaults."""
+  fv = flag_values or FLAGS
+  define_flags()
+  names = [f.name for f in dataclasses.fields(BamConfig) if f.name != "tasks"]
+  values = {n: fv[n].value for n in names}
+  lower = values["do_lower_case"]
+  values["do_lower_case"] = None if lower == "auto" else lower == "true"
+  return resolve(BamConfig(**values))
+
+
+def resolve(config: BamConfig) -> BamConfig:
+  """Applies single/multi-task defaults to unset values and validates."""
+  try:
+    custom = registry.load_custom_tasks(config.custom_tasks)
+    config.tasks = registry.get_tasks(config.task_names, custom)
+  except registry.TaskError as e:
+    raise ConfigError(str(e)) from None
+  _check(len(config.tasks) > 0, "task_names", "name at least one task")
+  config.task_names = [t.name for t in config.tasks]
+  defaults = (MULTI_TASK_DEFAULTS if len(config.tasks) > 1
+              else SINGLE_TASK_DEFAULTS)
+  for key, value in defaults.items():
+    if getattr(config, key) is None:
+      setattr(config, key, value)
+  if not config.cache_dir:
+    config.cache_dir = os.environ.get(
+        "BAM_TF_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                     "bam_tf"))
+  validate(config)
+  return config
+
+
+def validate(config: BamConfig):
+  """Checks values before any work; raises ConfigError naming the flag."""
+  c = config
+  _check(c.learning_rate > 0, "learning_rate", f"must be > 0, got "
+         f"{c.learning_rate}")
+  _check(c.num_train_epochs > 0, "num_train_epochs", "must be > 0, got "
+         f"{c.num_train_epochs}")
+  _check(c.train_batch_size > 0, "train_batch_size", "must be > 0, got "
+         f"{c.train_batch_size}")
+  _check(c.eval_batch_size > 0, "eval_batch_size", "must be > 0, got "
+         f"{c.eval_batch_size}")
+  _check(0 <= c.warmup_proportion < 1, "warmup_proportion",
+         f"must be in [0, 1), got {c.warmup_proportion}")
+  _check(c.weight_decay_rate >= 0, "weight_decay_rate", "must be >= 0")
+  _check(0 < c.layerwise_lr_decay <= 1, "layerwise_lr_decay",
+         f"must be in (0, 1], got {c.layerwise_lr_decay}")
+  _check(c.clip_norm > 0, "clip_norm", "must be > 0")
+  _check(0 <= c.head_dropout < 1, "head_dropout", "must be in [0, 1)")
+  _check(c.max_seq_length >= 8, "max_seq_length",
+         f"must be at least 8, got {c.max_seq_length}")
+  _check(c.num_trials >= 1, "num_trials", "must be >= 1")
+  _check(c.save_checkpoints_steps > 0, "save_checkpoints_steps", "must be > 0")
+  _check(c.log_every_steps > 0, "log_every_steps", "must be > 0")
+  _check(c.max_train_steps >= 0, "max_train_steps", "must be >= 0")
+  if c.mode in ("train", "inspect_data"):
+    _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
+    _check(os.path.isdir(c.data_dir), "data_dir",
+           f"{c.data_dir!r} is not a directory")
+  if c.mode == "train":
+    _check(bool(c.model_dir), "model_dir", "is required")
+  if c.bert_checkpoint_dir:
+    _check(not c.hub_module_url, "bert_checkpoint_dir",
+           "give either --bert_checkpoint_dir or --hub_module_url, not both")
+  if c.vocab_file:
+    _check(os.path.isfile(c.vocab_file), "vocab_file",
+           f"{c.vocab_file!r} does not exist")
+
+
+def check_against_encoder(config: BamConfig, max_position_embeddings: int):
+  """Checks that need the encoder loaded (positions it has)."""
+  _check(config.max_seq_length <= max_position_embeddings, "max_seq_length",
+         f"{config.max_seq_length} is above the encoder's "
+         f"{max_position_embeddings} position embeddings")
+
+
+def save_config(config: BamConfig, path: str):
+  from bam_tf.outputs import files  # pylint: disable=g-import-not-at-top
+  files.write_text_atomic(path, json.dumps(config.to_json_dict(), indent=2,
+                                           sort_keys=True))

@@ -1,0 +1,53 @@
+"""Runs a trained model over a split and scores it."""
+
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+
+from bam_tf.evaluation import metrics
+from bam_tf.modeling.multitask_model import model_inputs
+from bam_tf.tasks.task import TaskSpec
+
+
+def predict_task(model, task_index: int, task: TaskSpec,
+                 dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+  """Per-example outputs of one task's head, in file order.
+
+  Returns eids, gold label ids / values, and logits + probabilities
+  (classification) or the prediction on the original label scale
+  (regression).
+  """
+
+  @tf.function(reduce_retracing=True)
+  def step(features):
+    logits = tf.cast(model(model_inputs(features), training=False)[task.name],
+                     tf.float32)
+    if task.is_regression:
+      return logits, model.task_predictions(task_index, logits)
+    return logits, tf.nn.softmax(logits, axis=-1)
+
+  eids, label_ids, label_values, logits_all, outs = [], [], [], [], []
+  for features in dataset:
+    logits, out = step(features)
+    eids.append(features["eid"].numpy())
+    label_ids.append(features["label_id"].numpy())
+    label_values.append(features["label_value"].numpy())
+    logits_all.append(logits.numpy())
+    outs.append(out.numpy())
+  result = {"eid": np.concatenate(eids), "logits": np.concatenate(logits_all),
+            "label_id": np.concatenate(label_ids),
+            "label_value": np.concatenate(label_values)}
+  if task.is_regression:
+    result["prediction"] = task.unscale(np.concatenate(outs))
+    result["gold"] = task.unscale(result["label_value"])
+  else:
+    result["probabilities"] = np.concatenate(outs)
+    result["prediction"] = np.argmax(result["probabilities"], axis=-1)
+    result["gold"] = result["label_id"]
+  return result
+
+
+def score(task: TaskSpec, predictions: Dict[str, np.ndarray]):
+  return metrics.task_metrics(task, predictions["gold"],
+                              predictions["prediction"])

@@ -1,0 +1,122 @@
+"""The multi-task Keras model: one shared encoder, one head per task.
+
+Every head runs on every example; the train step takes each example's loss
+from its own task's head only (a one-hot mask on task_id), so padding
+examples (task_id = number of tasks) contribute nothing. The loss is summed
+over the batch, as the original does.
+"""
+
+from typing import Dict, List
+
+import tensorflow as tf
+import tf_keras
+
+from bam_tf.tasks.task import TaskSpec
+
+INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def head_name(task: TaskSpec) -> str:
+  return f"head_{task.name}"
+
+
+def model_inputs(features):
+  """The model's own inputs out of a batch that also carries labels."""
+  return {k: features[k] for k in INPUT_KEYS + ("task_id",)}
+
+
+class MultiTaskModel(tf_keras.Model):
+  """Functional multi-task model with the BAM train step.
+
+  Built with `build_multitask_model`; `tasks`, `loss_weights` and the
+  optional `target_fn` (teacher blending, see bam_tf.training.distill) are
+  attached after construction.
+  """
+
+  def configure_bam(self, tasks: List[TaskSpec], loss_weights: Dict[str,
+                                                                   float],
+                    regression_head: str):
+    self.tasks = list(tasks)
+    self.task_loss_weights = tf.constant(
+        [float(loss_weights.get(t.name, 1.0)) for t in tasks], tf.float32)
+    self.regression_head = regression_head
+    self.target_fn = None  # set by distillation: (task_index, features) ->
+
+  def task_predictions(self, task_index: int, logits: tf.Tensor) -> tf.Tensor:
+    """Regression prediction on the scaled label space."""
+    del task_index
+    pred = tf.squeeze(logits, -1)
+    if self.regression_head == "sigmoid":
+      pred = tf.sigmoid(pred)
+    return pred
+
+  def per_example_losses(self, features, outputs) -> tf.Tensor:
+    """[batch, num_tasks] losses of each head on each example (unmasked)."""
+    columns = []
+    for i, task in enumerate(self.tasks):
+      logits = tf.cast(outputs[task.name], tf.float32)
+      if task.is_regression:
+        pred = self.task_predictions(i, logits)
+        target = tf.cast(features["label_value"], tf.float32)
+        if self.target_fn is not None:
+          target = self.target_fn(i, task, features, target)
+        columns.append(tf.square(pred - target))
+      else:
+        target = tf.one_hot(tf.cast(features["label_id"], tf.int32),
+                            task.num_labels, dtype=tf.float32)
+        if self.target_fn is not None:
+          target = self.target_fn(i, task, features, target)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        columns.append(-tf.reduce_sum(target * log_probs, axis=-1))
+    return tf.stack(columns, axis=-1)
+
+  def bam_loss(self, features, outputs):
+    """Total loss (sum over the batch) and per-task mean losses for logs."""
+    losses = self.per_example_losses(features, outputs)
+    task_id = tf.cast(features["task_id"], tf.int32)
+    mask = tf.one_hot(task_id, len(self.tasks), dtype=tf.float32)
+    weighted = losses * mask * self.task_loss_weights[tf.newaxis, :]
+    total = tf.reduce_sum(weighted)
+    counts = tf.reduce_sum(mask, axis=0)
+    per_task = tf.math.divide_no_nan(tf.reduce_sum(losses * mask, axis=0),
+                                     counts)
+    return total, per_task, counts
+
+  def train_step(self, features):
+    with tf.GradientTape() as tape:
+      outputs = self(model_inputs(features), training=True)
+      total, per_task, counts = self.bam_loss(features, outputs)
+    variables = self.trainable_variables
+    grads = tape.gradient(total, variables)
+    # Global-norm clipping happens inside the optimizer, after cross-replica
+    # aggregation (bam_tf.training.optimization).
+    self.optimizer.apply_gradients(zip(grads, variables))
+    n = tf.maximum(tf.reduce_sum(counts), 1.0)
+    logs = {"loss": total / n}
+    for i, task in enumerate(self.tasks):
+      logs[f"loss_{task.name}"] = per_task[i]
+      logs[f"count_{task.name}"] = counts[i]
+    return logs
+
+
+def build_multitask_model(tasks: List[TaskSpec], encoder_layer,
+                          head_dropout: float = 0.1,
+                          initializer_range: float = 0.02) -> MultiTaskModel:
+  """Wires inputs -> shared encoder -> pooled [CLS] -> per-task heads."""
+  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k)
+            for k in INPUT_KEYS}
+  inputs["task_id"] = tf_keras.Input(shape=(), dtype=tf.int32, name="task_id")
+  encoder_outputs = encoder_layer(
+      {k: inputs[k] for k in INPUT_KEYS})
+  pooled = encoder_outputs["pooled_output"]
+  outputs = {}
+  for task in tasks:
+    x = tf_keras.layers.Dropout(head_dropout,
+                                name=f"dropout_{task.name}")(pooled)
+    outputs[task.name] = tf_keras.layers.Dense(
+        task.num_labels, name=head_name(task),
+        kernel_initializer=tf_keras.initializers.TruncatedNormal(
+            stddev=initializer_range))(x)
+  # task_id is part of the signature so that serving and the train step see
+  # the same inputs; the heads themselves do not read it.
+  return MultiTaskModel(inputs=inputs, outputs=outputs, name="bam_multitask")

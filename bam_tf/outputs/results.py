@@ -1,0 +1,95 @@
+"""results.json (every trial, machine-readable) and results.txt (a table).
+
+Trials are appended as they finish, so a run killed after trial 2 keeps
+trials 0-2 and a rerun skips them.
+"""
+
+import os
+import statistics
+from typing import Dict, List
+
+from bam_tf.outputs import files
+
+RESULTS_JSON = "results.json"
+RESULTS_TXT = "results.txt"
+
+
+def load(model_dir: str) -> Dict:
+  path = os.path.join(model_dir, RESULTS_JSON)
+  if os.path.exists(path):
+    return files.read_json(path)
+  return {"trials": []}
+
+
+def finished_trials(model_dir: str) -> Dict[int, Dict]:
+  return {t["trial"]: t for t in load(model_dir)["trials"]}
+
+
+def summarize(trials: List[Dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Median, mean, std, min, max and count of every metric over trials."""
+  values: Dict[str, Dict[str, List[float]]] = {}
+  for trial in trials:
+    rows = dict(trial["tasks"])
+    rows["average"] = trial.get("averages", {})
+    for task, metrics in rows.items():
+      for name, v in metrics.items():
+        if name == "num_examples":
+          continue
+        values.setdefault(task, {}).setdefault(name, []).append(float(v))
+  summary = {}
+  for task, by_metric in values.items():
+    summary[task] = {}
+    for name, vs in by_metric.items():
+      summary[task][name] = {
+          "median": statistics.median(vs), "mean": statistics.fmean(vs),
+          "std": statistics.pstdev(vs) if len(vs) > 1 else 0.0,
+          "min": min(vs), "max": max(vs), "n": len(vs)}
+  return summary
+
+
+def _table(trials: List[Dict], summary: Dict, task_names: List[str]) -> str:
+  metric_cols = []
+  for task in task_names:
+    available = summary.get(task, {})
+    names = ["score"] + (["accuracy"] if "f1" in available else [])
+    names += [n for n in ("f1", "pearson") if n in available]
+    metric_cols += [(task, n) for n in names if n in available]
+  metric_cols += [("average", n) for n in ("paper_average", "glue_average")
+                  if n in summary.get("average", {})]
+  header = ["trial", "seed"] + [f"{t}/{n}" for t, n in metric_cols]
+  rows = []
+  for trial in trials:
+    row = [str(trial["trial"]), str(trial["seed"])]
+    for task, name in metric_cols:
+      src = trial.get("averages", {}) if task == "average" else \
+          trial["tasks"].get(task, {})
+      row.append(f"{src[name]:.2f}" if name in src else "-")
+    rows.append(row)
+  for stat in ("median", "mean", "std"):
+    rows.append([stat, ""] + [f"{summary[t][n][stat]:.2f}"
+                              for t, n in metric_cols])
+  widths = [max(len(r[i]) for r in [header] + rows)
+            for i in range(len(header))]
+  fmt = lambda r: " | ".join(c.rjust(w) for c, w in zip(r, widths))
+  lines = [fmt(header), "-+-".join("-" * w for w in widths)]
+  lines += [fmt(r) for r in rows]
+  return "\n".join(lines)
+
+
+def record_trial(model_dir: str, config_dict: Dict, trial_result: Dict):
+  """Adds (or replaces) one trial and rewrites both files atomically."""
+  data = load(model_dir)
+  trials = [t for t in data["trials"] if t["trial"] != trial_result["trial"]]
+  trials.append(trial_result)
+  trials.sort(key=lambda t: t["trial"])
+  summary = summarize(trials)
+  data = {"config": config_dict, "trials": trials, "summary": summary}
+  files.write_json_atomic(os.path.join(model_dir, RESULTS_JSON), data)
+  task_names = config_dict.get("task_names", [])
+  text = (f"BAM results: {', '.join(task_names)}  "
+          f"({len(trials)} trial{'s' if len(trials) != 1 else ''})\n"
+          "Scores x100. score = the paper's metric (MCC CoLA, Spearman "
+          "STS-B, accuracy otherwise).\n\n" +
+          _table(trials, summary, task_names) + "\n")
+  files.write_text_atomic(os.path.join(model_dir, RESULTS_TXT), text)
+  return text

@@ -1,0 +1,185 @@
+"""Orchestrates a run: data -> encoder -> model -> training -> evaluation.
+
+`run(config)` is what `run_classifier.py` calls for every mode. Each trial
+lives in model_dir/trial_<t>/ (checkpoints, TensorBoard, predictions); the
+run-level results.json / results.txt collect all trials.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from bam_tf import configure
+from bam_tf.data import features as features_lib
+from bam_tf.data import inspect as inspect_lib
+from bam_tf.data import pipeline
+from bam_tf.data import sampling
+from bam_tf.data.tokenization import InGraphTokenizer
+from bam_tf.evaluation import evaluator
+from bam_tf.evaluation import metrics
+from bam_tf.modeling import encoders
+from bam_tf.modeling.multitask_model import build_multitask_model
+from bam_tf.outputs import files
+from bam_tf.outputs import results as results_lib
+from bam_tf.tasks import readers
+from bam_tf.training import optimization
+from bam_tf.training import trainer
+
+
+@dataclasses.dataclass
+class PreparedData:
+  """Featurised TFRecords of every (task, split) a run needs."""
+  records: Dict[str, Dict[str, str]]       # task -> split -> tfrecord path
+  manifests: Dict[str, Dict[str, Dict]]    # task -> split -> manifest
+
+  def train_sizes(self, tasks) -> Dict[str, int]:
+    return {t.name: int(self.manifests[t.name]["train"]["count"])
+            for t in tasks}
+
+
+def featurize(config, tokenizer, splits_fn) -> PreparedData:
+  """Reads and featurises the splits `splits_fn(task)` of every task."""
+  records, manifests = {}, {}
+  for task_id, task in enumerate(config.tasks):
+    records[task.name], manifests[task.name] = {}, {}
+    for split in splits_fn(task):
+      examples = readers.read_examples(
+          task, config.data_dir, split, max_rows=config.debug_max_rows,
+          add_swapped=(split == "train" and config.double_unordered))
+      path, manifest = features_lib.build_or_load_features(
+          examples, task, task_id, split,
+          readers.split_path(task, config.data_dir, split), tokenizer,
+          config.cache_dir)
+      records[task.name][split] = path
+      manifests[task.name][split] = manifest
+  return PreparedData(records, manifests)
+
+
+def load_encoder_and_tokenizer(config):
+  bundle = encoders.build_encoder(config)
+  configure.check_against_encoder(config, bundle.max_position_embeddings)
+  tokenizer = InGraphTokenizer(bundle.vocab_file, bundle.do_lower_case,
+                               config.max_seq_length)
+  return bundle, tokenizer
+
+
+def plan_training(config, data: PreparedData):
+  sizes = data.train_sizes(config.tasks)
+  plan = sampling.sampling_plan(sizes, config.task_sampling,
+                                config.sampling_exponent)
+  total_steps = int(plan.examples_per_epoch / config.train_batch_size *
+                    config.num_train_epochs)
+  if config.max_train_steps:
+    total_steps = min(total_steps, config.max_train_steps)
+  return plan, max(total_steps, 1)
+
+
+def build_model(config, bundle, plan, total_steps):
+  model = build_multitask_model(config.tasks, bundle.layer,
+                                head_dropout=config.head_dropout)
+  model.configure_bam(config.tasks, plan.loss_weights, config.regression_head)
+  depth_fn = lambda name: encoders.variable_depth(name, bundle.num_layers)
+  optimizer = optimization.create_optimizer(
+      learning_rate=config.learning_rate, num_train_steps=total_steps,
+      warmup_steps=int(total_steps * config.warmup_proportion),
+      weight_decay_rate=config.weight_decay_rate,
+      layerwise_lr_decay=config.layerwise_lr_decay,
+      num_layers=bundle.num_layers, depth_fn=depth_fn,
+      clip_norm=config.clip_norm)
+  model.compile(optimizer=optimizer)
+  return model
+
+
+def evaluate(config, model, data: PreparedData, trial_dir: str,
+             split_fn=lambda task: task.dev_split) -> Dict[str, Dict]:
+  """Scores every task's dev split; keeps per-example predictions."""
+  per_task = {}
+  for i, task in enumerate(config.tasks):
+    split = split_fn(task)
+    ds = pipeline.eval_dataset(data.records[task.name][split],
+                               config.eval_batch_size, config.dynamic_padding,
+                               config.max_seq_length)
+    preds = evaluator.predict_task(model, i, task, ds)
+    per_task[task.name] = evaluator.score(task, preds)
+    save_predictions(os.path.join(trial_dir, "predictions",
+                                  f"{task.name}_{split}.npz"), preds)
+  return per_task
+
+
+def save_predictions(path: str, preds: Dict[str, np.ndarray]):
+  import io  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  np.savez(buf, **preds)
+  files.write_bytes_atomic(path, buf.getvalue())
+
+
+def run_trial(config, trial: int, bundle, data: PreparedData, plan,
+              total_steps: int) -> Dict:
+  seed = config.trial_seed(trial)
+  trial_dir = config.trial_dir(trial)
+  os.makedirs(trial_dir, exist_ok=True)
+  model = build_model(config, bundle, plan, total_steps)
+  train_ds = pipeline.train_dataset(
+      [data.records[t.name]["train"] for t in config.tasks],
+      [plan.probabilities[t.name] for t in config.tasks],
+      config.train_batch_size, seed, config.dynamic_padding,
+      config.max_seq_length)
+  lr = model.optimizer.learning_rate
+  logging.info("Trial %d (seed %d): %d steps, batch %d, lr %g, tasks %s",
+               trial, seed, total_steps, config.train_batch_size,
+               config.learning_rate, pipeline.describe(plan.probabilities))
+  t0 = time.time()
+  trainer.fit(model, train_ds, total_steps, trial_dir, config,
+              lr_fn=lambda step: lr(step))
+  train_seconds = time.time() - t0
+  t0 = time.time()
+  per_task = evaluate(config, model, data, trial_dir)
+  eval_seconds = time.time() - t0
+  result = {"trial": trial, "seed": seed, "train_steps": total_steps,
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(eval_seconds, 1), "tasks": per_task,
+            "averages": metrics.averages(config.tasks, per_task)}
+  model.save_weights(os.path.join(trial_dir, "final", "weights"))
+  return result
+
+
+def train_and_evaluate(config) -> Dict:
+  os.makedirs(config.model_dir, exist_ok=True)
+  configure.save_config(config, os.path.join(config.model_dir,
+                                             "config.json"))
+  bundle, tokenizer = load_encoder_and_tokenizer(config)
+  data = featurize(config, tokenizer,
+                   lambda task: ["train", task.dev_split])
+  plan, total_steps = plan_training(config, data)
+  del bundle  # each trial starts from freshly loaded pretrained weights
+  done = results_lib.finished_trials(config.model_dir)
+  for trial in range(config.num_trials):
+    if trial in done:
+      logging.info("Trial %d already finished; skipping", trial)
+      continue
+    # Seed before building: the debug encoder and the heads draw their
+    # initial weights from the global seed.
+    tf_keras.utils.set_random_seed(config.trial_seed(trial))
+    bundle = encoders.build_encoder(config)
+    result = run_trial(config, trial, bundle, data, plan, total_steps)
+    text = results_lib.record_trial(config.model_dir, config.to_json_dict(),
+                                    result)
+    print(text, flush=True)
+  return results_lib.load(config.model_dir)
+
+
+def run(config) -> int:
+  """Runs config.mode; returns the process exit code."""
+  if config.mode == "inspect_data":
+    _, tokenizer = load_encoder_and_tokenizer(config)
+    return inspect_lib.inspect(config, tokenizer)
+  if config.mode == "train":
+    train_and_evaluate(config)
+    return 0
+  raise configure.ConfigError(f"--mode: {config.mode!r} is not implemented")

@@ -1,0 +1,88 @@
+"""The multi-task train step: masking, loss weights, summed loss."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from official.nlp.modeling import networks
+
+from bam_tf.modeling.multitask_model import build_multitask_model
+from bam_tf.tasks import registry
+
+
+def _model(loss_weights, regression_head="linear"):
+  tf_keras.utils.set_random_seed(3)
+  encoder = networks.BertEncoder(
+      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
+      inner_dim=32, max_sequence_length=16, dict_outputs=True)
+  tasks = registry.get_tasks(["mnli", "sts", "rte"])
+  model = build_multitask_model(tasks, encoder, head_dropout=0.1)
+  model.configure_bam(tasks, loss_weights, regression_head)
+  return model, tasks
+
+
+def _batch():
+  rng = np.random.default_rng(0)
+  return {
+      "input_word_ids": tf.constant(rng.integers(1, 50, (5, 6)), tf.int32),
+      "input_mask": tf.constant([[1] * 6, [1] * 4 + [0] * 2, [1] * 6,
+                                 [1] * 3 + [0] * 3, [1] * 6], tf.int32),
+      "input_type_ids": tf.zeros((5, 6), tf.int32),
+      # the last example is padding: task_id == number of tasks
+      "task_id": tf.constant([0, 1, 2, 1, 3], tf.int32),
+      "label_id": tf.constant([2, 0, 1, 0, 0], tf.int32),
+      "label_value": tf.constant([0.0, 0.8, 0.0, 0.1, 0.0], tf.float32),
+  }
+
+
+@pytest.mark.parametrize("head", ["linear", "sigmoid"])
+def test_loss_takes_each_example_from_its_own_head(head):
+  weights = {"mnli": 0.5, "sts": 2.0, "rte": 1.5}
+  model, _ = _model(weights, head)
+  batch = _batch()
+  outputs = model({k: batch[k] for k in ("input_word_ids", "input_mask",
+                                         "input_type_ids", "task_id")},
+                  training=False)
+  total, per_task, counts = model.bam_loss(batch, outputs)
+  out = {k: v.numpy() for k, v in outputs.items()}
+
+  def xent(logits, label):
+    logits = logits - logits.max()
+    return -(logits[label] - np.log(np.exp(logits).sum()))
+
+  def reg(x):
+    return 1 / (1 + np.exp(-x)) if head == "sigmoid" else x
+
+  expected = [0.5 * xent(out["mnli"][0], 2),
+              2.0 * (reg(out["sts"][1, 0]) - 0.8) ** 2,
+              1.5 * xent(out["rte"][2], 1),
+              2.0 * (reg(out["sts"][3, 0]) - 0.1) ** 2]
+  np.testing.assert_allclose(total.numpy(), sum(expected), rtol=1e-5)
+  np.testing.assert_allclose(counts.numpy(), [1, 2, 1])
+  np.testing.assert_allclose(per_task.numpy()[1],
+                             (expected[1] + expected[3]) / 2 / 2.0,
+                             rtol=1e-5)
+
+
+def test_padding_examples_get_no_gradient():
+  model, _ = _model({})
+  batch = _batch()
+  only_padding = dict(batch, task_id=tf.fill([5], 3))
+  with tf.GradientTape() as tape:
+    outputs = model({k: only_padding[k] for k in (
+        "input_word_ids", "input_mask", "input_type_ids", "task_id")},
+                    training=True)
+    total, _, _ = model.bam_loss(only_padding, outputs)
+  grads = tape.gradient(total, model.trainable_variables)
+  assert total.numpy() == 0.0
+  assert all(g is None or np.all(tf.convert_to_tensor(g).numpy() == 0)
+             for g in grads)
+
+
+def test_every_head_runs_on_every_example():
+  model, tasks = _model({})
+  batch = _batch()
+  outputs = model({k: batch[k] for k in ("input_word_ids", "input_mask",
+                                         "input_type_ids", "task_id")})
+  assert {k: tuple(v.shape) for k, v in outputs.items()} == {
+      "mnli": (5, 3), "sts": (5, 1), "rte": (5, 2)}

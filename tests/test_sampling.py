@@ -1,0 +1,106 @@
+"""Sampling plans against independently written formulas and tf.data draws."""
+import bam_tf  # noqa: F401  (must precede TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bam_tf.data import sampling
+
+GLUE = sampling.GLUE_TRAIN_SIZES
+TASKS = sorted(GLUE)
+SIZES = np.array([GLUE[t] for t in TASKS], dtype=np.float64)
+
+
+def _as_array(d):
+  return np.array([d[t] for t in TASKS])
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 0.75, 1.0])
+def test_proportional(exponent):
+  plan = sampling.sampling_plan(GLUE, "proportional", exponent)
+  expected = SIZES ** exponent / np.sum(SIZES ** exponent)
+  np.testing.assert_allclose(_as_array(plan.probabilities), expected)
+  assert set(plan.loss_weights.values()) == {1.0}
+  assert set(plan.multiples.values()) == {1}
+  assert plan.examples_per_epoch == int(SIZES.sum())
+
+
+def test_special_exponents():
+  uniform = sampling.sampling_plan(GLUE, "uniform_tasks")
+  np.testing.assert_allclose(_as_array(uniform.probabilities), 1 / len(GLUE))
+  ex = sampling.sampling_plan(GLUE, "uniform_examples")
+  np.testing.assert_allclose(_as_array(ex.probabilities), SIZES / SIZES.sum())
+  ex1 = sampling.sampling_plan(GLUE, "proportional", 1.0)
+  np.testing.assert_allclose(_as_array(ex1.probabilities),
+                             _as_array(ex.probabilities))
+  with pytest.raises(ValueError):
+    sampling.sampling_plan(GLUE, "nope")
+
+
+def test_multiples_full_glue():
+  plan = sampling.sampling_plan(GLUE, "multiples", 0.75)
+  # Literal values for the original's GLUE table (hand-checked: the multiple
+  # is round((|D_mnli| / |D_t|) ** 0.25), e.g. rte (392702/2490)**.25 = 3.54).
+  assert plan.multiples == {"cola": 3, "mnli": 1, "mrpc": 3, "qnli": 1,
+                            "qqp": 1, "sst": 2, "sts": 2, "rte": 4}
+  # Independent closed form: tgt_t / |D_t| = (|D_mnli| / |D_t|)^(1 - e).
+  mnli = GLUE["mnli"]
+  mult = np.maximum(1, np.round((mnli / SIZES) ** 0.25))
+  np.testing.assert_array_equal(_as_array(plan.multiples), mult)
+  # loss weight ∝ |D_t|^e / (|D_t| m_t) = |D_t|^(e-1) / m_t; sum = #tasks.
+  raw = SIZES ** -0.25 / mult
+  expected = raw / raw.sum() * len(TASKS)
+  np.testing.assert_allclose(_as_array(plan.loss_weights), expected,
+                             rtol=1e-12)
+  assert sum(plan.loss_weights.values()) == pytest.approx(len(TASKS))
+  literal = {"cola": 0.86345, "mnli": 0.99505, "mrpc": 0.89717,
+             "qnli": 1.37268, "qqp": 1.01421, "sst": 0.77312, "sts": 1.20275,
+             "rte": 0.88156}
+  for task, weight in literal.items():
+    assert plan.loss_weights[task] == pytest.approx(weight, abs=1e-5), task
+  assert plan.examples_per_epoch == int(np.sum(SIZES * mult)) == 1080322
+  np.testing.assert_allclose(_as_array(plan.probabilities),
+                             SIZES * mult / np.sum(SIZES * mult))
+  # Effective per-example emphasis (p_t * weight_t) is ∝ |D_t|^0.75.
+  eff = _as_array(plan.probabilities) * _as_array(plan.loss_weights)
+  target = SIZES ** 0.75 / np.sum(SIZES ** 0.75)
+  np.testing.assert_allclose(eff / eff.sum(), target, rtol=1e-12)
+
+
+def test_multiples_without_mnli_uses_largest_task():
+  sizes = {"rte": 2490, "qnli": 108436, "cola": 8551}
+  plan = sampling.sampling_plan(sizes, "multiples", 0.75)
+  assert plan.multiples["qnli"] == 1
+  assert plan.multiples["rte"] == round((108436 / 2490) ** 0.25)
+  assert plan.multiples["cola"] == round((108436 / 8551) ** 0.25)
+  assert sum(plan.loss_weights.values()) == pytest.approx(3)
+
+
+def test_loss_weights_without_multiples():
+  plan = sampling.sampling_plan(GLUE, "loss_weights", 0.75)
+  w = 1.0 / SIZES ** 0.25
+  w = w / np.sum(w * SIZES / SIZES.sum())
+  np.testing.assert_allclose(_as_array(plan.loss_weights), w, rtol=1e-12)
+  # Expected weight of a uniformly drawn example is 1.
+  assert np.sum(_as_array(plan.loss_weights) * SIZES) / SIZES.sum() == (
+      pytest.approx(1.0))
+  np.testing.assert_allclose(_as_array(plan.probabilities), SIZES / SIZES.sum())
+  neg = sampling.sampling_plan(GLUE, "loss_weights", -1.0)
+  assert set(neg.loss_weights.values()) == {1.0}
+
+
+def test_realised_frequencies_tf_data():
+  sizes = {"cola": 8551, "mrpc": 7336, "rte": 2490, "sst": 67349}
+  plan = sampling.sampling_plan(sizes, "proportional", 0.75)
+  names = sorted(sizes)
+  datasets = [tf.data.Dataset.from_tensors(i).repeat()
+              for i in range(len(names))]
+  weights = [plan.probabilities[t] for t in names]
+  mixed = tf.data.Dataset.sample_from_datasets(datasets, weights=weights,
+                                               seed=1234)
+  n = 20000
+  draws = next(iter(mixed.batch(n).take(1))).numpy()  # one batch: fast
+  freq = np.bincount(draws, minlength=len(names)) / n
+  p = np.array(weights)
+  stderr = np.sqrt(p * (1 - p) / n)
+  assert np.all(np.abs(freq - p) < 4 * stderr), (freq, p)
