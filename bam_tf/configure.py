@@ -96,6 +96,28 @@ def define_flags():
   d.DEFINE_integer("log_every_steps", 10, "Progress line every N steps.")
   d.DEFINE_integer("max_train_steps", 0, "Stop after this many steps (0 = "
                    "as many as the epochs need); for smoke runs.")
+  # Distillation.
+  d.DEFINE_list("teacher_output_trials", ["0"], "Trials that write teacher "
+                "outputs (train/dev/test predictions) after training; empty "
+                "= none.")
+  d.DEFINE_bool("distill", False, "Train a student on teacher outputs.")
+  d.DEFINE_string("teachers", "", "Teachers per task: 'rte:DIR,mrpc:DIR' "
+                  "(single-task teachers), 'all:DIR' (one multi-task "
+                  "teacher), 'rte:DIR1+DIR2' (an ensemble). DIR = a "
+                  "teacher run's model_dir.")
+  d.DEFINE_integer("teacher_trial", 0, "Which trial of each teacher run to "
+                   "take outputs from.")
+  d.DEFINE_enum("distill_schedule", "annealing", ["annealing", "fixed",
+                                                 "pure"],
+                "annealing: lambda = step/total (teacher annealing); fixed: "
+                "target = (1-w) gold + w teacher; pure: teacher only.")
+  d.DEFINE_float("distill_weight", 0.5, "w of the fixed schedule.")
+  d.DEFINE_string("init_from", "", "Start from the final encoder and "
+                  "matching heads of another run's model_dir (trial "
+                  "--teacher_trial), e.g. single-task fine-tuning after "
+                  "multi-task training (Table 3).")
+  d.DEFINE_float("distill_temperature", 1.0, "Softmax temperature applied "
+                 "to teacher logits.")
 
 
 @dataclasses.dataclass
@@ -133,9 +155,25 @@ class BamConfig:
   keep_checkpoint_max: int
   log_every_steps: int
   max_train_steps: int
+  teacher_output_trials: List[str] = dataclasses.field(default_factory=list)
+  distill: bool = False
+  teachers: str = ""
+  teacher_trial: int = 0
+  distill_schedule: str = "annealing"
+  distill_weight: float = 0.5
+  distill_temperature: float = 1.0
+  init_from: str = ""
   custom_tasks: str = ""
+  teacher_dirs: Dict[str, List[str]] = dataclasses.field(
+      default_factory=dict)
+  # Teachers given as flagfiles: trained first if their outputs are missing.
+  teacher_flagfiles: Dict[str, str] = dataclasses.field(default_factory=dict)
   # Filled in by `resolve`: not flags.
   tasks: List[TaskSpec] = dataclasses.field(default_factory=list)
+
+  @property
+  def teacher_output_trial_ids(self) -> List[int]:
+    return [int(t) for t in self.teacher_output_trials]
 
   @property
   def is_multi_task(self) -> bool:
@@ -170,7 +208,8 @@ def config_from_flags(flag_values=None) -> BamConfig:
   """Builds the config from parsed absl flags, applying the task defaults."""
   fv = flag_values or FLAGS
   define_flags()
-  names = [f.name for f in dataclasses.fields(BamConfig) if f.name != "tasks"]
+  names = [f.name for f in dataclasses.fields(BamConfig)
+           if f.name not in ("tasks", "teacher_dirs", "teacher_flagfiles")]
   values = {n: fv[n].value for n in names}
   lower = values["do_lower_case"]
   values["do_lower_case"] = None if lower == "auto" else lower == "true"
@@ -196,7 +235,59 @@ def resolve(config: BamConfig) -> BamConfig:
         "BAM_TF_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
                                      "bam_tf"))
   validate(config)
+  config.teacher_dirs = parse_teachers(config)
   return config
+
+
+def flagfile_value(path: str, flag: str) -> str:
+  """The last value a flagfile gives a flag ('' if none)."""
+  value = ""
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.strip()
+      if line.startswith(f"--{flag}="):
+        value = line.split("=", 1)[1]
+  return value
+
+
+def _teacher_dir(config: BamConfig, spec: str) -> str:
+  """A teacher is a model_dir, or a flagfile whose --model_dir it uses (and
+  which the recipe runs first when that run has no outputs yet)."""
+  if not spec.endswith(".cfg"):
+    return spec
+  _check(os.path.isfile(spec), "teachers", f"flagfile {spec!r} not found")
+  model_dir = flagfile_value(spec, "model_dir")
+  _check(bool(model_dir), "teachers", f"{spec} sets no --model_dir")
+  config.teacher_flagfiles[model_dir] = spec
+  return model_dir
+
+
+def parse_teachers(config: BamConfig) -> Dict[str, List[str]]:
+  """--teachers -> {task name: [teacher model_dir, ...]}."""
+  if not config.distill:
+    _check(not config.teachers, "teachers", "given without --distill")
+    return {}
+  _check(bool(config.teachers), "teachers", "--distill needs teachers, e.g. "
+         "--teachers=rte:runs/single_rte or --teachers=all:runs/multi")
+  out = {}
+  for item in config.teachers.split(","):
+    name, sep, dirs = item.partition(":")
+    _check(bool(sep) and bool(dirs), "teachers",
+           f"{item!r} is not TASK:DIR (or TASK:DIR1+DIR2)")
+    paths = [_teacher_dir(config, d) for d in dirs.split("+") if d]
+    if name.strip().lower() == "all":
+      for task in config.tasks:
+        out.setdefault(task.name, paths)
+      continue
+    try:
+      task = registry.get_tasks([name], registry.load_custom_tasks(
+          config.custom_tasks))[0]
+    except registry.TaskError as e:
+      raise ConfigError(f"--teachers: {e}") from None
+    _check(task.name in config.task_names, "teachers",
+           f"task {task.name!r} is not one of --task_names")
+    out[task.name] = paths
+  return out
 
 
 def validate(config: BamConfig):
@@ -223,6 +314,10 @@ def validate(config: BamConfig):
   _check(c.save_checkpoints_steps > 0, "save_checkpoints_steps", "must be > 0")
   _check(c.log_every_steps > 0, "log_every_steps", "must be > 0")
   _check(c.max_train_steps >= 0, "max_train_steps", "must be >= 0")
+  _check(all(t.strip().isdigit() for t in c.teacher_output_trials),
+         "teacher_output_trials", "must be trial numbers, e.g. 0,1")
+  _check(0 <= c.distill_weight <= 1, "distill_weight", "must be in [0, 1]")
+  _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
   if c.mode in ("train", "inspect_data"):
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
     _check(os.path.isdir(c.data_dir), "data_dir",

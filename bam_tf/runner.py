@@ -8,7 +8,7 @@ run-level results.json / results.txt collect all trials.
 import dataclasses
 import os
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +21,10 @@ from bam_tf.data import inspect as inspect_lib
 from bam_tf.data import pipeline
 from bam_tf.data import sampling
 from bam_tf.data.tokenization import InGraphTokenizer
+from bam_tf.distill import recipe
+from bam_tf.distill import schedule as schedule_lib
+from bam_tf.distill import student
+from bam_tf.distill import teacher_outputs
 from bam_tf.evaluation import evaluator
 from bam_tf.evaluation import metrics
 from bam_tf.modeling import encoders
@@ -30,6 +34,7 @@ from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import readers
 from bam_tf.training import optimization
 from bam_tf.training import trainer
+from bam_tf.training import warm_start
 
 
 @dataclasses.dataclass
@@ -96,20 +101,45 @@ def build_model(config, bundle, plan, total_steps):
   return model
 
 
-def evaluate(config, model, data: PreparedData, trial_dir: str,
-             split_fn=lambda task: task.dev_split) -> Dict[str, Dict]:
-  """Scores every task's dev split; keeps per-example predictions."""
-  per_task = {}
+def predict(config, model, data: PreparedData, task_index: int, task,
+            split: str) -> Dict[str, np.ndarray]:
+  ds = pipeline.eval_dataset(data.records[task.name][split],
+                             config.eval_batch_size, config.dynamic_padding,
+                             config.max_seq_length)
+  return evaluator.predict_task(model, task_index, task, ds)
+
+
+def evaluate(config, model, data: PreparedData, trial_dir: str):
+  """Scores every task's dev split; keeps per-example predictions.
+
+  Returns (metrics per task, predictions per task).
+  """
+  per_task, all_preds = {}, {}
   for i, task in enumerate(config.tasks):
-    split = split_fn(task)
-    ds = pipeline.eval_dataset(data.records[task.name][split],
-                               config.eval_batch_size, config.dynamic_padding,
-                               config.max_seq_length)
-    preds = evaluator.predict_task(model, i, task, ds)
+    preds = predict(config, model, data, i, task, task.dev_split)
     per_task[task.name] = evaluator.score(task, preds)
+    all_preds[task.name] = preds
     save_predictions(os.path.join(trial_dir, "predictions",
-                                  f"{task.name}_{split}.npz"), preds)
-  return per_task
+                                  f"{task.name}_{task.dev_split}.npz"), preds)
+  return per_task, all_preds
+
+
+def write_teacher_outputs(config, model, data: PreparedData, trial: int,
+                          dev_predictions: Dict[str, Dict]):
+  """Predictions on every featurised split, for students to learn from."""
+  out_dir = teacher_outputs.teacher_outputs_dir(config.model_dir, trial)
+  for i, task in enumerate(config.tasks):
+    for split, manifest in data.manifests[task.name].items():
+      preds = (dev_predictions[task.name] if split == task.dev_split
+               else predict(config, model, data, i, task, split))
+      parts = manifest["key_parts"]
+      extra = {k: parts.get(k) for k in (
+          "max_seq_length", "vocab_sha256", "do_lower_case", "data_sha256",
+          "examples_sha256")}
+      extra.update(model_dir=os.path.abspath(config.model_dir), trial=trial)
+      teacher_outputs.write_teacher_outputs(out_dir, task, split, preds,
+                                            extra)
+  logging.info("Wrote teacher outputs to %s", out_dir)
 
 
 def save_predictions(path: str, preds: Dict[str, np.ndarray]):
@@ -120,14 +150,25 @@ def save_predictions(path: str, preds: Dict[str, np.ndarray]):
 
 
 def run_trial(config, trial: int, bundle, data: PreparedData, plan,
-              total_steps: int) -> Dict:
+              total_steps: int, student_paths=None) -> Dict:
   seed = config.trial_seed(trial)
   trial_dir = config.trial_dir(trial)
   os.makedirs(trial_dir, exist_ok=True)
   model = build_model(config, bundle, plan, total_steps)
+  if config.init_from:
+    warm_start.init_from(model, bundle.layer, config.init_from,
+                         config.teacher_trial)
+  if config.distill:
+    model.configure_distillation(
+        schedule_lib.DistillSchedule(config.distill_schedule, total_steps,
+                                     config.distill_weight),
+        teacher_tasks=list(student_paths))
+    per_task_ds = student.train_task_datasets(config, data, student_paths)
+  else:
+    per_task_ds = [pipeline.task_dataset(data.records[t.name]["train"])
+                   for t in config.tasks]
   train_ds = pipeline.train_dataset(
-      [data.records[t.name]["train"] for t in config.tasks],
-      [plan.probabilities[t.name] for t in config.tasks],
+      per_task_ds, [plan.probabilities[t.name] for t in config.tasks],
       config.train_batch_size, seed, config.dynamic_padding,
       config.max_seq_length)
   lr = model.optimizer.learning_rate
@@ -139,23 +180,44 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
               lr_fn=lambda step: lr(step))
   train_seconds = time.time() - t0
   t0 = time.time()
-  per_task = evaluate(config, model, data, trial_dir)
+  per_task, dev_predictions = evaluate(config, model, data, trial_dir)
   eval_seconds = time.time() - t0
+  if trial in config.teacher_output_trial_ids:
+    write_teacher_outputs(config, model, data, trial, dev_predictions)
   result = {"trial": trial, "seed": seed, "train_steps": total_steps,
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(eval_seconds, 1), "tasks": per_task,
             "averages": metrics.averages(config.tasks, per_task)}
-  model.save_weights(os.path.join(trial_dir, "final", "weights"))
+  warm_start.save_final(model, bundle.layer, trial_dir)
   return result
 
 
+def _splits_to_featurize(config):
+  """Train and dev always; every other split whose file exists when this
+  run writes teacher outputs (students and test predictions need them)."""
+  writes_outputs = any(t < config.num_trials
+                       for t in config.teacher_output_trial_ids)
+
+  def splits(task):
+    wanted = ["train", task.dev_split]
+    if writes_outputs:
+      wanted += [s for s in task.splits if s not in wanted and os.path.isfile(
+          readers.split_path(task, config.data_dir, s))]
+    return wanted
+  return splits
+
+
 def train_and_evaluate(config) -> Dict:
+  if config.distill:
+    recipe.ensure_teachers(config)  # a recipe's teacher stages come first
+  bundle, tokenizer = load_encoder_and_tokenizer(config)
+  data = featurize(config, tokenizer, _splits_to_featurize(config))
+  # Teachers are validated before anything is written to model_dir.
+  targets = student.load_targets(config, data) if config.distill else {}
   os.makedirs(config.model_dir, exist_ok=True)
   configure.save_config(config, os.path.join(config.model_dir,
                                              "config.json"))
-  bundle, tokenizer = load_encoder_and_tokenizer(config)
-  data = featurize(config, tokenizer,
-                   lambda task: ["train", task.dev_split])
+  student_paths = student.join_records(config, data, targets)
   plan, total_steps = plan_training(config, data)
   del bundle  # each trial starts from freshly loaded pretrained weights
   done = results_lib.finished_trials(config.model_dir)
@@ -167,7 +229,8 @@ def train_and_evaluate(config) -> Dict:
     # initial weights from the global seed.
     tf_keras.utils.set_random_seed(config.trial_seed(trial))
     bundle = encoders.build_encoder(config)
-    result = run_trial(config, trial, bundle, data, plan, total_steps)
+    result = run_trial(config, trial, bundle, data, plan, total_steps,
+                       student_paths)
     text = results_lib.record_trial(config.model_dir, config.to_json_dict(),
                                     result)
     print(text, flush=True)

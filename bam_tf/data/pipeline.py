@@ -43,33 +43,31 @@ def batch(dataset: tf.data.Dataset, batch_size: int, dynamic_padding: bool,
       drop_remainder=drop_remainder)
 
 
-def task_dataset(record_path: str) -> tf.data.Dataset:
-  return features_lib.load_dataset(record_path).map(
-      _finalize, num_parallel_calls=tf.data.AUTOTUNE)
+def task_dataset(record_path: str, loader=None) -> tf.data.Dataset:
+  """One task's records, ready for batching; `loader(path)` reads them
+  (default: the featurised cache)."""
+  loader = loader or features_lib.load_dataset
+  return loader(record_path).map(_finalize,
+                                 num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def train_dataset(record_paths: List[str], probabilities: List[float],
+def train_dataset(per_task: List[tf.data.Dataset], probabilities: List[float],
                   batch_size: int, seed: int, dynamic_padding: bool,
-                  max_seq_length: int,
-                  extra_fields_fn=None) -> tf.data.Dataset:
+                  max_seq_length: int) -> tf.data.Dataset:
   """Infinite stream of mixed-task training batches.
 
-  `extra_fields_fn` lets distillation join teacher outputs into records
-  before they are mixed.
+  `per_task` holds each task's records (`task_dataset`, or the student's
+  records with teacher outputs joined in).
   """
-  per_task = []
-  for i, path in enumerate(record_paths):
-    ds = task_dataset(path)
-    if extra_fields_fn is not None:
-      ds = extra_fields_fn(i, ds)
-    ds = ds.cache().shuffle(SHUFFLE_BUFFER, seed=seed + 7919 * i,
-                            reshuffle_each_iteration=True).repeat()
-    per_task.append(ds)
-  if len(per_task) == 1:
-    mixed = per_task[0]
+  streams = []
+  for i, ds in enumerate(per_task):
+    streams.append(ds.cache().shuffle(SHUFFLE_BUFFER, seed=seed + 7919 * i,
+                                      reshuffle_each_iteration=True).repeat())
+  if len(streams) == 1:
+    mixed = streams[0]
   else:
     mixed = tf.data.Dataset.sample_from_datasets(
-        per_task, weights=probabilities, seed=seed,
+        streams, weights=probabilities, seed=seed,
         stop_on_empty_dataset=False)
   mixed = batch(mixed, batch_size, dynamic_padding, max_seq_length,
                 drop_remainder=True)
@@ -82,12 +80,6 @@ def eval_dataset(record_path: str, batch_size: int, dynamic_padding: bool,
   ds = batch(task_dataset(record_path), batch_size, dynamic_padding,
              max_seq_length)
   return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def options_deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
-  opts = tf.data.Options()
-  opts.deterministic = True
-  return ds.with_options(opts)
 
 
 def describe(plan_probabilities: Dict[str, float]) -> str:

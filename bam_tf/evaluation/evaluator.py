@@ -10,6 +10,23 @@ from bam_tf.modeling.multitask_model import model_inputs
 from bam_tf.tasks.task import TaskSpec
 
 
+def _predict_step(model, task_index: int, task: TaskSpec):
+  """One traced function per (model, task), reused across splits."""
+  cache = model.__dict__.setdefault("_bam_predict_steps", {})
+  if task_index not in cache:
+
+    @tf.function(reduce_retracing=True)
+    def step(features):
+      logits = tf.cast(model(model_inputs(features),
+                             training=False)[task.name], tf.float32)
+      if task.is_regression:
+        return logits, model.task_predictions(task_index, logits)
+      return logits, tf.nn.softmax(logits, axis=-1)
+
+    cache[task_index] = step
+  return cache[task_index]
+
+
 def predict_task(model, task_index: int, task: TaskSpec,
                  dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
   """Per-example outputs of one task's head, in file order.
@@ -18,15 +35,7 @@ def predict_task(model, task_index: int, task: TaskSpec,
   (classification) or the prediction on the original label scale
   (regression).
   """
-
-  @tf.function(reduce_retracing=True)
-  def step(features):
-    logits = tf.cast(model(model_inputs(features), training=False)[task.name],
-                     tf.float32)
-    if task.is_regression:
-      return logits, model.task_predictions(task_index, logits)
-    return logits, tf.nn.softmax(logits, axis=-1)
-
+  step = _predict_step(model, task_index, task)
   eids, label_ids, label_values, logits_all, outs = [], [], [], [], []
   for features in dataset:
     logits, out = step(features)
@@ -39,7 +48,8 @@ def predict_task(model, task_index: int, task: TaskSpec,
             "label_id": np.concatenate(label_ids),
             "label_value": np.concatenate(label_values)}
   if task.is_regression:
-    result["prediction"] = task.unscale(np.concatenate(outs))
+    result["scaled_prediction"] = np.concatenate(outs)
+    result["prediction"] = task.unscale(result["scaled_prediction"])
     result["gold"] = task.unscale(result["label_value"])
   else:
     result["probabilities"] = np.concatenate(outs)

@@ -11,6 +11,7 @@ from typing import Dict, List
 import tensorflow as tf
 import tf_keras
 
+from bam_tf.distill import schedule as schedule_lib
 from bam_tf.tasks.task import TaskSpec
 
 INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
@@ -28,9 +29,10 @@ def model_inputs(features):
 class MultiTaskModel(tf_keras.Model):
   """Functional multi-task model with the BAM train step.
 
-  Built with `build_multitask_model`; `tasks`, `loss_weights` and the
-  optional `target_fn` (teacher blending, see bam_tf.training.distill) are
-  attached after construction.
+  Built with `build_multitask_model`; `configure_bam` attaches the tasks and
+  loss weights, `configure_distillation` the teacher-annealing schedule (the
+  batch then carries `teacher_probs`, the teacher's probabilities, and
+  `teacher_value`, its scaled prediction for regression tasks).
   """
 
   def configure_bam(self, tasks: List[TaskSpec], loss_weights: Dict[str,
@@ -40,7 +42,26 @@ class MultiTaskModel(tf_keras.Model):
     self.task_loss_weights = tf.constant(
         [float(loss_weights.get(t.name, 1.0)) for t in tasks], tf.float32)
     self.regression_head = regression_head
-    self.target_fn = None  # set by distillation: (task_index, features) ->
+    self.distill_schedule = None
+    self.teacher_tasks = frozenset()
+    # lambda of teacher annealing; 1.0 = gold labels only.
+    self.distill_lambda = tf.Variable(1.0, trainable=False, dtype=tf.float32,
+                                      name="distill_lambda")
+
+  def configure_distillation(self, schedule, teacher_tasks):
+    """Blends teacher outputs into the targets of `teacher_tasks`."""
+    self.distill_schedule = schedule
+    self.teacher_tasks = frozenset(teacher_tasks)
+
+  def _target(self, task, features, gold):
+    if task.name not in self.teacher_tasks:
+      return gold
+    if task.is_regression:
+      teacher = tf.cast(features["teacher_value"], tf.float32)
+    else:
+      teacher = tf.cast(features["teacher_probs"], tf.float32)
+      teacher = teacher[:, :task.num_labels]
+    return schedule_lib.blend(self.distill_lambda, gold, teacher)
 
   def task_predictions(self, task_index: int, logits: tf.Tensor) -> tf.Tensor:
     """Regression prediction on the scaled label space."""
@@ -57,15 +78,13 @@ class MultiTaskModel(tf_keras.Model):
       logits = tf.cast(outputs[task.name], tf.float32)
       if task.is_regression:
         pred = self.task_predictions(i, logits)
-        target = tf.cast(features["label_value"], tf.float32)
-        if self.target_fn is not None:
-          target = self.target_fn(i, task, features, target)
+        target = self._target(task, features,
+                              tf.cast(features["label_value"], tf.float32))
         columns.append(tf.square(pred - target))
       else:
-        target = tf.one_hot(tf.cast(features["label_id"], tf.int32),
-                            task.num_labels, dtype=tf.float32)
-        if self.target_fn is not None:
-          target = self.target_fn(i, task, features, target)
+        target = self._target(task, features, tf.one_hot(
+            tf.cast(features["label_id"], tf.int32), task.num_labels,
+            dtype=tf.float32))
         log_probs = tf.nn.log_softmax(logits, axis=-1)
         columns.append(-tf.reduce_sum(target * log_probs, axis=-1))
     return tf.stack(columns, axis=-1)
@@ -83,6 +102,9 @@ class MultiTaskModel(tf_keras.Model):
     return total, per_task, counts
 
   def train_step(self, features):
+    if self.distill_schedule is not None:
+      self.distill_lambda.assign(
+          self.distill_schedule.lam(self.optimizer.iterations))
     with tf.GradientTape() as tape:
       outputs = self(model_inputs(features), training=True)
       total, per_task, counts = self.bam_loss(features, outputs)
@@ -92,7 +114,7 @@ class MultiTaskModel(tf_keras.Model):
     # aggregation (bam_tf.training.optimization).
     self.optimizer.apply_gradients(zip(grads, variables))
     n = tf.maximum(tf.reduce_sum(counts), 1.0)
-    logs = {"loss": total / n}
+    logs = {"loss": total / n, "lambda": tf.identity(self.distill_lambda)}
     for i, task in enumerate(self.tasks):
       logs[f"loss_{task.name}"] = per_task[i]
       logs[f"count_{task.name}"] = counts[i]

@@ -48,6 +48,8 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     for name in self.task_names:
       if f"loss_{name}" in logs:
         scalars[f"loss/{name}"] = float(logs[f"loss_{name}"])
+    if getattr(self.model, "distill_schedule", None) is not None:
+      scalars["lambda"] = float(logs.get("lambda", float("nan")))
     if self.extra_scalars_fn is not None:
       scalars.update(self.extra_scalars_fn())
     done = step - self._s0

@@ -1,0 +1,1 @@
+"""Born-again distillation: teacher outputs, teacher annealing."""

@@ -1,0 +1,53 @@
+"""One command for a whole BAM recipe: teachers first, then the student.
+
+Teachers named by flagfile in --teachers are trained (each in its own
+process, exactly as `run_classifier.py --flagfile=...` would) unless their
+teacher outputs already exist; finished trials and checkpoints make every
+stage resumable, so rerunning the recipe after a kill continues where it
+stopped.
+"""
+
+import os
+import subprocess
+import sys
+
+from absl import logging
+
+from bam_tf.distill import teacher_outputs
+from bam_tf.errors import BamError
+
+# Flags of the student's command line that its teachers inherit, so that a
+# recipe run on other data or as a smoke run stays consistent.
+INHERITED_FLAGS = ("data_dir", "cache_dir", "debug", "max_train_steps")
+
+ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "run_classifier.py")
+
+
+def has_outputs(model_dir: str, trial: int) -> bool:
+  out = teacher_outputs.teacher_outputs_dir(model_dir, trial)
+  return os.path.isdir(out) and any(n.endswith("_train.json")
+                                    for n in os.listdir(out))
+
+
+def ensure_teachers(config):
+  """Runs each flagfile teacher whose outputs are missing."""
+  for model_dir, flagfile in sorted(config.teacher_flagfiles.items()):
+    if has_outputs(model_dir, config.teacher_trial):
+      logging.info("Teacher %s: outputs present, skipping", model_dir)
+      continue
+    cmd = [sys.executable, ENTRY_POINT, f"--flagfile={flagfile}"]
+    for flag in INHERITED_FLAGS:
+      value = getattr(config, flag)
+      if flag == "debug":
+        cmd.append("--debug" if value else "--nodebug")
+      elif value:
+        cmd.append(f"--{flag}={value}")
+    logging.info("Teacher %s: training (%s)", model_dir, " ".join(cmd))
+    if subprocess.call(cmd) != 0:
+      raise BamError(f"--teachers: the teacher run {flagfile} failed; see "
+                     "its output above")
+    if not has_outputs(model_dir, config.teacher_trial):
+      raise BamError(f"--teachers: {flagfile} finished without teacher "
+                     f"outputs for trial {config.teacher_trial} (check its "
+                     "--teacher_output_trials)")
