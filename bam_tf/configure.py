@@ -19,7 +19,7 @@ from bam_tf.tasks.task import TaskSpec
 
 FLAGS = flags.FLAGS
 
-MODES = ("train", "inspect_data")
+MODES = ("train", "inspect_data", "predict", "export")
 SAMPLING_SCHEMES = ("proportional", "multiples", "loss_weights")
 REGRESSION_HEADS = ("linear", "sigmoid")
 
@@ -35,7 +35,14 @@ def define_flags():
   if "task_names" in FLAGS:
     return
   d = flags
-  d.DEFINE_enum("mode", "train", MODES, "What to do.")
+  d.DEFINE_enum("mode", "train", MODES, "train: train and evaluate; "
+                "inspect_data: report on the data; predict: GLUE test-set "
+                "files from a finished run; export: SavedModel serving raw "
+                "text.")
+  d.DEFINE_integer("trial", 0, "The trial of a finished run that predict "
+                   "and export use.")
+  d.DEFINE_string("export_dir", "", "Where --mode=export writes (default "
+                  "model_dir/export/trial_<t>).")
   d.DEFINE_list("task_names", ["rte"], "Tasks to train, e.g. cola,mrpc,sts,"
                 "rte (original names or GLUE spellings).")
   d.DEFINE_string("custom_tasks", "", "JSON file or inline JSON declaring "
@@ -94,6 +101,9 @@ def define_flags():
   d.DEFINE_integer("save_checkpoints_steps", 500, "Checkpoint every N steps.")
   d.DEFINE_integer("keep_checkpoint_max", 2, "Checkpoints kept.")
   d.DEFINE_integer("log_every_steps", 10, "Progress line every N steps.")
+  d.DEFINE_bool("overwrite", False, "Delete what --model_dir holds when it "
+                "was written with another configuration (otherwise such a "
+                "run is refused).")
   d.DEFINE_integer("max_train_steps", 0, "Stop after this many steps (0 = "
                    "as many as the epochs need); for smoke runs.")
   # Distillation.
@@ -163,6 +173,9 @@ class BamConfig:
   distill_weight: float = 0.5
   distill_temperature: float = 1.0
   init_from: str = ""
+  trial: int = 0
+  export_dir: str = ""
+  overwrite: bool = False
   custom_tasks: str = ""
   teacher_dirs: Dict[str, List[str]] = dataclasses.field(
       default_factory=dict)
@@ -318,12 +331,16 @@ def validate(config: BamConfig):
          "teacher_output_trials", "must be trial numbers, e.g. 0,1")
   _check(0 <= c.distill_weight <= 1, "distill_weight", "must be in [0, 1]")
   _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
-  if c.mode in ("train", "inspect_data"):
+  if c.mode in ("train", "inspect_data", "predict"):
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
     _check(os.path.isdir(c.data_dir), "data_dir",
            f"{c.data_dir!r} is not a directory")
-  if c.mode == "train":
+  if c.mode in ("train", "predict", "export"):
     _check(bool(c.model_dir), "model_dir", "is required")
+  if c.mode in ("predict", "export"):
+    _check(os.path.isfile(os.path.join(c.model_dir, "config.json")),
+           "model_dir", f"{c.model_dir!r} holds no finished run "
+           "(config.json missing)")
   if c.bert_checkpoint_dir:
     _check(not c.hub_module_url, "bert_checkpoint_dir",
            "give either --bert_checkpoint_dir or --hub_module_url, not both")
@@ -337,6 +354,21 @@ def check_against_encoder(config: BamConfig, max_position_embeddings: int):
   _check(config.max_seq_length <= max_position_embeddings, "max_seq_length",
          f"{config.max_seq_length} is above the encoder's "
          f"{max_position_embeddings} position embeddings")
+
+
+# Settings that may change between invocations on the same model_dir: how
+# long to run and how to report, not what is trained.
+RERUN_SAFE = frozenset({
+    "mode", "num_trials", "log_every_steps", "save_checkpoints_steps",
+    "keep_checkpoint_max", "eval_batch_size", "cache_dir", "overwrite",
+    "teacher_output_trials", "trial", "export_dir"})
+
+
+def config_differences(saved: Dict, config: BamConfig) -> List[str]:
+  """Fields of a model_dir's config.json that this run would change."""
+  current = config.to_json_dict()
+  return sorted(k for k in set(saved) | set(current)
+                if k not in RERUN_SAFE and saved.get(k) != current.get(k))
 
 
 def save_config(config: BamConfig, path: str):

@@ -7,6 +7,7 @@ run-level results.json / results.txt collect all trials.
 
 import dataclasses
 import os
+import shutil
 import time
 from typing import Dict
 
@@ -30,6 +31,7 @@ from bam_tf.evaluation import metrics
 from bam_tf.modeling import encoders
 from bam_tf.modeling.multitask_model import build_multitask_model
 from bam_tf.outputs import files
+from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import readers
 from bam_tf.training import optimization
@@ -175,10 +177,8 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   logging.info("Trial %d (seed %d): %d steps, batch %d, lr %g, tasks %s",
                trial, seed, total_steps, config.train_batch_size,
                config.learning_rate, pipeline.describe(plan.probabilities))
-  t0 = time.time()
-  trainer.fit(model, train_ds, total_steps, trial_dir, config,
-              lr_fn=lambda step: lr(step))
-  train_seconds = time.time() - t0
+  train_seconds = trainer.fit(model, train_ds, total_steps, trial_dir, config,
+                              lr_fn=lambda step: lr(step))
   t0 = time.time()
   per_task, dev_predictions = evaluate(config, model, data, trial_dir)
   eval_seconds = time.time() - t0
@@ -207,6 +207,24 @@ def _splits_to_featurize(config):
   return splits
 
 
+def claim_model_dir(config):
+  """Refuses to mix runs: a model_dir written with another configuration is
+  an error unless --overwrite (which clears it)."""
+  path = os.path.join(config.model_dir, "config.json")
+  if os.path.exists(path):
+    diff = configure.config_differences(files.read_json(path), config)
+    if diff and not config.overwrite:
+      raise configure.ConfigError(
+          f"--model_dir: {config.model_dir} holds a run with another "
+          f"configuration (differs in: {', '.join(diff)}); use another "
+          "--model_dir, or --overwrite to delete it")
+    if diff:
+      logging.warning("--overwrite: deleting %s", config.model_dir)
+      shutil.rmtree(config.model_dir)
+  os.makedirs(config.model_dir, exist_ok=True)
+  configure.save_config(config, path)
+
+
 def train_and_evaluate(config) -> Dict:
   if config.distill:
     recipe.ensure_teachers(config)  # a recipe's teacher stages come first
@@ -214,9 +232,7 @@ def train_and_evaluate(config) -> Dict:
   data = featurize(config, tokenizer, _splits_to_featurize(config))
   # Teachers are validated before anything is written to model_dir.
   targets = student.load_targets(config, data) if config.distill else {}
-  os.makedirs(config.model_dir, exist_ok=True)
-  configure.save_config(config, os.path.join(config.model_dir,
-                                             "config.json"))
+  claim_model_dir(config)
   student_paths = student.join_records(config, data, targets)
   plan, total_steps = plan_training(config, data)
   del bundle  # each trial starts from freshly loaded pretrained weights
@@ -237,8 +253,42 @@ def train_and_evaluate(config) -> Dict:
   return results_lib.load(config.model_dir)
 
 
+def predict_test_sets(config) -> Dict[str, int]:
+  """--mode=predict: GLUE leaderboard files from a finished run's trial."""
+  from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
+  run_config, model, tokenizer, _ = export.restore_run(config.model_dir,
+                                                       config.trial)
+  run_config.data_dir = config.data_dir
+  run_config.eval_batch_size = config.eval_batch_size
+  data = featurize(run_config, tokenizer, glue_submission.test_splits)
+  per_split = []
+  for i, task in enumerate(run_config.tasks):
+    for split in glue_submission.test_splits(task):
+      per_split.append((task, split, predict(run_config, model, data, i,
+                                             task, split)))
+  counts = {(t.name, s): data.manifests[t.name][s]["count"]
+            for t, s, _ in per_split}
+  out_dir = os.path.join(config.model_dir, "glue_submission",
+                         f"trial_{config.trial}")
+  written = glue_submission.write_submission(out_dir, per_split, counts)
+  print("\n".join(f"{name}: {n} rows" for name, n in written.items()))
+  print(f"wrote {out_dir}/{glue_submission.ZIP_NAME}")
+  return written
+
+
 def run(config) -> int:
   """Runs config.mode; returns the process exit code."""
+  if config.mode == "predict":
+    predict_test_sets(config)
+    return 0
+  if config.mode == "export":
+    from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
+    export_dir = config.export_dir or os.path.join(
+        config.model_dir, "export", f"trial_{config.trial}")
+    path = export.export_run(config.model_dir, export_dir, config.trial,
+                             overwrite=config.overwrite)
+    print(f"exported SavedModel to {path}")
+    return 0
   if config.mode == "inspect_data":
     _, tokenizer = load_encoder_and_tokenizer(config)
     return inspect_lib.inspect(config, tokenizer)

@@ -70,3 +70,24 @@ def test_missing_data_dir_and_encoder_positions(tmp_path, glue_dir):
 def test_unknown_flag_is_an_error(tmp_path, glue_dir):
   with pytest.raises(flags.UnrecognizedFlagError):
     _config(tmp_path, glue_dir, "--lerning_rate=1e-4")
+
+
+def test_model_dir_with_another_configuration_is_refused(tmp_path, glue_dir):
+  from bam_tf import runner  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  first = _config(model_dir, glue_dir, "--task_names=rte")
+  runner.claim_model_dir(first)
+  (model_dir / "marker").write_text("from the first run")
+  # Reporting/length-of-run settings may change on a rerun.
+  runner.claim_model_dir(_config(model_dir, glue_dir, "--task_names=rte",
+                                 "--num_trials=5", "--log_every_steps=3"))
+  other = _config(model_dir, glue_dir, "--task_names=rte",
+                  "--learning_rate=2e-5")
+  with pytest.raises(configure.ConfigError, match=r"--model_dir: .*\(differs "
+                     r"in: learning_rate\); use another --model_dir, or "
+                     "--overwrite"):
+    runner.claim_model_dir(other)
+  assert (model_dir / "marker").exists()
+  runner.claim_model_dir(_config(model_dir, glue_dir, "--task_names=rte",
+                                 "--learning_rate=2e-5", "--overwrite"))
+  assert not (model_dir / "marker").exists()

@@ -94,6 +94,13 @@ def format_table(rows: List[Dict], max_seq_length: int) -> str:
   return "\n".join(lines)
 
 
+REPORT_JSON = "data_report.json"
+
+
+def read_report(model_dir: str) -> List[Dict]:
+  return files.read_json(os.path.join(model_dir, REPORT_JSON))
+
+
 def inspect(config, tokenizer) -> int:
   """Prints the table, writes it to model_dir if set; returns exit code."""
   rows = []
@@ -104,13 +111,13 @@ def inspect(config, tokenizer) -> int:
   errors = [r for r in rows if r["status"] == "malformed"]
   missing = [r for r in rows if r["status"] == "missing"]
   print(text)
-  for r in missing:
-    print(f"missing: {r['error']}")
+  for message in dict.fromkeys(r["error"] for r in missing):
+    print(f"missing: {message}")
   for r in errors:
     print(f"ERROR: {r['error']}")
   if config.model_dir:
     files.write_text_atomic(os.path.join(config.model_dir, "data_report.txt"),
                             text + "\n")
-    files.write_json_atomic(os.path.join(config.model_dir,
-                                         "data_report.json"), rows)
+    files.write_json_atomic(os.path.join(config.model_dir, REPORT_JSON),
+                            rows)
   return 1 if errors else 0

@@ -10,12 +10,17 @@ import os
 import tempfile
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_bytes_atomic(path: str, data: bytes):
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".",
                              dir=folder)
   try:
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; keep usual modes
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()

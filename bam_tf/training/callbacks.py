@@ -6,6 +6,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from bam_tf.outputs import files
+
 
 def _fmt_seconds(s: float) -> str:
   s = int(max(s, 0))
@@ -21,13 +23,12 @@ class ProgressLogger(tf_keras.callbacks.Callback):
   """
 
   def __init__(self, total_steps: int, every: int, lr_fn, task_names,
-               summary_dir: str = "", extra_scalars_fn=None):
+               summary_dir: str = ""):
     super().__init__()
     self.total_steps = total_steps
     self.every = every
     self.lr_fn = lr_fn
     self.task_names = list(task_names)
-    self.extra_scalars_fn = extra_scalars_fn
     self.writer = (tf.summary.create_file_writer(summary_dir)
                    if summary_dir else None)
     self._t0 = None
@@ -50,8 +51,6 @@ class ProgressLogger(tf_keras.callbacks.Callback):
         scalars[f"loss/{name}"] = float(logs[f"loss_{name}"])
     if getattr(self.model, "distill_schedule", None) is not None:
       scalars["lambda"] = float(logs.get("lambda", float("nan")))
-    if self.extra_scalars_fn is not None:
-      scalars.update(self.extra_scalars_fn())
     done = step - self._s0
     elapsed = time.time() - self._t0
     per_step = elapsed / done if done else 0.0
@@ -73,19 +72,35 @@ class ProgressLogger(tf_keras.callbacks.Callback):
 
 
 class CheckpointEveryN(tf_keras.callbacks.Callback):
-  """Saves the tf.train.CheckpointManager every N steps and at the end."""
+  """Saves the tf.train.CheckpointManager every N steps and at the end, and
+  beside it the training time so far (so resumed runs report the total)."""
 
   def __init__(self, manager: tf.train.CheckpointManager, every: int,
-               total_steps: int):
+               total_steps: int, progress_path: str,
+               seconds_before: float = 0.0):
     super().__init__()
     self.manager = manager
     self.every = every
     self.total_steps = total_steps
+    self.progress_path = progress_path
+    self.seconds_before = seconds_before
+    self._t0 = time.time()
+
+  @property
+  def train_seconds(self) -> float:
+    return self.seconds_before + time.time() - self._t0
+
+  def on_train_begin(self, logs=None):
+    self._t0 = time.time()
 
   def on_train_batch_end(self, batch, logs=None):
+    if self.model.stop_training:  # a non-finite loss: keep the last good one
+      return
     step = int(self.model.optimizer.iterations.numpy())
     if step % self.every == 0 or step == self.total_steps:
       self.manager.save(checkpoint_number=step)
+      files.write_json_atomic(self.progress_path, {
+          "step": step, "train_seconds": round(self.train_seconds, 1)})
 
 
 class StopOnNonFinite(tf_keras.callbacks.Callback):

@@ -10,18 +10,19 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from bam_tf.outputs import files
 from bam_tf.training import callbacks as callbacks_lib
+
+PROGRESS_JSON = "train_progress.json"
 
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN/inf loss."""
 
 
-def checkpoint_manager(model, trial_dir: str, max_to_keep: int,
-                       extra=None) -> tf.train.CheckpointManager:
-  items = dict(model=model, optimizer=model.optimizer)
-  items.update(extra or {})
-  ckpt = tf.train.Checkpoint(**items)
+def checkpoint_manager(model, trial_dir: str,
+                       max_to_keep: int) -> tf.train.CheckpointManager:
+  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
   return tf.train.CheckpointManager(
       ckpt, os.path.join(trial_dir, "checkpoints"), max_to_keep=max_to_keep)
 
@@ -37,15 +38,21 @@ def restore_latest(manager: tf.train.CheckpointManager) -> int:
 
 
 def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
-        config, lr_fn, extra_scalars_fn=None, extra_checkpoint_items=None):
-  """Trains to `total_steps`, resuming if the trial has checkpoints."""
-  manager = checkpoint_manager(model, trial_dir, config.keep_checkpoint_max,
-                               extra_checkpoint_items)
+        config, lr_fn) -> float:
+  """Trains to `total_steps`, resuming if the trial has checkpoints.
+
+  Returns the training time in seconds, summed over resumed sessions.
+  """
+  manager = checkpoint_manager(model, trial_dir, config.keep_checkpoint_max)
   start = restore_latest(manager)
+  progress_path = os.path.join(trial_dir, PROGRESS_JSON)
+  seconds_before = 0.0
+  if start and os.path.exists(progress_path):
+    seconds_before = float(files.read_json(progress_path)["train_seconds"])
   remaining = total_steps - start
   if remaining <= 0:
     logging.info("Training already finished (%d steps)", start)
-    return manager
+    return seconds_before
   if start:
     # Same seed, same stream: skip the batches already trained on.
     train_ds = train_ds.skip(start)
@@ -53,13 +60,13 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
   progress = callbacks_lib.ProgressLogger(
       total_steps, config.log_every_steps, lr_fn, [t.name for t in
                                                    model.tasks],
-      summary_dir=os.path.join(trial_dir, "tensorboard"),
-      extra_scalars_fn=extra_scalars_fn)
+      summary_dir=os.path.join(trial_dir, "tensorboard"))
   saver = callbacks_lib.CheckpointEveryN(manager,
                                          config.save_checkpoints_steps,
-                                         total_steps)
+                                         total_steps, progress_path,
+                                         seconds_before)
   model.fit(train_ds, steps_per_epoch=remaining, epochs=1, verbose=0,
             callbacks=[stopper, progress, saver])
   if stopper.error:
     raise NonFiniteLossError(stopper.error)
-  return manager
+  return saver.train_seconds

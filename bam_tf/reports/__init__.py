@@ -1,0 +1,1 @@
+"""Reports: Table 1 with significance tests, detailed stats and plots."""

@@ -1,0 +1,160 @@
+"""PNG plots of a report: score spread over trials, and training curves.
+
+Matplotlib with the Agg backend (no display). TensorBoard event files are
+read with a small record reader over tensorboard's protobufs, so plotting
+never imports TensorFlow (seconds, not tens of seconds).
+"""
+
+import glob
+import io
+import os
+import struct
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from bam_tf.outputs import files
+
+CURVE_TAGS = ("loss", "learning_rate", "lambda")
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg", force=True)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save(fig, path: str):
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+  files.write_bytes_atomic(path, buf.getvalue())
+
+
+def score_distributions(scores: Dict[str, Dict[str, Sequence[float]]],
+                        columns: Sequence[str], path: str):
+  """One panel per column (Avg, tasks): a box per method with its trial
+  scores drawn on top (trials are few, so every point is shown)."""
+  plt = _pyplot()
+  columns = [c for c in columns
+             if any(c in by and len(by[c]) for by in scores.values())]
+  methods = list(scores)
+  ncols = min(3, max(1, len(columns)))
+  nrows = max(1, -(-len(columns) // ncols))
+  fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                           figsize=(4.2 * ncols, 3.4 * nrows))
+  rng = np.random.default_rng(0)
+  for ax, col in zip(axes.flat, columns):
+    data = [list(scores[m].get(col, [])) for m in methods]
+    present = [i for i, d in enumerate(data) if d]
+    ax.boxplot([data[i] for i in present], positions=[i + 1 for i in present],
+               widths=0.5, showfliers=False)
+    for i in present:
+      xs = i + 1 + rng.uniform(-0.12, 0.12, size=len(data[i]))
+      ax.plot(xs, data[i], "o", ms=3, alpha=0.7)
+    ax.set_xticks(range(1, len(methods) + 1))
+    ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
+    ax.set_title(col)
+    ax.set_ylabel("dev score")
+  for ax in list(axes.flat)[len(columns):]:
+    ax.axis("off")
+  fig.suptitle("Dev scores over trials")
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
+# --------------------------------------------------------- event files
+
+def _records(path: str):
+  """TFRecord framing: uint64 length, uint32 crc, data, uint32 crc. CRCs
+  are not checked; a truncated tail (a run still writing) ends the file."""
+  with open(path, "rb") as f:
+    data = f.read()
+  pos = 0
+  while pos + 12 <= len(data):
+    (length,) = struct.unpack("<Q", data[pos:pos + 8])
+    end = pos + 12 + length
+    if end + 4 > len(data):
+      return
+    yield data[pos + 12:end]
+    pos = end + 4
+
+
+def _scalar(value) -> Optional[float]:
+  kind = value.WhichOneof("value")
+  if kind == "simple_value":
+    return float(value.simple_value)
+  if kind != "tensor":
+    return None
+  t = value.tensor
+  dtypes = {1: "<f4", 2: "<f8", 19: "<f2", 3: "<i4", 9: "<i8"}
+  if t.dtype not in dtypes or t.tensor_shape.dim:
+    return None
+  if t.tensor_content:
+    return float(np.frombuffer(t.tensor_content, dtype=dtypes[t.dtype])[0])
+  for field in ("float_val", "double_val", "int_val", "int64_val",
+                "half_val"):
+    vals = getattr(t, field)
+    if len(vals):
+      return float(vals[0])
+  return None
+
+
+def read_scalars(event_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+  """{tag: [(step, value)] sorted by step} from every event file under
+  event_dir (last write of a step wins)."""
+  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out: Dict[str, Dict[int, float]] = {}
+  paths = sorted(glob.glob(os.path.join(event_dir, "**", "*tfevents*"),
+                           recursive=True))
+  for path in paths:
+    for rec in _records(path):
+      try:
+        ev = event_pb2.Event.FromString(rec)
+      except Exception:  # pylint: disable=broad-except
+        continue  # a damaged record: skip it, keep the rest
+      for v in ev.summary.value:
+        x = _scalar(v)
+        if x is not None:
+          out.setdefault(v.tag, {})[int(ev.step)] = x
+  return {tag: sorted(d.items()) for tag, d in out.items()}
+
+
+def training_curves(run_dir: str, path: str,
+                    title: str = "") -> Optional[str]:
+  """Loss (total and per task), learning rate and lambda over steps, one
+  line per trial. Returns None when written, else a note saying why not."""
+  trial_dirs = sorted(glob.glob(os.path.join(run_dir, "trial_*",
+                                             "tensorboard")))
+  curves = {}
+  for d in trial_dirs:
+    scalars = read_scalars(d)
+    if scalars:
+      curves[os.path.basename(os.path.dirname(d))] = scalars
+  if not curves:
+    return (f"no training curves for {run_dir}: no TensorBoard event files "
+            "under trial_*/tensorboard")
+  panels = [("loss", lambda t: t == "loss" or t.startswith("loss/")),
+            ("learning_rate", lambda t: t == "learning_rate"),
+            ("lambda", lambda t: t == "lambda" or t.startswith("lambda/"))]
+  panels = [(name, match) for name, match in panels
+            if any(match(t) for sc in curves.values() for t in sc)]
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                           figsize=(5 * len(panels), 3.6))
+  for ax, (name, match) in zip(axes[0], panels):
+    for trial, scalars in sorted(curves.items()):
+      for tag in sorted(t for t in scalars if match(t)):
+        steps, vals = zip(*scalars[tag])
+        label = tag if len(curves) == 1 else f"{trial} {tag}"
+        ax.plot(steps, vals, lw=1, label=label)
+    ax.set_title(name)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=6)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+  return None

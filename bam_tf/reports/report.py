@@ -1,0 +1,599 @@
+"""The paper's Table 1 from finished runs, with significance marks.
+
+    python -m bam_tf.reports.report \\
+      --runs='Single:runs/small/single_rte+runs/small/single_cola,Multi:runs/small/multi,Single->Multi:runs/small/single_to_multi' \\
+      --baselines=Single,Multi --out_dir=reports/small [--test=bootstrap|mannwhitney|both]
+
+(Quote --runs: an unquoted '->' is a shell redirection.)
+
+A method is one or more run dirs (`+`-joined); Single is one run per task,
+so its dirs are combined task by task. Each cell is the median over trials
+of the headline dev score; a mark says the method improves over that
+baseline with Holm-Bonferroni-corrected p < alpha, the correction taken over
+every comparison the table makes. Writes table.md, table.csv,
+comparisons.csv, report.json and PNG plots into --out_dir. No TensorFlow.
+"""
+
+import argparse
+import csv
+import io
+import math
+import os
+import re
+import statistics as pystats
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from bam_tf.errors import BamError
+from bam_tf.outputs import files
+from bam_tf.reports import statistics as st
+from bam_tf.tasks import glue
+from bam_tf.tasks.task import TaskSpec
+
+GLUE_ORDER = ("cola", "sst", "mrpc", "sts", "qqp", "mnli", "qnli", "rte")
+AVG = "Avg"
+MARKS = ("†", "‡", "§", "¶", "#")
+TESTS = ("bootstrap", "mannwhitney")
+TEST_NAMES = {
+    "bootstrap": "paired bootstrap over dev examples (median-scoring trial "
+                 "of each method; Avg: stratified by task)",
+    "mannwhitney": "one-sided Mann-Whitney U over trial scores",
+}
+CORRECTION = "Holm-Bonferroni (step-down) over all {m} comparisons of this " \
+             "test; significant where corrected p < {alpha}"
+
+
+class ReportError(BamError):
+  """A run dir, results.json or flag the report cannot use."""
+
+
+# ------------------------------------------------------------------ inputs
+
+def parse_runs(specs) -> Dict[str, List[str]]:
+  """--runs 'Name:dir[+dir...],Name2:dir' (may repeat) -> {name: [dirs]}.
+
+  Order is kept (it is the table's row order)."""
+  if isinstance(specs, str):
+    specs = [specs]
+  methods: Dict[str, List[str]] = {}
+  for spec in specs or []:
+    for entry in (e.strip() for e in spec.split(",")):
+      if not entry:
+        continue
+      name, sep, dirs = entry.partition(":")
+      name = name.strip()
+      if not sep or not name or not dirs.strip():
+        raise ReportError(f"--runs: entry {entry!r} is not NAME:DIR[+DIR...]")
+      if name in methods:
+        raise ReportError(f"--runs: method {name!r} given twice")
+      methods[name] = [d.strip() for d in dirs.split("+") if d.strip()]
+  if not methods:
+    raise ReportError("--runs: no methods given (NAME:DIR[+DIR...],...)")
+  return methods
+
+
+def _task_spec(name: str, config: Dict, where: str) -> TaskSpec:
+  if name in glue.GLUE_TASKS:
+    return glue.GLUE_TASKS[name]
+  custom = config.get("custom_tasks") or ""
+  if custom:
+    from bam_tf.tasks import registry  # pylint: disable=g-import-not-at-top
+    try:
+      specs = registry.load_custom_tasks(custom)
+    except BamError as e:
+      raise ReportError(f"{where}: cannot read its custom_tasks ({e})") from e
+    if name in specs:
+      return specs[name]
+  raise ReportError(f"{where}: unknown task {name!r} (not GLUE and not in "
+                    "the run's custom_tasks)")
+
+
+class RunDir:
+  """One run dir's results.json: per-task, per-trial headline scores."""
+
+  def __init__(self, path: str, flag: str = "--runs"):
+    self.path = path
+    results_path = os.path.join(path, "results.json")
+    if not os.path.isdir(path):
+      raise ReportError(f"{flag}: run dir {path!r} does not exist")
+    if not os.path.exists(results_path):
+      raise ReportError(f"{flag}: {results_path} not found (is {path!r} a "
+                        "finished run's --model_dir?)")
+    try:
+      data = files.read_json(results_path)
+    except ValueError as e:
+      raise ReportError(f"{flag}: {results_path} is not valid JSON ({e})"
+                        ) from e
+    self.config = data.get("config", {})
+    trials = data.get("trials") or []
+    if not trials:
+      raise ReportError(f"{flag}: {results_path} has no finished trials")
+    names = list(self.config.get("task_names") or [])
+    if not names:  # older files: the tasks the trials scored
+      names = sorted({t for tr in trials for t in tr.get("tasks", {})})
+    self.tasks = {n: _task_spec(n, self.config, results_path) for n in names}
+    self.scores: Dict[str, Dict[int, float]] = {n: {} for n in names}
+    for tr in trials:
+      for n in names:
+        if n not in tr.get("tasks", {}) or "score" not in tr["tasks"][n]:
+          raise ReportError(f"{flag}: {results_path}: trial {tr.get('trial')}"
+                            f" has no score for task {n!r}")
+        self.scores[n][int(tr["trial"])] = float(tr["tasks"][n]["score"])
+
+  def predictions(self, task: str, trial: int):
+    """(eid, gold, prediction) of a trial's dev predictions, sorted by eid."""
+    spec = self.tasks[task]
+    path = os.path.join(self.path, f"trial_{trial}", "predictions",
+                        f"{task}_{spec.dev_split}.npz")
+    if not os.path.exists(path):
+      raise ReportError(f"bootstrap test needs per-example predictions: "
+                        f"{path} not found (use --test=mannwhitney for runs "
+                        "without them)")
+    with np.load(path) as z:
+      missing = [k for k in ("eid", "gold", "prediction") if k not in z.files]
+      if missing:
+        raise ReportError(f"{path}: missing arrays {missing}")
+      eid, gold, pred = z["eid"], z["gold"], z["prediction"]
+    order = np.argsort(eid, kind="stable")
+    return eid[order], gold[order], pred[order]
+
+
+class Method:
+  """A table row: one or more run dirs, each task taken from exactly one."""
+
+  def __init__(self, name: str, dirs: Sequence[str], flag: str = "--runs"):
+    if not dirs:
+      raise ReportError(f"{flag}: method {name!r} has no run dirs")
+    self.name = name
+    self.runs = [RunDir(d, flag) for d in dirs]
+    self.task_run: Dict[str, RunDir] = {}
+    for run in self.runs:
+      for task in run.tasks:
+        if task in self.task_run:
+          raise ReportError(
+              f"{flag}: method {name!r} has task {task!r} in two run dirs "
+              f"({self.task_run[task].path} and {run.path}); give one")
+        self.task_run[task] = run
+
+  def spec(self, task: str) -> TaskSpec:
+    return self.task_run[task].tasks[task]
+
+  def scores(self, task: str) -> Dict[int, float]:
+    return self.task_run[task].scores[task]
+
+  def trial_averages(self, tasks: Sequence[str]) -> Dict[int, float]:
+    """Per-trial mean of `tasks`' scores, over trials every task has."""
+    common = set.intersection(*(set(self.scores(t)) for t in tasks))
+    return {i: float(np.mean([self.scores(t)[i] for t in tasks]))
+            for i in sorted(common)}
+
+
+def _ordered_tasks(names) -> List[str]:
+  names = set(names)
+  return ([t for t in GLUE_ORDER if t in names]
+          + sorted(names - set(GLUE_ORDER)))
+
+
+def _describe(values: Sequence[float]) -> Dict[str, float]:
+  vs = [float(v) for v in values]
+  return {"median": pystats.median(vs), "mean": pystats.fmean(vs),
+          "std": pystats.pstdev(vs) if len(vs) > 1 else 0.0,
+          "min": min(vs), "max": max(vs), "n": len(vs)}
+
+
+def _aligned(task: str, a: Method, b: Method, trial_a: int, trial_b: int):
+  eid_a, gold_a, pred_a = a.task_run[task].predictions(task, trial_a)
+  eid_b, gold_b, pred_b = b.task_run[task].predictions(task, trial_b)
+  if not np.array_equal(eid_a, eid_b):
+    raise ReportError(
+        f"{task}: {a.name} ({a.task_run[task].path}, trial {trial_a}) and "
+        f"{b.name} ({b.task_run[task].path}, trial {trial_b}) predicted "
+        "different dev examples; a paired test needs the same ones")
+  if not np.allclose(np.asarray(gold_a, np.float64),
+                     np.asarray(gold_b, np.float64)):
+    raise ReportError(f"{task}: {a.name} and {b.name} have different gold "
+                      "labels for the same example ids")
+  return gold_a, pred_a, pred_b
+
+
+# ------------------------------------------------------------------ report
+
+def build_report(methods: Dict[str, List[str]],
+                 baselines: Sequence[str] = (),
+                 out_dir: Optional[str] = None,
+                 test: str = "bootstrap",
+                 alpha: float = 0.05,
+                 n_resamples: int = st.DEFAULT_RESAMPLES,
+                 seed: int = st.DEFAULT_SEED,
+                 bootstrap_pvalue: str = "nonpositive",
+                 tasks: Optional[Sequence[str]] = None,
+                 plots: bool = True) -> Dict:
+  """Loads the runs, tests every method against every baseline and (with
+  out_dir) writes table.md, table.csv, comparisons.csv, report.json, PNGs.
+
+  methods: {row name: [run dirs]} in row order; baselines: row names, each
+  gets a mark symbol (†, ‡, ...); test: "bootstrap", "mannwhitney" or
+  "both". Returns the report dict (what report.json holds, plus
+  "markdown")."""
+  tests = list(TESTS) if test == "both" else [test]
+  if any(t not in TESTS for t in tests):
+    raise ReportError(f"--test must be bootstrap, mannwhitney or both, got "
+                      f"{test!r}")
+  if bootstrap_pvalue not in st.PVALUE_METHODS:
+    raise ReportError(f"--bootstrap_pvalue must be one of "
+                      f"{st.PVALUE_METHODS}, got {bootstrap_pvalue!r}")
+  baselines = list(baselines or [])
+  for b in baselines:
+    if b not in methods:
+      raise ReportError(f"--baselines: {b!r} is not a method of --runs "
+                        f"({', '.join(methods)})")
+  if len(baselines) > len(MARKS):
+    raise ReportError(f"--baselines: at most {len(MARKS)} baselines")
+  marks = dict(zip(baselines, MARKS))
+  rows = {name: Method(name, dirs) for name, dirs in methods.items()}
+
+  if tasks:
+    tasks = [glue.ALIASES.get(t.strip().lower(), t.strip()) for t in tasks]
+    for m in rows.values():
+      missing = [t for t in tasks if t not in m.task_run]
+      if missing:
+        raise ReportError(
+            f"--tasks: method {m.name!r} has no results for {missing} in "
+            f"{[r.path + '/results.json' for r in m.runs]}")
+    columns = _ordered_tasks(tasks)
+  else:
+    columns = _ordered_tasks(t for m in rows.values() for t in m.task_run)
+  notes: List[str] = []
+
+  def avg_tasks(m: Method):
+    used = [t for t in columns if m.spec(t).in_average] if all(
+        t in m.task_run for t in columns) else None
+    return used or None
+
+  # Per method and column: trial scores, summary stats, the table's median.
+  trial_scores: Dict[str, Dict[str, Dict[int, float]]] = {}
+  stats_table: Dict[str, Dict[str, Dict]] = {}
+  cells: Dict[str, Dict[str, Optional[float]]] = {}
+  for m in rows.values():
+    trial_scores[m.name], stats_table[m.name], cells[m.name] = {}, {}, {}
+    for t in columns:
+      if t in m.task_run:
+        trial_scores[m.name][t] = m.scores(t)
+        stats_table[m.name][t] = _describe(m.scores(t).values())
+        cells[m.name][t] = stats_table[m.name][t]["median"]
+    used = avg_tasks(m)
+    if used:
+      # As the paper: Avg = mean of the per-task medians (WNLI out).
+      cells[m.name][AVG] = float(np.mean([cells[m.name][t] for t in used]))
+      per_trial = m.trial_averages(used)
+      if per_trial:
+        trial_scores[m.name][AVG] = per_trial
+        stats_table[m.name][AVG] = _describe(per_trial.values())
+    else:
+      cells[m.name][AVG] = None
+      notes.append(f"{m.name}: no Avg (it lacks some of the table's tasks)")
+  all_columns = [AVG] + columns
+
+  # Comparisons: every (baseline, other method, column) both sides have.
+  results: Dict[str, Dict] = {}
+  for test_name in tests:
+    comps = []
+    for b in baselines:
+      base = rows[b]
+      for m in rows.values():
+        if m.name == b:
+          continue
+        for col in all_columns:
+          c = _compare(test_name, col, base, m, columns, trial_scores,
+                       avg_tasks, n_resamples, seed, bootstrap_pvalue)
+          if c is not None:
+            c.update({"baseline": b, "method": m.name, "column": col,
+                      "test": test_name, "mark": marks[b]})
+            comps.append(c)
+    keyed = {i: c["p_value"] for i, c in enumerate(comps)}
+    adjusted, reject = st.holm_bonferroni(keyed, alpha) if comps else ({}, {})
+    for i, c in enumerate(comps):
+      c["p_adjusted"] = adjusted[i]
+      c["significant"] = bool(reject[i])
+    results[test_name] = {
+        "description": TEST_NAMES[test_name],
+        "correction": CORRECTION.format(m=len(comps), alpha=alpha),
+        "comparisons": comps}
+
+  report = {
+      "settings": {"test": test, "alpha": alpha, "n_resamples": n_resamples,
+                   "seed": seed, "bootstrap_pvalue": bootstrap_pvalue,
+                   "baselines": baselines, "marks": marks,
+                   "score": "median over trials of the headline dev score "
+                            "(x100); Avg = mean of the task medians"},
+      "methods": {m.name: {"dirs": [r.path for r in m.runs],
+                           "task_dirs": {t: r.path
+                                         for t, r in m.task_run.items()}}
+                  for m in rows.values()},
+      "columns": all_columns,
+      "cells": cells,
+      "stats": stats_table,
+      "trial_scores": {m: {c: {str(k): v for k, v in s.items()}
+                           for c, s in by.items()}
+                       for m, by in trial_scores.items()},
+      "tests": results,
+      "notes": notes,
+      "plots": [],
+  }
+  if out_dir and plots:
+    report["plots"], plot_notes = _write_plots(report, rows, out_dir)
+    report["notes"].extend(plot_notes)
+  report["markdown"] = render_markdown(report)
+  if out_dir:
+    write_report(report, out_dir)
+  return report
+
+
+def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
+             avg_tasks, n_resamples, seed, pvalue) -> Optional[Dict]:
+  """One test of "m improves over base" in column col (None: not testable)."""
+  if col not in trial_scores[base.name] or col not in trial_scores[m.name]:
+    return None
+  if test_name == "mannwhitney":
+    r = st.mann_whitney_test(list(trial_scores[base.name][col].values()),
+                             list(trial_scores[m.name][col].values()))
+    return r
+  if col == AVG:
+    used_b, used_m = avg_tasks(base), avg_tasks(m)
+    if used_b != used_m:
+      return None
+    per_task, trials = [], {}
+    for t in used_m:
+      ta = st.median_trial(base.scores(t))
+      tb = st.median_trial(m.scores(t))
+      trials[t] = [ta, tb]
+      per_task.append((base.spec(t),) + _aligned(t, base, m, ta, tb))
+    r = st.stratified_bootstrap_average_test(per_task, n_resamples, seed,
+                                             pvalue)
+    r["trials"] = trials
+    return r
+  ta = st.median_trial(base.scores(col))
+  tb = st.median_trial(m.scores(col))
+  gold, pa, pb = _aligned(col, base, m, ta, tb)
+  r = st.paired_bootstrap_test(m.spec(col), gold, pa, pb, n_resamples,
+                               st._seed_for(seed, col), pvalue)  # pylint: disable=protected-access
+  r["trials"] = [ta, tb]
+  return r
+
+
+# ----------------------------------------------------------------- writing
+
+def _fmt_p(p: float, n_resamples: Optional[int] = None) -> str:
+  if p == 0 and n_resamples:
+    return f"<{1.0 / n_resamples:.0e}"
+  return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _header(col: str) -> str:
+  if col == AVG:
+    return AVG
+  spec = glue.GLUE_TASKS.get(col)
+  return spec.glue_name if spec else col
+
+
+def marked_cells(report: Dict, test_name: str) -> Dict[str, Dict[str, str]]:
+  """{method: {column: 'median + marks'}} for one test's marks."""
+  sig: Dict = {}
+  for c in report["tests"][test_name]["comparisons"]:
+    if c["significant"]:
+      sig.setdefault((c["method"], c["column"]), []).append(c["baseline"])
+  out = {}
+  for m, by in report["cells"].items():
+    out[m] = {}
+    for col in report["columns"]:
+      v = by.get(col)
+      if v is None:
+        out[m][col] = "-"
+        continue
+      ms = "".join(report["settings"]["marks"][b]
+                   for b in report["settings"]["baselines"]
+                   if b in sig.get((m, col), []))
+      out[m][col] = f"{v:.1f}{ms}"
+  return out
+
+
+def _md_table(header: List[str], rows: List[List[str]]) -> List[str]:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return lines
+
+
+def render_markdown(report: Dict) -> str:
+  cols = report["columns"]
+  s = report["settings"]
+  lines = []
+  for test_name, res in report["tests"].items():
+    cells = marked_cells(report, test_name)
+    lines.append(f"## Dev scores (median over trials) - marks: "
+                 f"{res['description']}")
+    lines.append("")
+    lines += _md_table(["Model"] + [_header(c) for c in cols],
+                       [[m] + [cells[m][c] for c in cols] for m in cells])
+    lines.append("")
+    legend = ", ".join(f"{mk} improves over {b}"
+                       for b, mk in s["marks"].items())
+    if legend:
+      lines.append(f"{legend}; {res['correction']}.")
+      lines.append("")
+  if not report["tests"]:
+    lines += _md_table(["Model"] + [_header(c) for c in cols],
+                       [[m] + ["-" if by.get(c) is None else f"{by[c]:.1f}"
+                               for c in cols]
+                        for m, by in report["cells"].items()])
+    lines.append("")
+  lines.append("## Detail (over trials; std is the population std; Avg row "
+               "= per-trial averages)")
+  lines.append("")
+  rows = []
+  for m, by in report["stats"].items():
+    for c in cols:
+      if c in by:
+        d = by[c]
+        rows.append([m, _header(c)] + [f"{d[k]:.2f}" for k in
+                                       ("median", "mean", "std", "min",
+                                        "max")] + [str(d["n"])])
+  lines += _md_table(["Model", "Task", "median", "mean", "std", "min", "max",
+                      "n"], rows)
+  lines.append("")
+  for test_name, res in report["tests"].items():
+    lines.append(f"## Comparisons: {res['description']}")
+    lines.append("")
+    lines.append(f"Correction: {res['correction']}.")
+    lines.append("")
+    rows = []
+    for c in res["comparisons"]:
+      nr = s["n_resamples"] if test_name == "bootstrap" else None
+      rows.append([c["method"], c["baseline"], _header(c["column"]),
+                   f"{c['delta']:+.2f}", _fmt_p(c["p_value"], nr),
+                   _fmt_p(c["p_adjusted"], nr),
+                   "yes" if c["significant"] else "no"])
+    lines += _md_table(["Method", "vs", "Task", "delta", "p", "p (Holm)",
+                        f"p<{s['alpha']}"], rows)
+    lines.append("")
+  if report["notes"]:
+    lines.append("## Notes")
+    lines.append("")
+    lines += [f"- {n}" for n in report["notes"]]
+    lines.append("")
+  return "\n".join(lines)
+
+
+def _csv(rows: List[List]) -> str:
+  buf = io.StringIO()
+  csv.writer(buf, lineterminator="\n").writerows(rows)
+  return buf.getvalue()
+
+
+def write_report(report: Dict, out_dir: str):
+  """table.md, table.csv, comparisons.csv, report.json (atomic writes)."""
+  os.makedirs(out_dir, exist_ok=True)
+  files.write_text_atomic(os.path.join(out_dir, "table.md"),
+                          report["markdown"])
+  tests = list(report["tests"])
+  marked = {t: marked_cells(report, t) for t in tests}
+  rows = [["method", "column", "median"] + [f"cell_{t}" for t in tests]]
+  for m, by in report["cells"].items():
+    for c in report["columns"]:
+      v = by.get(c)
+      rows.append([m, c, "" if v is None else repr(v)]
+                  + [marked[t][m][c] for t in tests])
+  files.write_text_atomic(os.path.join(out_dir, "table.csv"), _csv(rows))
+  rows = [["test", "method", "baseline", "column", "delta", "p_value",
+           "p_adjusted", "significant", "alpha", "correction"]]
+  for t, res in report["tests"].items():
+    for c in res["comparisons"]:
+      rows.append([t, c["method"], c["baseline"], c["column"],
+                   repr(c["delta"]), repr(c["p_value"]),
+                   repr(c["p_adjusted"]), c["significant"],
+                   report["settings"]["alpha"], res["correction"]])
+  files.write_text_atomic(os.path.join(out_dir, "comparisons.csv"),
+                          _csv(rows))
+  files.write_json_atomic(os.path.join(out_dir, "report.json"),
+                          _jsonable(report))
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.floating, float)):
+    return None if math.isnan(float(x)) else float(x)
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, np.bool_):
+    return bool(x)
+  return x
+
+
+def slug(name: str) -> str:
+  return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "x"
+
+
+def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
+  from bam_tf.reports import plots  # pylint: disable=g-import-not-at-top
+  written, notes = [], []
+  path = os.path.join(out_dir, "score_distributions.png")
+  plots.score_distributions(
+      {m: {c: list(s.values()) for c, s in by.items()}
+       for m, by in report["trial_scores"].items()},
+      report["columns"], path)
+  written.append(path)
+  for m in rows.values():
+    for run in m.runs:
+      stem = (f"curves_{slug(m.name)}_"
+              f"{slug(os.path.basename(os.path.normpath(run.path)))}")
+      path, k = os.path.join(out_dir, stem + ".png"), 1
+      while path in written:  # two dirs of one method, same basename
+        k += 1
+        path = os.path.join(out_dir, f"{stem}_{k}.png")
+      note = plots.training_curves(run.path, path,
+                                   title=f"{m.name}: {run.path}")
+      if note:
+        notes.append(note)
+      else:
+        written.append(path)
+  return written, notes
+
+
+# --------------------------------------------------------------------- CLI
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(
+      prog="python -m bam_tf.reports.report",
+      description="Table 1 of the paper (medians + significance marks) from "
+                  "finished runs. Quote --runs ('->' is a shell redirect).")
+  p.add_argument("--runs", action="append", required=True,
+                 help="NAME:DIR[+DIR...][,NAME:DIR...]; a method may join "
+                      "several single-task run dirs with '+'. May repeat. "
+                      "Row order = given order.")
+  p.add_argument("--baselines", default="",
+                 help="comma-separated method names; marks †, ‡, §, ¶, # in "
+                      "this order")
+  p.add_argument("--out_dir", default="", help="where to write the report")
+  p.add_argument("--test", default="bootstrap",
+                 choices=["bootstrap", "mannwhitney", "both"])
+  p.add_argument("--alpha", type=float, default=0.05)
+  p.add_argument("--n_resamples", type=int, default=st.DEFAULT_RESAMPLES)
+  p.add_argument("--seed", type=int, default=st.DEFAULT_SEED)
+  p.add_argument("--bootstrap_pvalue", default="nonpositive",
+                 choices=list(st.PVALUE_METHODS),
+                 help="nonpositive: P*(delta <= 0); shifted: "
+                      "Berg-Kirkpatrick et al. 2012, P*(delta > 2 delta_obs)")
+  p.add_argument("--tasks", default="",
+                 help="comma-separated tasks to show (default: all found)")
+  p.add_argument("--no_plots", action="store_true")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  try:
+    methods = parse_runs(args.runs)
+    report = build_report(
+        methods, [b.strip() for b in args.baselines.split(",") if b.strip()],
+        out_dir=args.out_dir or None, test=args.test, alpha=args.alpha,
+        n_resamples=args.n_resamples, seed=args.seed,
+        bootstrap_pvalue=args.bootstrap_pvalue,
+        tasks=[t for t in args.tasks.split(",") if t.strip()] or None,
+        plots=not args.no_plots)
+  except BamError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(report["markdown"])
+  if args.out_dir:
+    print(f"wrote table.md, table.csv, comparisons.csv, report.json"
+          f"{' and plots' if report['plots'] else ''} to {args.out_dir}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,274 @@
+"""The report end to end on synthetic run dirs with known numbers.
+
+No model is trained: results.json and the prediction .npz files are written
+here, scores computed with the project's own metric functions."""
+
+import json
+import os
+import statistics as pystats
+
+import numpy as np
+import pytest
+
+from bam_tf.evaluation import metrics
+from bam_tf.reports import plots
+from bam_tf.reports import report as rp
+from bam_tf.reports import statistics as st
+from bam_tf.tasks.glue import GLUE_TASKS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+N_TRIALS = 6
+N_EX = 120
+
+
+def _gold(task):
+  rng = np.random.default_rng({"cola": 1, "sst": 2, "sts": 3}[task])
+  if GLUE_TASKS[task].is_regression:
+    return np.round(rng.uniform(0, 5, N_EX), 2)
+  return rng.integers(0, 2, N_EX)
+
+
+def _pred(task, trial, perfect=False):
+  """Same predictions for every method given (task, trial), unless perfect."""
+  gold = _gold(task)
+  if perfect:
+    return gold.copy()
+  rng = np.random.default_rng(100 * trial + len(task))
+  if GLUE_TASKS[task].is_regression:
+    return gold + rng.normal(0, 1.0 + 0.1 * trial, N_EX)
+  return np.where(rng.random(N_EX) < 0.6 + 0.03 * trial, gold, 1 - gold)
+
+
+def _write_run(path, tasks, perfect=(), n_trials=N_TRIALS):
+  trials = []
+  for t in range(n_trials):
+    per_task = {}
+    for task in tasks:
+      spec = GLUE_TASKS[task]
+      gold, pred = _gold(task), _pred(task, t, task in perfect)
+      eid = np.arange(N_EX, dtype=np.int64)[::-1].copy()  # unsorted on disk
+      d = os.path.join(path, f"trial_{t}", "predictions")
+      os.makedirs(d, exist_ok=True)
+      np.savez(os.path.join(d, f"{task}_{spec.dev_split}.npz"), eid=eid,
+               gold=gold[eid], prediction=pred[eid])
+      per_task[task] = metrics.task_metrics(spec, gold, pred)
+    trials.append({"trial": t, "seed": t + 1, "tasks": per_task,
+                   "averages": metrics.averages(
+                       [GLUE_TASKS[x] for x in tasks], per_task)})
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "results.json"), "w") as f:
+    json.dump({"config": {"task_names": list(tasks)}, "trials": trials,
+               "summary": {}}, f)
+  return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("runs")
+  tasks = ("sts", "cola", "sst")  # not GLUE order on purpose
+  return {
+      "Single": [_write_run(str(root / f"single_{t}"), [t]) for t in tasks],
+      "Multi": [_write_run(str(root / "multi"), tasks)],
+      # Perfect on SST, identical to the baselines elsewhere.
+      "Best": [_write_run(str(root / "best"), tasks, perfect=("sst",))],
+  }
+
+
+def _table_rows(markdown, heading_word):
+  """{model: [cells]} of the first table after a heading containing word."""
+  lines = markdown.splitlines()
+  start = next(i for i, l in enumerate(lines)
+               if l.startswith("## ") and heading_word in l)
+  rows, header = {}, None
+  for l in lines[start + 1:]:
+    if l.startswith("## "):
+      break
+    if l.startswith("| ") and header is None:
+      header = [c.strip() for c in l.strip("|").split("|")]
+    elif l.startswith("| "):
+      cells = [c.strip() for c in l.strip("|").split("|")]
+      rows[cells[0]] = dict(zip(header[1:], cells[1:]))
+  return header, rows
+
+
+def _expected_scores(method_tasks_perfect):
+  tasks, perfect = method_tasks_perfect
+  return {task: [metrics.task_metrics(GLUE_TASKS[task], _gold(task),
+                                      _pred(task, t, task in perfect))["score"]
+                 for t in range(N_TRIALS)] for task in tasks}
+
+
+def _write_events(path, events):
+  """TFRecord framing by hand: tensorboard's own writer would import
+  TensorFlow (seconds) just to open a file."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    for ev in events:
+      data = ev.SerializeToString()
+      header = struct.pack("<Q", len(data))
+      f.write(header + struct.pack("<I", masked_crc32c(header)) + data
+              + struct.pack("<I", masked_crc32c(data)))
+
+
+def _naive_holm(ps):
+  m = len(ps)
+  order = np.argsort(ps, kind="stable")
+  adj = np.empty(m)
+  running = 0.0
+  for i, k in enumerate(order):
+    running = max(running, min(1.0, (m - i) * ps[k]))
+    adj[k] = running
+  return adj
+
+
+@pytest.mark.parametrize("test", ["bootstrap", "mannwhitney"])
+def test_report_table_medians_and_marks(runs, tmp_path, test):
+  out = str(tmp_path / "out")
+  report = rp.build_report(runs, ["Single", "Multi"], out_dir=out,
+                           test=test, n_resamples=1000, plots=False)
+  header, rows = _table_rows(report["markdown"], "Dev scores")
+  assert header == ["Model", "Avg", "CoLA", "SST-2", "STS-B"]
+  assert list(rows) == ["Single", "Multi", "Best"]
+
+  tasks = ("cola", "sst", "sts")
+  expected = {"Single": _expected_scores((tasks, ())),
+              "Multi": _expected_scores((tasks, ())),
+              "Best": _expected_scores((tasks, ("sst",)))}
+  comps = report["tests"][test]["comparisons"]
+  # Holm over every comparison: 2 baselines x 2 other methods x 4 columns.
+  assert len(comps) == 16
+  adj = _naive_holm(np.array([c["p_value"] for c in comps]))
+  np.testing.assert_allclose([c["p_adjusted"] for c in comps], adj)
+  sig = {(c["method"], c["column"], c["baseline"])
+         for c in comps if c["p_adjusted"] < 0.05}
+  for method, by_task in expected.items():
+    medians = {t: pystats.median(v) for t, v in by_task.items()}
+    medians["Avg"] = float(np.mean(list(medians.values())))
+    for col, head in (("Avg", "Avg"), ("cola", "CoLA"), ("sst", "SST-2"),
+                      ("sts", "STS-B")):
+      marks = "".join(mk for b, mk in (("Single", "†"), ("Multi", "‡"))
+                      if (method, col, b) in sig)
+      assert rows[method][head] == f"{medians[col]:.1f}{marks}", (method, col)
+  # The design: Best is perfect on SST (significant vs both baselines with
+  # either test: bootstrap p = 0; Mann-Whitney 6 vs 6 all above, p ~ 0.001
+  # with Best's tied 100s); identical predictions elsewhere and between
+  # Single and Multi give no marks.
+  assert rows["Best"]["SST-2"].endswith("†‡")
+  if test == "mannwhitney":
+    # Best's Avg: raw p < 0.05 but not after Holm over 16 -> no mark.
+    avg = [c for c in comps if c["method"] == "Best" and c["column"] == "Avg"]
+    assert all(c["p_value"] < 0.05 <= c["p_adjusted"] for c in avg)
+    assert not rows["Best"]["Avg"].endswith(("†", "‡"))
+  for m in ("Single", "Multi"):
+    assert not any(c.endswith(("†", "‡")) for c in rows[m].values())
+  for col in ("cola", "sts"):
+    assert ("Best", col, "Single") not in sig
+
+  for name in ("table.md", "table.csv", "comparisons.csv", "report.json"):
+    assert os.path.getsize(os.path.join(out, name)) > 0
+  with open(os.path.join(out, "report.json")) as f:
+    saved = json.load(f)
+  assert saved["cells"]["Best"]["sst"] == pytest.approx(100.0)
+  with open(os.path.join(out, "comparisons.csv")) as f:
+    lines = f.read().splitlines()
+  assert len(lines) == 1 + 16 and "Holm-Bonferroni" in lines[1]
+
+
+def test_detailed_stats(runs):
+  report = rp.build_report(runs, ["Single"], test="mannwhitney", plots=False)
+  scores = _expected_scores((("sts",), ()))["sts"]
+  d = report["stats"]["Multi"]["sts"]
+  assert d["n"] == N_TRIALS
+  assert d["median"] == pytest.approx(np.median(scores))
+  assert d["mean"] == pytest.approx(np.mean(scores))
+  assert d["std"] == pytest.approx(np.std(scores))
+  assert d["min"] == pytest.approx(min(scores))
+  assert d["max"] == pytest.approx(max(scores))
+  assert "| Multi | STS-B | " in report["markdown"]
+  assert "Holm-Bonferroni" in report["markdown"]
+
+
+def test_cli_writes_everything_with_plots(runs, tmp_path, capsys):
+  # Training curves for one run: loss, per-task loss, learning rate, lambda
+  # in both the TF2 tensor form and the TF1 simple_value form.
+  from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+  logdir = os.path.join(runs["Multi"][0], "trial_0", "tensorboard")
+  events = [event_pb2.Event(wall_time=1.0, file_version="brain.Event:2")]
+  for step in range(1, 6):
+    vals = [summary_pb2.Summary.Value(
+        tag=tag, tensor=tensor_pb2.TensorProto(
+            dtype=1, tensor_content=np.float32(x).tobytes()))
+            for tag, x in (("loss", 1.0 / step), ("loss/sst", 0.5 / step),
+                           ("learning_rate", 1e-4 * step))]
+    vals.append(summary_pb2.Summary.Value(tag="lambda",
+                                          simple_value=step / 5))
+    events.append(event_pb2.Event(step=step,
+                                  summary=summary_pb2.Summary(value=vals)))
+  _write_events(os.path.join(logdir, "events.out.tfevents.1.test.v2"),
+                events)
+  scalars = plots.read_scalars(logdir)
+  assert scalars["lambda"] == [(s, pytest.approx(s / 5)) for s in range(1, 6)]
+  assert scalars["learning_rate"][-1] == (5, pytest.approx(5e-4))
+
+  out = str(tmp_path / "rep")
+  spec = ",".join(f"{m}:{'+'.join(d)}" for m, d in runs.items())
+  rc = rp.main([f"--runs={spec}", "--baselines=Single,Multi",
+                f"--out_dir={out}", "--test=both", "--n_resamples=300"])
+  assert rc == 0
+  printed = capsys.readouterr().out
+  assert "| Model | Avg | CoLA | SST-2 | STS-B |" in printed
+  pngs = [os.path.join(out, "score_distributions.png"),
+          os.path.join(out, "curves_Multi_multi.png")]
+  for p in pngs:
+    with open(p, "rb") as f:
+      data = f.read()
+    assert len(data) > 100 and data[:8] == PNG_MAGIC, p
+  with open(os.path.join(out, "report.json")) as f:
+    saved = json.load(f)
+  assert set(saved["tests"]) == {"bootstrap", "mannwhitney"}
+  assert sorted(saved["plots"]) == sorted(pngs)
+  # Runs without event files: no curves, a note instead.
+  assert any("no training curves" in n and "best" in n
+             for n in saved["notes"])
+  assert not os.path.exists(os.path.join(out, "curves_Best_best.png"))
+
+
+def test_parse_runs():
+  assert rp.parse_runs("Single:a+b,Single->Multi:c") == {
+      "Single": ["a", "b"], "Single->Multi": ["c"]}
+  assert rp.parse_runs(["A:x", "B:y"]) == {"A": ["x"], "B": ["y"]}
+  for bad in ("nodirs", "A:", ":x", "A:x,A:y", ""):
+    with pytest.raises(rp.ReportError, match="--runs"):
+      rp.parse_runs(bad)
+
+
+def test_clear_errors(runs, tmp_path):
+  with pytest.raises(rp.ReportError, match="--runs.*does not exist"):
+    rp.build_report({"X": [str(tmp_path / "nope")]}, plots=False)
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(rp.ReportError, match="results.json not found"):
+    rp.build_report({"X": [str(empty)]}, plots=False)
+  with pytest.raises(rp.ReportError, match=r"--tasks.*'rte'.*results.json"):
+    rp.build_report(runs, tasks=["rte"], plots=False)
+  with pytest.raises(rp.ReportError, match="--baselines.*'Nope'"):
+    rp.build_report(runs, ["Nope"], plots=False)
+  with pytest.raises(rp.ReportError, match="two run dirs"):
+    rp.build_report({"X": runs["Multi"] + runs["Best"]}, plots=False)
+  # A bootstrap without prediction files names the missing file.
+  bare = _write_run(str(tmp_path / "bare"), ["sst"], n_trials=1)
+  os.remove(os.path.join(bare, "trial_0", "predictions", "sst_dev.npz"))
+  with pytest.raises(rp.ReportError, match="sst_dev.npz not found"):
+    rp.build_report({"Multi": runs["Multi"], "Bare": [bare]}, ["Multi"],
+                    plots=False, n_resamples=10)
+  # ... while Mann-Whitney needs only results.json.
+  r = rp.build_report({"Multi": runs["Multi"], "Bare": [bare]}, ["Multi"],
+                      test="mannwhitney", plots=False)
+  assert r["cells"]["Bare"]["Avg"] is None  # lacks cola and sts
+  assert rp.main(["--runs=X:" + str(tmp_path / "nope")]) == 2
+
+
+def test_statistics_module_is_what_the_report_uses():
+  assert rp.st is st

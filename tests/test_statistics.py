@@ -1,0 +1,205 @@
+"""Significance tests of the reports: known answers, scipy agreement, speed.
+
+Pure numpy/scipy; seconds."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bam_tf.evaluation import metrics
+from bam_tf.reports import statistics as st
+from bam_tf.tasks.glue import GLUE_TASKS
+
+
+# ------------------------------------------------------------ Holm
+
+def test_holm_textbook_example():
+  # Sorted: .005*4=.02, .01*3=.03, .03*2=.06, .04*1=.04 -> max(.06,.04)=.06.
+  p = {"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005}
+  adjusted, reject = st.holm_bonferroni(p, alpha=0.05)
+  assert list(adjusted) == ["a", "b", "c", "d"]
+  np.testing.assert_allclose([adjusted[k] for k in "abcd"],
+                             [0.03, 0.06, 0.06, 0.02])
+  assert [reject[k] for k in "abcd"] == [True, False, False, True]
+
+
+def test_holm_capped_monotone_and_strict():
+  adjusted, reject = st.holm_bonferroni({0: 0.5, 1: 0.6, 2: 0.001})
+  assert adjusted == {0: 1.0, 1: 1.0, 2: pytest.approx(0.003)}
+  assert reject == {0: False, 1: False, 2: True}
+  # Exactly alpha after correction is not "p < 0.05".
+  _, reject = st.holm_bonferroni({"x": 0.025, "y": 0.5}, alpha=0.05)
+  assert reject == {"x": False, "y": False}
+  assert st.holm_bonferroni({}) == ({}, {})
+  with pytest.raises(st.StatisticsError):
+    st.holm_bonferroni({"x": 1.5})
+
+
+# ---------------------------------------------------- Mann-Whitney
+
+def test_mann_whitney_hand_example():
+  # Every B beats every A: U = 3*3 = 9; exact P(U >= 9) = 1 / C(6,3) = 0.05.
+  r = st.mann_whitney_test([1, 2, 3], [4, 5, 6])
+  assert r["u_statistic"] == 9.0
+  assert r["p_value"] == pytest.approx(1 / 20)
+  # The reverse direction: U = 0, P(U >= 0) = 1.
+  r = st.mann_whitney_test([4, 5, 6], [1, 2, 3])
+  assert r["u_statistic"] == 0.0 and r["p_value"] == pytest.approx(1.0)
+
+
+def test_mann_whitney_matches_scipy():
+  rng = np.random.default_rng(3)
+  a = np.round(rng.normal(80, 1, 20), 1)  # ties: normal approximation
+  b = np.round(rng.normal(80.7, 1, 20), 1)
+  ours = st.mann_whitney_test(a, b)
+  ref = stats.mannwhitneyu(b, a, alternative="greater")
+  assert ours["u_statistic"] == ref.statistic
+  assert ours["p_value"] == pytest.approx(ref.pvalue)
+  with pytest.raises(st.StatisticsError):
+    st.mann_whitney_test([], [1.0])
+
+
+# ---------------------------------------------------- batched metrics
+
+@pytest.mark.parametrize("task,metric", [("sst", "accuracy"),
+                                         ("mrpc", "f1"), ("cola", "mcc"),
+                                         ("sts", "spearman"),
+                                         ("sts", "pearson")])
+def test_batched_metrics_match_metrics_module(task, metric):
+  rng = np.random.default_rng(0)
+  spec = GLUE_TASKS[task]
+  n = 60
+  if spec.is_regression:
+    gold = np.round(rng.uniform(0, 5, n), 1)        # ties in gold
+    pred = np.round(gold + rng.normal(0, 1, n), 0)  # many ties in preds
+  else:
+    gold = rng.integers(0, 2, n)
+    pred = np.where(rng.random(n) < 0.7, gold, 1 - gold)
+  idx = rng.integers(0, n, size=(7, n))
+  idx[0] = 0  # a constant resample: undefined correlations / MCC -> 0
+  scorer = st.batched_metric_for(spec, metric)
+  got = scorer(gold[idx], pred[idx])
+  want = [metrics.task_metrics(spec, gold[i], pred[i])[metric] for i in idx]
+  np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_headline_metric_names():
+  assert st.headline_metric_name(GLUE_TASKS["cola"]) == "mcc"
+  assert st.headline_metric_name(GLUE_TASKS["sts"]) == "spearman"
+  assert st.headline_metric_name(GLUE_TASKS["mrpc"]) == "accuracy"
+
+
+# ----------------------------------------------------------- bootstrap
+
+def test_bootstrap_identical_systems_p_is_one():
+  rng = np.random.default_rng(1)
+  gold = rng.integers(0, 2, 100)
+  pred = rng.integers(0, 2, 100)
+  for task in ("sst", "cola", "mrpc"):
+    r = st.paired_bootstrap_test(GLUE_TASKS[task], gold, pred, pred.copy(),
+                                 n_resamples=500)
+    assert r["delta"] == 0.0 and r["p_value"] == 1.0
+  g = rng.uniform(0, 5, 100)
+  p = g + rng.normal(0, 1, 100)
+  r = st.paired_bootstrap_test(GLUE_TASKS["sts"], g, p, p.copy(),
+                               n_resamples=500)
+  assert r["p_value"] == 1.0
+  r = st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, pred, pred,
+                               n_resamples=500, pvalue="shifted")
+  assert r["p_value"] == 1.0
+
+
+def test_bootstrap_better_everywhere_p_is_zero():
+  gold = np.array([0, 1] * 50)
+  worse, better = 1 - gold, gold.copy()
+  for pvalue in st.PVALUE_METHODS:
+    r = st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, worse, better,
+                                 n_resamples=1000, pvalue=pvalue)
+    assert r["delta"] == 100.0 and r["p_value"] == 0.0
+
+
+def test_bootstrap_one_of_n_better_matches_analytic():
+  # B fixes k of n examples, same elsewhere: delta* <= 0 exactly when none
+  # of the k is drawn in n draws with replacement: ((n - k) / n) ** n.
+  for n, k in ((20, 1), (10, 2)):
+    gold = np.zeros(n, dtype=int)
+    a = np.zeros(n, dtype=int)
+    a[:k] = 1
+    b = np.zeros(n, dtype=int)
+    r = st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, a, b,
+                                 n_resamples=20000, seed=5)
+    want = ((n - k) / n) ** n
+    se = math.sqrt(want * (1 - want) / 20000)
+    assert abs(r["p_value"] - want) < 5 * se, (n, k, r["p_value"], want)
+
+
+def test_bootstrap_one_each_way_matches_multinomial():
+  # Example 0 favours B, example 1 favours A. With draw counts c0, c1:
+  # delta* <= 0 iff c0 <= c1; by symmetry P = (1 + P(c0 == c1)) / 2 with
+  # P(c0 == c1) = sum_j n! / (j! j! (n-2j)!) (1/n)^(2j) ((n-2)/n)^(n-2j).
+  n = 12
+  gold = np.zeros(n, dtype=int)
+  a = np.zeros(n, dtype=int)
+  b = np.zeros(n, dtype=int)
+  a[0], b[1] = 1, 1
+  eq = sum(math.factorial(n) / (math.factorial(j) ** 2
+                                * math.factorial(n - 2 * j))
+           * (1 / n) ** (2 * j) * ((n - 2) / n) ** (n - 2 * j)
+           for j in range(n // 2 + 1))
+  want = (1 + eq) / 2
+  r = st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, a, b,
+                               n_resamples=20000, seed=2)
+  assert r["delta"] == 0.0
+  assert abs(r["p_value"] - want) < 5 * math.sqrt(want * (1 - want) / 20000)
+
+
+def test_bootstrap_shifted_pvalue_definition():
+  deltas = np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 5.0])
+  assert st.bootstrap_pvalue(1.0, deltas, "nonpositive") == 2 / 6
+  assert st.bootstrap_pvalue(1.0, deltas, "shifted") == 2 / 6  # > 2
+  assert st.bootstrap_pvalue(-1.0, deltas, "shifted") == 1.0
+  with pytest.raises(st.StatisticsError):
+    st.bootstrap_pvalue(1.0, deltas, "twosided")
+
+
+def test_bootstrap_is_seeded_and_checks_lengths():
+  rng = np.random.default_rng(0)
+  gold = rng.integers(0, 2, 50)
+  a, b = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+  r1 = st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, a, b, 300, seed=7)
+  r2 = st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, a, b, 300, seed=7)
+  assert r1 == r2
+  with pytest.raises(st.StatisticsError):
+    st.paired_bootstrap_test(GLUE_TASKS["sst"], gold, a[:-1], b, 10)
+
+
+def test_bootstrap_10000_by_1500_is_fast():
+  rng = np.random.default_rng(0)
+  n = 1500
+  gold = rng.integers(0, 2, n)
+  a = np.where(rng.random(n) < 0.8, gold, 1 - gold)
+  b = np.where(rng.random(n) < 0.8, gold, 1 - gold)
+  t0 = time.time()
+  st.paired_bootstrap_test(GLUE_TASKS["cola"], gold, a, b, 10000)
+  assert time.time() - t0 < 15  # ~0.5 s idle; generous for busy CPUs
+
+
+def test_stratified_average_identical_and_dominant():
+  rng = np.random.default_rng(4)
+  g1, g2 = rng.integers(0, 2, 40), rng.uniform(0, 5, 30)
+  p1, p2 = rng.integers(0, 2, 40), g2 + rng.normal(0, 1, 30)
+  same = [(GLUE_TASKS["sst"], g1, p1, p1), (GLUE_TASKS["sts"], g2, p2, p2)]
+  assert st.stratified_bootstrap_average_test(same, 300)["p_value"] == 1.0
+  better = [(GLUE_TASKS["sst"], g1, 1 - g1, g1),
+            (GLUE_TASKS["cola"], g1, 1 - g1, g1)]
+  r = st.stratified_bootstrap_average_test(better, 300)
+  assert r["p_value"] == 0.0 and r["delta"] == pytest.approx(150.0)
+
+
+def test_median_trial():
+  assert st.median_trial({0: 3.0, 1: 1.0, 2: 2.0}) == 2
+  assert st.median_trial({0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}) == 1
+  assert st.median_trial({5: 7.0}) == 5
