@@ -22,6 +22,8 @@ FLAGS = flags.FLAGS
 MODES = ("train", "inspect_data", "predict", "export")
 SAMPLING_SCHEMES = ("proportional", "multiples", "loss_weights")
 REGRESSION_HEADS = ("linear", "sigmoid")
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 # Defaults that depend on the number of tasks (original code).
 MULTI_TASK_DEFAULTS = dict(learning_rate=1e-4, num_train_epochs=6.0,
@@ -106,6 +108,17 @@ def define_flags():
                 "run is refused).")
   d.DEFINE_integer("max_train_steps", 0, "Stop after this many steps (0 = "
                    "as many as the epochs need); for smoke runs.")
+  # Hardware.
+  d.DEFINE_enum("strategy", "one_device", STRATEGIES, "tf.distribute "
+                "strategy: one_device (the default strategy), mirrored (all "
+                "local GPUs), multi_worker_mirrored (workers from TF_CONFIG), "
+                "tpu (--tpu). --train_batch_size/--eval_batch_size are global "
+                "batches, split across replicas.")
+  d.DEFINE_string("tpu", "", "TPU name or grpc:// address for "
+                  "--strategy=tpu (empty = the local TPU VM).")
+  d.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "Keras mixed "
+                "precision policy (heads and losses stay float32; "
+                "mixed_float16 adds dynamic loss scaling).")
   # Distillation.
   d.DEFINE_list("teacher_output_trials", ["0"], "Trials that write teacher "
                 "outputs (train/dev/test predictions) after training; empty "
@@ -177,6 +190,9 @@ class BamConfig:
   export_dir: str = ""
   overwrite: bool = False
   custom_tasks: str = ""
+  strategy: str = "one_device"
+  tpu: str = ""
+  mixed_precision: str = "none"
   teacher_dirs: Dict[str, List[str]] = dataclasses.field(
       default_factory=dict)
   # Teachers given as flagfiles: trained first if their outputs are missing.
@@ -195,6 +211,17 @@ class BamConfig:
   @property
   def debug_max_rows(self) -> Optional[int]:
     return 50 if self.debug else None
+
+  @property
+  def static_shapes(self) -> bool:
+    """TPUs compile one program per shape: every batch is padded to
+    max_seq_length (--dynamic_padding is ignored) and evaluation batches are
+    padded to the full eval batch."""
+    return self.strategy == "tpu"
+
+  @property
+  def use_dynamic_padding(self) -> bool:
+    return self.dynamic_padding and not self.static_shapes
 
   def trial_seed(self, trial: int) -> int:
     return self.seed + trial
@@ -331,6 +358,16 @@ def validate(config: BamConfig):
          "teacher_output_trials", "must be trial numbers, e.g. 0,1")
   _check(0 <= c.distill_weight <= 1, "distill_weight", "must be in [0, 1]")
   _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
+  _check(c.strategy in STRATEGIES, "strategy",
+         f"must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
+  _check(c.mixed_precision in MIXED_PRECISION, "mixed_precision",
+         f"must be one of {', '.join(MIXED_PRECISION)}, got "
+         f"{c.mixed_precision!r}")
+  _check(not c.tpu or c.strategy == "tpu", "tpu",
+         "given without --strategy=tpu")
+  _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),
+         "mixed_precision", "TPUs compute in bfloat16: use mixed_bfloat16 "
+         "with --strategy=tpu")
   if c.mode in ("train", "inspect_data", "predict"):
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
     _check(os.path.isdir(c.data_dir), "data_dir",
@@ -361,12 +398,26 @@ def check_against_encoder(config: BamConfig, max_position_embeddings: int):
 RERUN_SAFE = frozenset({
     "mode", "num_trials", "log_every_steps", "save_checkpoints_steps",
     "keep_checkpoint_max", "eval_batch_size", "cache_dir", "overwrite",
-    "teacher_output_trials", "trial", "export_dir"})
+    "teacher_output_trials", "trial", "export_dir",
+    # Where it runs, not what is trained: a run may resume on other hardware.
+    "strategy", "tpu"})
+
+
+def _field_defaults() -> Dict:
+  out = {}
+  for f in dataclasses.fields(BamConfig):
+    if f.default is not dataclasses.MISSING:
+      out[f.name] = f.default
+  return out
 
 
 def config_differences(saved: Dict, config: BamConfig) -> List[str]:
   """Fields of a model_dir's config.json that this run would change."""
   current = config.to_json_dict()
+  # A config.json written before a field existed holds that field's default.
+  saved = dict(saved)
+  for key, value in _field_defaults().items():
+    saved.setdefault(key, value)
   return sorted(k for k in set(saved) | set(current)
                 if k not in RERUN_SAFE and saved.get(k) != current.get(k))
 

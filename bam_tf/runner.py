@@ -34,6 +34,7 @@ from bam_tf.outputs import files
 from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import readers
+from bam_tf.training import distribution
 from bam_tf.training import optimization
 from bam_tf.training import trainer
 from bam_tf.training import warm_start
@@ -88,6 +89,8 @@ def plan_training(config, data: PreparedData):
 
 
 def build_model(config, bundle, plan, total_steps):
+  """Model and optimizer; call under the strategy's scope and the precision
+  policy (run_trial does), like the encoder in `bundle`."""
   model = build_multitask_model(config.tasks, bundle.layer,
                                 head_dropout=config.head_dropout)
   model.configure_bam(config.tasks, plan.loss_weights, config.regression_head)
@@ -99,41 +102,51 @@ def build_model(config, bundle, plan, total_steps):
       layerwise_lr_decay=config.layerwise_lr_decay,
       num_layers=bundle.num_layers, depth_fn=depth_fn,
       clip_norm=config.clip_norm)
-  model.compile(optimizer=optimizer)
+  model.compile(optimizer=distribution.wrap_optimizer(optimizer, config))
   return model
 
 
 def predict(config, model, data: PreparedData, task_index: int, task,
-            split: str) -> Dict[str, np.ndarray]:
+            split: str, strategy=None) -> Dict[str, np.ndarray]:
+  """Every example of the split exactly once: batches are padded to the
+  full global eval batch with padding examples, which are dropped."""
   ds = pipeline.eval_dataset(data.records[task.name][split],
-                             config.eval_batch_size, config.dynamic_padding,
-                             config.max_seq_length)
-  return evaluator.predict_task(model, task_index, task, ds)
+                             config.eval_batch_size,
+                             config.use_dynamic_padding,
+                             config.max_seq_length,
+                             pad_task_id=len(config.tasks))
+  return evaluator.predict_task(model, task_index, task, ds, strategy)
 
 
-def evaluate(config, model, data: PreparedData, trial_dir: str):
+def evaluate(config, model, data: PreparedData, trial_dir: str,
+             strategy=None, write: bool = True):
   """Scores every task's dev split; keeps per-example predictions.
 
   Returns (metrics per task, predictions per task).
   """
   per_task, all_preds = {}, {}
   for i, task in enumerate(config.tasks):
-    preds = predict(config, model, data, i, task, task.dev_split)
+    preds = predict(config, model, data, i, task, task.dev_split, strategy)
     per_task[task.name] = evaluator.score(task, preds)
     all_preds[task.name] = preds
-    save_predictions(os.path.join(trial_dir, "predictions",
-                                  f"{task.name}_{task.dev_split}.npz"), preds)
+    if write:
+        save_predictions(os.path.join(trial_dir, "predictions",
+                                    f"{task.name}_{task.dev_split}.npz"),
+                       preds)
   return per_task, all_preds
 
 
 def write_teacher_outputs(config, model, data: PreparedData, trial: int,
-                          dev_predictions: Dict[str, Dict]):
+                          dev_predictions: Dict[str, Dict], strategy=None,
+                          write: bool = True):
   """Predictions on every featurised split, for students to learn from."""
   out_dir = teacher_outputs.teacher_outputs_dir(config.model_dir, trial)
   for i, task in enumerate(config.tasks):
     for split, manifest in data.manifests[task.name].items():
       preds = (dev_predictions[task.name] if split == task.dev_split
-               else predict(config, model, data, i, task, split))
+               else predict(config, model, data, i, task, split, strategy))
+      if not write:  # other workers take part in predicting only
+        continue
       parts = manifest["key_parts"]
       extra = {k: parts.get(k) for k in (
           "max_seq_length", "vocab_sha256", "do_lower_case", "data_sha256",
@@ -141,7 +154,8 @@ def write_teacher_outputs(config, model, data: PreparedData, trial: int,
       extra.update(model_dir=os.path.abspath(config.model_dir), trial=trial)
       teacher_outputs.write_teacher_outputs(out_dir, task, split, preds,
                                             extra)
-  logging.info("Wrote teacher outputs to %s", out_dir)
+  if write:
+    logging.info("Wrote teacher outputs to %s", out_dir)
 
 
 def save_predictions(path: str, preds: Dict[str, np.ndarray]):
@@ -152,11 +166,17 @@ def save_predictions(path: str, preds: Dict[str, np.ndarray]):
 
 
 def run_trial(config, trial: int, bundle, data: PreparedData, plan,
-              total_steps: int, student_paths=None) -> Dict:
+              total_steps: int, student_paths=None, strategy=None) -> Dict:
+  """Trains and evaluates one trial. `bundle` (the encoder) must have been
+  built under `strategy.scope()` and the precision policy, as
+  train_and_evaluate does."""
+  strategy = strategy or tf.distribute.get_strategy()
+  chief = distribution.is_chief(strategy)
   seed = config.trial_seed(trial)
   trial_dir = config.trial_dir(trial)
   os.makedirs(trial_dir, exist_ok=True)
-  model = build_model(config, bundle, plan, total_steps)
+  with strategy.scope(), distribution.precision_policy(config):
+    model = build_model(config, bundle, plan, total_steps)
   if config.init_from:
     warm_start.init_from(model, bundle.layer, config.init_from,
                          config.teacher_trial)
@@ -169,26 +189,33 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   else:
     per_task_ds = [pipeline.task_dataset(data.records[t.name]["train"])
                    for t in config.tasks]
+  # Global batches with drop_remainder (static batch size); Keras splits
+  # each across the replicas.
   train_ds = pipeline.train_dataset(
       per_task_ds, [plan.probabilities[t.name] for t in config.tasks],
-      config.train_batch_size, seed, config.dynamic_padding,
+      config.train_batch_size, seed, config.use_dynamic_padding,
       config.max_seq_length)
+  train_ds = distribution.for_strategy(train_ds, strategy)
   lr = model.optimizer.learning_rate
-  logging.info("Trial %d (seed %d): %d steps, batch %d, lr %g, tasks %s",
-               trial, seed, total_steps, config.train_batch_size,
+  logging.info("Trial %d (seed %d): %d steps, batch %d over %d replica(s), "
+               "lr %g, tasks %s", trial, seed, total_steps,
+               config.train_batch_size, strategy.num_replicas_in_sync,
                config.learning_rate, pipeline.describe(plan.probabilities))
   train_seconds = trainer.fit(model, train_ds, total_steps, trial_dir, config,
-                              lr_fn=lambda step: lr(step))
+                              lr_fn=lambda step: lr(step), chief=chief)
   t0 = time.time()
-  per_task, dev_predictions = evaluate(config, model, data, trial_dir)
+  per_task, dev_predictions = evaluate(config, model, data, trial_dir,
+                                       strategy, write=chief)
   eval_seconds = time.time() - t0
   if trial in config.teacher_output_trial_ids:
-    write_teacher_outputs(config, model, data, trial, dev_predictions)
+    write_teacher_outputs(config, model, data, trial, dev_predictions,
+                          strategy, write=chief)
   result = {"trial": trial, "seed": seed, "train_steps": total_steps,
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(eval_seconds, 1), "tasks": per_task,
             "averages": metrics.averages(config.tasks, per_task)}
-  warm_start.save_final(model, bundle.layer, trial_dir)
+  if chief:
+    warm_start.save_final(model, bundle.layer, trial_dir)
   return result
 
 
@@ -225,14 +252,30 @@ def claim_model_dir(config):
   configure.save_config(config, path)
 
 
-def train_and_evaluate(config) -> Dict:
+def make_strategy(config, strategy=None):
+  """The run's strategy (created before other TensorFlow work: multi-worker
+  collectives must be configured first), its batch sizes checked."""
+  if strategy is None:
+    strategy = distribution.make_strategy(config)
+  distribution.check_batch_sizes(config, strategy.num_replicas_in_sync)
+  if strategy.num_replicas_in_sync > 1 or config.strategy != "one_device":
+    logging.info("--strategy=%s: %d replicas", config.strategy,
+                 strategy.num_replicas_in_sync)
+  return strategy
+
+
+def train_and_evaluate(config, strategy=None) -> Dict:
+  """`strategy`: an already created one (tests); default from --strategy."""
+  strategy = make_strategy(config, strategy)
+  chief = distribution.is_chief(strategy)
   if config.distill:
     recipe.ensure_teachers(config)  # a recipe's teacher stages come first
   bundle, tokenizer = load_encoder_and_tokenizer(config)
   data = featurize(config, tokenizer, _splits_to_featurize(config))
   # Teachers are validated before anything is written to model_dir.
   targets = student.load_targets(config, data) if config.distill else {}
-  claim_model_dir(config)
+  if chief:
+    claim_model_dir(config)
   student_paths = student.join_records(config, data, targets)
   plan, total_steps = plan_training(config, data)
   del bundle  # each trial starts from freshly loaded pretrained weights
@@ -244,12 +287,16 @@ def train_and_evaluate(config) -> Dict:
     # Seed before building: the debug encoder and the heads draw their
     # initial weights from the global seed.
     tf_keras.utils.set_random_seed(config.trial_seed(trial))
-    bundle = encoders.build_encoder(config)
+    # The encoder's variables are created here: under the strategy's scope
+    # and the --mixed_precision policy.
+    with strategy.scope(), distribution.precision_policy(config):
+      bundle = encoders.build_encoder(config)
     result = run_trial(config, trial, bundle, data, plan, total_steps,
-                       student_paths)
-    text = results_lib.record_trial(config.model_dir, config.to_json_dict(),
-                                    result)
-    print(text, flush=True)
+                       student_paths, strategy)
+    if chief:
+      text = results_lib.record_trial(config.model_dir,
+                                      config.to_json_dict(), result)
+      print(text, flush=True)
   return results_lib.load(config.model_dir)
 
 

@@ -1,9 +1,34 @@
 """Shared test fixtures: where the real GLUE data and the vocab live."""
 
+import functools
 import os
 
 import bam_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import pytest
+import tensorflow as tf
+
+# Two logical CPUs, for the MirroredStrategy tests (test_distribution,
+# test_optimization). Only possible before the TensorFlow runtime
+# initialises, so it is done here, when pytest imports conftest (before any
+# test module runs a TF op). One-device code keeps using /cpu:0.
+try:
+  _cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+except (RuntimeError, IndexError, ValueError):
+  pass
+
+
+@functools.lru_cache(maxsize=None)
+def two_cpu_strategy():
+  """One MirroredStrategy over the two logical CPUs for the whole session
+  (None if they could not be configured). Shared on purpose: separate
+  MirroredStrategy objects over the same devices reuse collective instance
+  keys, and eager collectives of one then clash with another's."""
+  cpus = tf.config.list_logical_devices("CPU")
+  if len(cpus) < 2:
+    return None
+  return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE_DIR = os.environ.get(

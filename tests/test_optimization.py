@@ -2,14 +2,8 @@
 import bam_tf  # noqa: F401  (must precede TensorFlow)
 import tensorflow as tf
 
-# Two logical CPUs for the MirroredStrategy test (only possible before the
-# TensorFlow runtime initialises; the test skips otherwise).
-try:
-  _cpu = tf.config.list_physical_devices("CPU")[0]
-  tf.config.set_logical_device_configuration(
-      _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-except (RuntimeError, IndexError, ValueError):
-  pass
+# Two logical CPUs for the MirroredStrategy test: configured in
+# tests/conftest.py (the test skips if that was too late).
 
 import functools  # noqa: E402
 
@@ -241,10 +235,10 @@ def test_checkpoint_slots_roundtrip(tmp_path):
 
 
 def test_mirrored_strategy_clips_aggregated_gradient():
-  devices = tf.config.list_logical_devices("CPU")
-  if len(devices) < 2:
+  from conftest import two_cpu_strategy  # pylint: disable=g-import-not-at-top
+  strategy = two_cpu_strategy()
+  if strategy is None:
     pytest.skip("needs 2 logical CPUs (runtime initialised earlier)")
-  strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
   with strategy.scope():
     opt = _make(clip_norm=1.0, wd=0.0)
     var = tf.Variable([1.0, 1.0], name="heads/a/kernel")

@@ -75,11 +75,38 @@ def train_dataset(per_task: List[tf.data.Dataset], probabilities: List[float],
 
 
 def eval_dataset(record_path: str, batch_size: int, dynamic_padding: bool,
-                 max_seq_length: int) -> tf.data.Dataset:
-  """Every example once, in file order."""
+                 max_seq_length: int, pad_task_id: Optional[int] = None
+                 ) -> tf.data.Dataset:
+  """Every example once, in file order.
+
+  With `pad_task_id` (the number of tasks), every batch has exactly
+  `batch_size` rows: the last one is completed with padding examples
+  (task_id = pad_task_id, eid = -1, zero inputs) and every batch carries
+  `example_mask` (1 real, 0 padding), so replicas get equal shares and a TPU
+  sees one shape. Drop rows with example_mask 0 from the outputs.
+  """
   ds = batch(task_dataset(record_path), batch_size, dynamic_padding,
              max_seq_length)
+  if pad_task_id is not None:
+    ds = ds.map(lambda b: pad_batch(b, batch_size, pad_task_id))
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def pad_batch(features: Dict[str, tf.Tensor], batch_size: int,
+              pad_task_id: int) -> Dict[str, tf.Tensor]:
+  """Completes a (last, smaller) batch to `batch_size` rows of padding."""
+  n = tf.shape(features["task_id"])[0]
+  missing = batch_size - n
+  out = {}
+  for key, value in features.items():
+    paddings = [[0, missing]] + [[0, 0]] * (value.shape.rank - 1)
+    fill = {"task_id": pad_task_id, "eid": -1}.get(key, 0)
+    padded = tf.pad(value, paddings, constant_values=tf.cast(fill,
+                                                             value.dtype))
+    out[key] = tf.ensure_shape(padded, [batch_size] + value.shape[1:])
+  out["example_mask"] = tf.ensure_shape(
+      tf.cast(tf.range(batch_size) < n, tf.int32), [batch_size])
+  return out
 
 
 def describe(plan_probabilities: Dict[str, float]) -> str:

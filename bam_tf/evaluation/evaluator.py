@@ -1,6 +1,6 @@
 """Runs a trained model over a split and scores it."""
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -8,51 +8,85 @@ import tensorflow as tf
 from bam_tf.evaluation import metrics
 from bam_tf.modeling.multitask_model import model_inputs
 from bam_tf.tasks.task import TaskSpec
+from bam_tf.training import distribution
 
 
-def _predict_step(model, task_index: int, task: TaskSpec):
-  """One traced function per (model, task), reused across splits."""
+_FIELDS = ("eid", "label_id", "label_value")
+
+
+def _replica_fn(model, task_index: int, task: TaskSpec):
+  """Per-replica outputs plus the features that identify the rows."""
+
+  def fn(features):
+    logits = tf.cast(model(model_inputs(features),
+                           training=False)[task.name], tf.float32)
+    if task.is_regression:
+      out = model.task_predictions(task_index, logits)
+    else:
+      out = tf.nn.softmax(logits, axis=-1)
+    result = {k: features[k] for k in _FIELDS}
+    result.update(logits=logits, out=out)
+    if "example_mask" in features:
+      result["example_mask"] = features["example_mask"]
+    else:
+      result["example_mask"] = tf.ones_like(features["task_id"])
+    return result
+
+  return fn
+
+
+def _predict_step(model, task_index: int, task: TaskSpec, strategy):
+  """One traced function per (model, task, strategy), reused across splits.
+
+  Runs the replica function with `strategy.run` and gathers every replica's
+  rows (in replica order, i.e. the order of the global batch).
+  """
   cache = model.__dict__.setdefault("_bam_predict_steps", {})
-  if task_index not in cache:
+  key = (task_index, id(strategy))
+  if key not in cache:
+    fn = _replica_fn(model, task_index, task)
 
     @tf.function(reduce_retracing=True)
     def step(features):
-      logits = tf.cast(model(model_inputs(features),
-                             training=False)[task.name], tf.float32)
-      if task.is_regression:
-        return logits, model.task_predictions(task_index, logits)
-      return logits, tf.nn.softmax(logits, axis=-1)
+      per_replica = strategy.run(fn, args=(features,))
+      return tf.nest.map_structure(
+          lambda v: distribution.gather(strategy, v), per_replica)
 
-    cache[task_index] = step
-  return cache[task_index]
+    cache[key] = step
+  return cache[key]
 
 
 def predict_task(model, task_index: int, task: TaskSpec,
-                 dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+                 dataset: tf.data.Dataset,
+                 strategy: Optional[tf.distribute.Strategy] = None
+                 ) -> Dict[str, np.ndarray]:
   """Per-example outputs of one task's head, in file order.
 
   Returns eids, gold label ids / values, and logits + probabilities
   (classification) or the prediction on the original label scale
-  (regression).
+  (regression). Under a strategy the dataset's global batches are split
+  across replicas; batches padded by `pipeline.eval_dataset(pad_task_id=...)`
+  carry `example_mask`, and padding rows are dropped here, so every example
+  is counted exactly once.
   """
-  step = _predict_step(model, task_index, task)
-  eids, label_ids, label_values, logits_all, outs = [], [], [], [], []
-  for features in dataset:
-    logits, out = step(features)
-    eids.append(features["eid"].numpy())
-    label_ids.append(features["label_id"].numpy())
-    label_values.append(features["label_value"].numpy())
-    logits_all.append(logits.numpy())
-    outs.append(out.numpy())
-  result = {"eid": np.concatenate(eids), "logits": np.concatenate(logits_all),
-            "label_id": np.concatenate(label_ids),
-            "label_value": np.concatenate(label_values)}
+  strategy = strategy or tf.distribute.get_strategy()
+  step = _predict_step(model, task_index, task, strategy)
+  dataset = distribution.for_strategy(dataset, strategy)
+  dist_ds = strategy.experimental_distribute_dataset(dataset)
+  parts = {k: [] for k in _FIELDS + ("logits", "out")}
+  for features in dist_ds:
+    out = step(features)
+    keep = out["example_mask"].numpy().astype(bool)
+    for k in parts:
+      parts[k].append(out[k].numpy()[keep])
+  result = {k: np.concatenate(parts[k]) for k in _FIELDS + ("logits",)}
+  outs = np.concatenate(parts["out"])
   if task.is_regression:
-    result["scaled_prediction"] = np.concatenate(outs)
+    result["scaled_prediction"] = outs
     result["prediction"] = task.unscale(result["scaled_prediction"])
     result["gold"] = task.unscale(result["label_value"])
   else:
-    result["probabilities"] = np.concatenate(outs)
+    result["probabilities"] = outs
     result["prediction"] = np.argmax(result["probabilities"], axis=-1)
     result["gold"] = result["label_id"]
   return result

@@ -42,6 +42,8 @@ class MultiTaskModel(tf_keras.Model):
     self.task_loss_weights = tf.constant(
         [float(loss_weights.get(t.name, 1.0)) for t in tasks], tf.float32)
     self.regression_head = regression_head
+    # train_step returns logs already reduced over replicas.
+    self.distribute_reduction_method = "first"
     self.distill_schedule = None
     self.teacher_tasks = frozenset()
     # lambda of teacher annealing; 1.0 = gold labels only.
@@ -105,14 +107,32 @@ class MultiTaskModel(tf_keras.Model):
     if self.distill_schedule is not None:
       self.distill_lambda.assign(
           self.distill_schedule.lam(self.optimizer.iterations))
+    # mixed_float16: the optimizer is a LossScaleOptimizer around the
+    # layer-wise one (bam_tf.training.distribution.wrap_optimizer).
+    scaling = isinstance(self.optimizer,
+                         tf_keras.mixed_precision.LossScaleOptimizer)
     with tf.GradientTape() as tape:
       outputs = self(model_inputs(features), training=True)
       total, per_task, counts = self.bam_loss(features, outputs)
+      scaled = self.optimizer.get_scaled_loss(total) if scaling else total
     variables = self.trainable_variables
-    grads = tape.gradient(total, variables)
+    grads = tape.gradient(scaled, variables)
+    if scaling:
+      grads = self.optimizer.get_unscaled_gradients(grads)
+    # The loss is this replica's SUM; apply_gradients all-reduces gradients
+    # with SUM, which gives the gradient of the global batch's sum.
     # Global-norm clipping happens inside the optimizer, after cross-replica
     # aggregation (bam_tf.training.optimization).
     self.optimizer.apply_gradients(zip(grads, variables))
+    # Logged values over the global batch: every replica returns the same
+    # all-reduced logs, and Keras keeps the first (configure_bam sets
+    # distribute_reduction_method; its default would sum them).
+    task_sums = per_task * counts
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+      total, counts, task_sums = ctx.all_reduce(
+          tf.distribute.ReduceOp.SUM, [total, counts, task_sums])
+      per_task = tf.math.divide_no_nan(task_sums, counts)
     n = tf.maximum(tf.reduce_sum(counts), 1.0)
     logs = {"loss": total / n, "lambda": tf.identity(self.distill_lambda)}
     for i, task in enumerate(self.tasks):
@@ -137,6 +157,9 @@ def build_multitask_model(tasks: List[TaskSpec], encoder_layer,
                                 name=f"dropout_{task.name}")(pooled)
     outputs[task.name] = tf_keras.layers.Dense(
         task.num_labels, name=head_name(task),
+        # float32 heads under a mixed precision policy (logits, softmax and
+        # losses in float32).
+        dtype="float32",
         kernel_initializer=tf_keras.initializers.TruncatedNormal(
             stddev=initializer_range))(x)
   # task_id is part of the signature so that serving and the train step see

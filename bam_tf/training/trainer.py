@@ -6,6 +6,8 @@ checkpoint, progress lines, TensorBoard and periodic checkpoints.
 """
 
 import os
+import shutil
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -38,8 +40,14 @@ def restore_latest(manager: tf.train.CheckpointManager) -> int:
 
 
 def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
-        config, lr_fn) -> float:
+        config, lr_fn, chief: bool = True) -> float:
   """Trains to `total_steps`, resuming if the trial has checkpoints.
+
+  `chief`: whether this process owns trial_dir. Under multi-worker training
+  every worker restores from trial_dir/checkpoints and takes part in saving
+  (checkpointing distributed variables is collective), but only the chief
+  writes there: the others save to a temporary folder that is deleted, and
+  write no TensorBoard or progress files.
 
   Returns the training time in seconds, summed over resumed sessions.
   """
@@ -56,17 +64,29 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
   if start:
     # Same seed, same stream: skip the batches already trained on.
     train_ds = train_ds.skip(start)
+  scratch = None
+  if not chief:
+    scratch = tempfile.mkdtemp(prefix="bam_tf_worker_")
+    manager = tf.train.CheckpointManager(
+        manager.checkpoint, os.path.join(scratch, "checkpoints"),
+        max_to_keep=1)
+    progress_path = os.path.join(scratch, PROGRESS_JSON)
   stopper = callbacks_lib.StopOnNonFinite([t.name for t in model.tasks])
   progress = callbacks_lib.ProgressLogger(
       total_steps, config.log_every_steps, lr_fn, [t.name for t in
                                                    model.tasks],
-      summary_dir=os.path.join(trial_dir, "tensorboard"))
+      summary_dir=(os.path.join(trial_dir, "tensorboard") if chief
+                   else None))
   saver = callbacks_lib.CheckpointEveryN(manager,
                                          config.save_checkpoints_steps,
                                          total_steps, progress_path,
                                          seconds_before)
-  model.fit(train_ds, steps_per_epoch=remaining, epochs=1, verbose=0,
-            callbacks=[stopper, progress, saver])
+  try:
+    model.fit(train_ds, steps_per_epoch=remaining, epochs=1, verbose=0,
+              callbacks=[stopper, progress, saver])
+  finally:
+    if scratch:
+      shutil.rmtree(scratch, ignore_errors=True)
   if stopper.error:
     raise NonFiniteLossError(stopper.error)
   return saver.train_seconds
