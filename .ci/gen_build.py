@@ -17,6 +17,8 @@ for p in pk:
   out += ['py_library(', f'    name = "{p}",', '    srcs = [', *[f'        "{f}",' for f in srcs], '    ],',
           '    deps = [' + ", ".join(f'":{d}"' for d in deps_of.get(p, [])) + '] + THIRD_PARTY,', ')', '']
 out += ['py_binary(', '    name = "run_classifier",', '    srcs = ["run_classifier.py"],', '    main = "run_classifier.py",', '    deps = [":bam_tf"],', ')', '']
+for b in sorted(glob.glob("benchmarks/*.py")):
+  out += ['py_binary(', f'    name = "{os.path.basename(b)[:-3]}",', f'    srcs = ["{b}"],', f'    main = "{b}",', '    deps = [":bam_tf"],', ')', '']
 out += ['py_library(', '    name = "test_support",', '    testonly = True,', '    srcs = ["tests/conftest.py"],', '    deps = [":bam_tf", requirement("pytest")],', ')', '']
 for t in sorted(glob.glob("tests/test_*.py")):
   name = os.path.basename(t)[:-3]

@@ -73,6 +73,10 @@ def define_flags():
                 "STS-B train pairs, as the original does.")
   d.DEFINE_bool("dynamic_padding", True, "Pad each batch to its longest "
                 "example instead of max_seq_length (same results, faster).")
+  d.DEFINE_bool("length_bucketing", False, "Batch examples of similar "
+                "length together (train and eval; needs dynamic padding): "
+                "much less padding on mixes of short and long tasks. Off "
+                "by default: the original drew batches at random.")
   d.DEFINE_enum("task_sampling", "proportional", SAMPLING_SCHEMES,
                 "proportional: sample tasks with p ~ |D|^exponent (paper); "
                 "multiples: the original code's dataset multiples plus loss "
@@ -116,6 +120,12 @@ def define_flags():
                 "batches, split across replicas.")
   d.DEFINE_string("tpu", "", "TPU name or grpc:// address for "
                   "--strategy=tpu (empty = the local TPU VM).")
+  d.DEFINE_bool("deterministic", False, "tf.config.experimental."
+                "enable_op_determinism(): bit-identical reruns also where "
+                "kernels are not deterministic by default (GPU). On CPU the "
+                "same seed already repeats exactly.")
+  d.DEFINE_bool("jit_compile", False, "Compile the train step with XLA "
+                "(see docs/PERFORMANCE.md for when it pays).")
   d.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "Keras mixed "
                 "precision policy (heads and losses stay float32; "
                 "mixed_float16 adds dynamic loss scaling).")
@@ -193,6 +203,9 @@ class BamConfig:
   strategy: str = "one_device"
   tpu: str = ""
   mixed_precision: str = "none"
+  length_bucketing: bool = False
+  deterministic: bool = False
+  jit_compile: bool = False
   teacher_dirs: Dict[str, List[str]] = dataclasses.field(
       default_factory=dict)
   # Teachers given as flagfiles: trained first if their outputs are missing.
@@ -222,6 +235,10 @@ class BamConfig:
   @property
   def use_dynamic_padding(self) -> bool:
     return self.dynamic_padding and not self.static_shapes
+
+  @property
+  def use_length_bucketing(self) -> bool:
+    return self.length_bucketing and self.use_dynamic_padding
 
   def trial_seed(self, trial: int) -> int:
     return self.seed + trial
@@ -400,7 +417,7 @@ RERUN_SAFE = frozenset({
     "keep_checkpoint_max", "eval_batch_size", "cache_dir", "overwrite",
     "teacher_output_trials", "trial", "export_dir",
     # Where it runs, not what is trained: a run may resume on other hardware.
-    "strategy", "tpu"})
+    "strategy", "tpu", "deterministic", "jit_compile"})
 
 
 def _field_defaults() -> Dict:

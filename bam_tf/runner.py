@@ -36,6 +36,7 @@ from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import readers
 from bam_tf.training import distribution
 from bam_tf.training import optimization
+from bam_tf.training import rng_state
 from bam_tf.training import trainer
 from bam_tf.training import warm_start
 
@@ -102,7 +103,8 @@ def build_model(config, bundle, plan, total_steps):
       layerwise_lr_decay=config.layerwise_lr_decay,
       num_layers=bundle.num_layers, depth_fn=depth_fn,
       clip_norm=config.clip_norm)
-  model.compile(optimizer=distribution.wrap_optimizer(optimizer, config))
+  model.compile(optimizer=distribution.wrap_optimizer(optimizer, config),
+                jit_compile=config.jit_compile)
   return model
 
 
@@ -114,7 +116,8 @@ def predict(config, model, data: PreparedData, task_index: int, task,
                              config.eval_batch_size,
                              config.use_dynamic_padding,
                              config.max_seq_length,
-                             pad_task_id=len(config.tasks))
+                             pad_task_id=len(config.tasks),
+                             length_bucketing=config.use_length_bucketing)
   return evaluator.predict_task(model, task_index, task, ds, strategy)
 
 
@@ -194,7 +197,7 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   train_ds = pipeline.train_dataset(
       per_task_ds, [plan.probabilities[t.name] for t in config.tasks],
       config.train_batch_size, seed, config.use_dynamic_padding,
-      config.max_seq_length)
+      config.max_seq_length, config.use_length_bucketing)
   train_ds = distribution.for_strategy(train_ds, strategy)
   lr = model.optimizer.learning_rate
   logging.info("Trial %d (seed %d): %d steps, batch %d over %d replica(s), "
@@ -268,6 +271,7 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   """`strategy`: an already created one (tests); default from --strategy."""
   strategy = make_strategy(config, strategy)
   chief = distribution.is_chief(strategy)
+  rng_state.use_checkpointable_dropout()
   if config.distill:
     recipe.ensure_teachers(config)  # a recipe's teacher stages come first
   bundle, tokenizer = load_encoder_and_tokenizer(config)
@@ -325,6 +329,8 @@ def predict_test_sets(config) -> Dict[str, int]:
 
 def run(config) -> int:
   """Runs config.mode; returns the process exit code."""
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
   if config.mode == "predict":
     predict_test_sets(config)
     return 0

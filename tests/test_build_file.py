@@ -52,3 +52,10 @@ def test_binary_and_library_per_package_folder():
       os.path.join(REPO_ROOT, "bam_tf", "*", "__init__.py"))}
   assert folders <= libs, f"package folders without a py_library: " \
       f"{folders - libs}"
+
+
+def test_every_benchmark_script_is_a_py_binary():
+  binaries = {kw["srcs"][0] for kind, kw in _targets() if kind == "py_binary"}
+  scripts = {os.path.relpath(p, REPO_ROOT) for p in glob.glob(
+      os.path.join(REPO_ROOT, "benchmarks", "*.py"))}
+  assert scripts and scripts <= binaries, scripts - binaries

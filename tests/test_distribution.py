@@ -167,9 +167,11 @@ def test_mirrored_matches_one_device_loss_trajectory():
   assert int(two.optimizer.iterations.numpy()) == STEPS
 
 
-@pytest.mark.parametrize("dynamic_padding", [True, False])
+@pytest.mark.parametrize("dynamic_padding,bucketing",
+                         [(True, False), (False, False), (True, True)])
 def test_distributed_eval_counts_every_example_once(tmp_path,
-                                                    dynamic_padding):
+                                                    dynamic_padding,
+                                                    bucketing):
   mirrored = _two_cpus()
   n, batch = 13, 4  # 13 is not a multiple of the 4-example global batch
   ex = _examples(n, seed=1)
@@ -178,14 +180,21 @@ def test_distributed_eval_counts_every_example_once(tmp_path,
   tasks = _tasks()
   one, two = _build(tf.distribute.get_strategy()), _build(mirrored)
 
-  def run(model, strategy, task_index, pad):
-    ds = pipeline.eval_dataset(path, batch, dynamic_padding, SEQ,
-                               pad_task_id=len(tasks) if pad else None)
+  def run(model, strategy, task_index, pad, dynamic=dynamic_padding,
+          buckets=bucketing):
+    ds = pipeline.eval_dataset(path, batch, dynamic, SEQ,
+                               pad_task_id=len(tasks) if pad else None,
+                               length_bucketing=buckets)
     return evaluator.predict_task(model, task_index, tasks[task_index], ds,
                                   strategy)
 
+  if bucketing:  # the batches really are grouped by length
+    ds = pipeline.eval_dataset(path, batch, True, SEQ, length_bucketing=True)
+    eids = np.concatenate([b["eid"].numpy() for b in ds])
+    assert sorted(eids) == list(ex["eid"]) and list(eids) != list(ex["eid"])
   for i in range(len(tasks)):
-    plain = run(one, None, i, pad=False)  # unpadded, one device
+    # Reference: one device, fixed max_seq_length, file order, no padding.
+    plain = run(one, None, i, pad=False, dynamic=False, buckets=False)
     padded_one = run(one, None, i, pad=True)
     dist = run(two, mirrored, i, pad=True)
     for preds in (plain, padded_one, dist):
@@ -242,16 +251,19 @@ def test_tpu_style_settings_give_static_shapes(tmp_path):
   config = configure.BamConfig(
       **{f.name: getattr(_DEFAULTS, f.name) for f in _FIELDS})
   assert config.static_shapes and not config.use_dynamic_padding
+  assert not config.use_length_bucketing  # asked for, but shapes vary
   ex = _examples(13, seed=2)
   path = str(tmp_path / "train.tfrecord")
   _write_records(path, ex)
   train = pipeline.train_dataset(
       [pipeline.task_dataset(path)], [1.0], TRAIN_BATCH, seed=1,
-      dynamic_padding=config.use_dynamic_padding, max_seq_length=SEQ)
+      dynamic_padding=config.use_dynamic_padding, max_seq_length=SEQ,
+      length_bucketing=config.use_length_bucketing)
   for spec in train.element_spec.values():
     assert spec.shape.is_fully_defined(), spec
   evals = pipeline.eval_dataset(path, 4, config.use_dynamic_padding, SEQ,
-                                pad_task_id=2)
+                                pad_task_id=2,
+                                length_bucketing=config.use_length_bucketing)
   for spec in evals.element_spec.values():
     assert spec.shape.is_fully_defined(), spec
   batches = list(evals)
@@ -300,4 +312,5 @@ _DEFAULTS = types.SimpleNamespace(
     distill=False, teachers="", teacher_trial=0,
     distill_schedule="annealing", distill_weight=0.5, distill_temperature=1.0,
     init_from="", trial=0, export_dir="", overwrite=False, custom_tasks="",
-    strategy="tpu", tpu="", mixed_precision="mixed_bfloat16")
+    strategy="tpu", tpu="", mixed_precision="mixed_bfloat16",
+    length_bucketing=True, deterministic=False, jit_compile=False)

@@ -104,3 +104,43 @@ def test_realised_frequencies_tf_data():
   p = np.array(weights)
   stderr = np.sqrt(p * (1 - p) / n)
   assert np.all(np.abs(freq - p) < 4 * stderr), (freq, p)
+
+
+def test_length_bucketing_keeps_task_proportions_and_groups_lengths():
+  """Bucketing batches the sampled stream by length: the tasks' shares stay
+  the plan's, batches stay full, and each batch's lengths share a bucket."""
+  from bam_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  # Task 0 short (CoLA-like), task 1 long (RTE-like), task 2 in between.
+  ranges = [(5, 20), (40, 129), (15, 60)]
+  per_task = []
+  for task_id, (lo, hi) in enumerate(ranges):
+    lengths = rng.integers(lo, hi, 500)
+    per_task.append(tf.data.Dataset.from_generator(
+        lambda lengths=lengths, t=task_id: (
+            {"input_word_ids": np.ones(n, np.int32), "task_id": np.int32(t)}
+            for n in lengths),
+        output_signature={"input_word_ids": tf.TensorSpec([None], tf.int32),
+                          "task_id": tf.TensorSpec([], tf.int32)}))
+  probs = [0.5, 0.2, 0.3]
+  batch, steps = 32, 300
+  ds = pipeline.train_dataset(per_task, probs, batch, seed=3,
+                              dynamic_padding=True, max_seq_length=128,
+                              length_bucketing=True)
+  bounds = [0] + pipeline.length_buckets(128) + [129]
+  assert bounds[1:-1] == [17, 33, 49, 65, 97]
+  counts = np.zeros(3)
+  for b in ds.take(steps):
+    ids = b["input_word_ids"].numpy()
+    lengths = ids.sum(axis=1)
+    assert ids.shape[0] == batch and ids.shape[1] == lengths.max()
+    bucket = np.searchsorted(bounds, lengths, side="right")
+    assert len(set(bucket)) == 1, lengths  # one bucket per batch
+    counts += np.bincount(b["task_id"].numpy(), minlength=3)
+  freq = counts / counts.sum()
+  n = counts.sum()
+  stderr = np.sqrt(np.array(probs) * (1 - np.array(probs)) / n)
+  # Batches leave their buckets in a different order than drawn, so a few
+  # examples wait in buckets at the end: allow that plus sampling noise.
+  assert np.all(np.abs(freq - probs) < 4 * stderr + 3 * 6 * batch / n), (
+      freq, probs)

@@ -4,10 +4,12 @@ Training batches mix examples of all tasks: each task's records are repeated
 and shuffled, then `sample_from_datasets` draws from them with the sampling
 plan's probabilities. Batches are padded to their longest example (dynamic
 padding) or to max_seq_length; the attention mask makes both give the same
-results.
+results. With length bucketing, batches are drawn from buckets of similar
+length, so little of a batch is padding: on a mix of short (CoLA) and long
+(RTE) examples a random batch is padded to its one long example.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -43,6 +45,31 @@ def batch(dataset: tf.data.Dataset, batch_size: int, dynamic_padding: bool,
       drop_remainder=drop_remainder)
 
 
+def length_buckets(max_seq_length: int) -> List[int]:
+  """Bucket upper bounds (exclusive): at 1/8, 1/4, 3/8, 1/2 and 3/4 of
+  max_seq_length (16, 32, 48, 64, 96 for 128): short sequences are common
+  and cheap, so they get the finer buckets."""
+  bounds = {max(1, int(max_seq_length * f))
+            for f in (1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4)}
+  return [b + 1 for b in sorted(bounds) if b < max_seq_length]
+
+
+def bucket_batch(dataset: tf.data.Dataset, batch_size: int,
+                 max_seq_length: int, drop_remainder: bool,
+                 boundaries: Optional[Sequence[int]] = None):
+  """Batches of `batch_size` examples of similar length, each padded to its
+  longest. Finite datasets end with each bucket's remainder (kept unless
+  `drop_remainder`); rows leave in bucket order, not input order."""
+  boundaries = list(boundaries or length_buckets(max_seq_length))
+  spec = dataset.element_spec
+  return dataset.bucket_by_sequence_length(
+      lambda x: tf.shape(x["input_word_ids"])[0],
+      bucket_boundaries=boundaries,
+      bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+      padded_shapes=_padded_shapes(spec, None),
+      drop_remainder=drop_remainder)
+
+
 def task_dataset(record_path: str, loader=None) -> tf.data.Dataset:
   """One task's records, ready for batching; `loader(path)` reads them
   (default: the featurised cache)."""
@@ -53,11 +80,14 @@ def task_dataset(record_path: str, loader=None) -> tf.data.Dataset:
 
 def train_dataset(per_task: List[tf.data.Dataset], probabilities: List[float],
                   batch_size: int, seed: int, dynamic_padding: bool,
-                  max_seq_length: int) -> tf.data.Dataset:
+                  max_seq_length: int, length_bucketing: bool = False
+                  ) -> tf.data.Dataset:
   """Infinite stream of mixed-task training batches.
 
   `per_task` holds each task's records (`task_dataset`, or the student's
-  records with teacher outputs joined in).
+  records with teacher outputs joined in). `length_bucketing` (needs
+  dynamic padding) batches the sampled stream by length: every example is
+  still drawn with the plan's probabilities, only the batching differs.
   """
   streams = []
   for i, ds in enumerate(per_task):
@@ -69,15 +99,20 @@ def train_dataset(per_task: List[tf.data.Dataset], probabilities: List[float],
     mixed = tf.data.Dataset.sample_from_datasets(
         streams, weights=probabilities, seed=seed,
         stop_on_empty_dataset=False)
-  mixed = batch(mixed, batch_size, dynamic_padding, max_seq_length,
-                drop_remainder=True)
+  if length_bucketing and dynamic_padding:
+    mixed = bucket_batch(mixed, batch_size, max_seq_length,
+                         drop_remainder=True)
+  else:
+    mixed = batch(mixed, batch_size, dynamic_padding, max_seq_length,
+                  drop_remainder=True)
   return mixed.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(record_path: str, batch_size: int, dynamic_padding: bool,
-                 max_seq_length: int, pad_task_id: Optional[int] = None
-                 ) -> tf.data.Dataset:
-  """Every example once, in file order.
+                 max_seq_length: int, pad_task_id: Optional[int] = None,
+                 length_bucketing: bool = False) -> tf.data.Dataset:
+  """Every example once; in file order unless `length_bucketing` (then in
+  bucket order: the evaluator puts predictions back in eid order).
 
   With `pad_task_id` (the number of tasks), every batch has exactly
   `batch_size` rows: the last one is completed with padding examples
@@ -85,8 +120,12 @@ def eval_dataset(record_path: str, batch_size: int, dynamic_padding: bool,
   `example_mask` (1 real, 0 padding), so replicas get equal shares and a TPU
   sees one shape. Drop rows with example_mask 0 from the outputs.
   """
-  ds = batch(task_dataset(record_path), batch_size, dynamic_padding,
-             max_seq_length)
+  if length_bucketing and dynamic_padding:
+    ds = bucket_batch(task_dataset(record_path), batch_size, max_seq_length,
+                      drop_remainder=False)
+  else:
+    ds = batch(task_dataset(record_path), batch_size, dynamic_padding,
+               max_seq_length)
   if pad_task_id is not None:
     ds = ds.map(lambda b: pad_batch(b, batch_size, pad_task_id))
   return ds.prefetch(tf.data.AUTOTUNE)

@@ -79,8 +79,11 @@ def predict_task(model, task_index: int, task: TaskSpec,
     keep = out["example_mask"].numpy().astype(bool)
     for k in parts:
       parts[k].append(out[k].numpy()[keep])
-  result = {k: np.concatenate(parts[k]) for k in _FIELDS + ("logits",)}
-  outs = np.concatenate(parts["out"])
+  # Length-bucketed batches come out of file order; eids are row numbers.
+  order = np.argsort(np.concatenate(parts["eid"]), kind="stable")
+  result = {k: np.concatenate(parts[k])[order]
+            for k in _FIELDS + ("logits",)}
+  outs = np.concatenate(parts["out"])[order]
   if task.is_regression:
     result["scaled_prediction"] = outs
     result["prediction"] = task.unscale(result["scaled_prediction"])

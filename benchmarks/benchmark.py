@@ -1,0 +1,504 @@
+"""Throughput, memory and FLOP/s of bam_tf's training, input, eval, serving.
+
+  python benchmarks/benchmark.py                        # embedded MiniLM
+  python benchmarks/benchmark.py --hub_module_url=PATH  # any TF-Hub encoder
+  python benchmarks/benchmark.py --debug --bench_repeats=1 --bench_steps=1
+
+Takes run_classifier's flags (encoder, tasks, --data_dir, batch size,
+--max_seq_length, --jit_compile, --mixed_precision) plus --bench_*. Every
+time is the median of --bench_repeats timed runs of --bench_steps steps after
+a warm-up; the ratios (BAM / multi-task step, dynamic / fixed padding) are
+taken between runs interleaved in one process. Prints a table; writes JSON
+to --bench_output (default: benchmarks/results/<encoder>.json).
+
+Model FLOPs per training step = 6 x non-embedding parameters x tokens
++ 12 x layers x batch x seq^2 x hidden (attention scores and mixing, forward
+and backward), counted over padded tokens; compared with this machine's
+fp32 matmul peak measured here.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bam_tf  # noqa: E402,F401  (Keras 2 before TensorFlow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from bam_tf import configure  # noqa: E402
+from bam_tf import runner  # noqa: E402
+from bam_tf.data import pipeline  # noqa: E402
+from bam_tf.data import sampling  # noqa: E402
+from bam_tf.distill import schedule as schedule_lib  # noqa: E402
+from bam_tf.modeling import encoders  # noqa: E402
+from bam_tf.outputs import files  # noqa: E402
+from bam_tf.tasks import readers  # noqa: E402
+from bam_tf.training import distribution  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+configure.define_flags()
+flags.DEFINE_integer("bench_repeats", 3, "Timed runs per figure (median).")
+flags.DEFINE_integer("bench_steps", 3, "Steps (batches) per timed run.")
+flags.DEFINE_string("bench_output", "", "JSON results file (default "
+                    "benchmarks/results/<encoder>.json).")
+flags.DEFINE_list("bench_phases", ["peak", "fixed", "mix", "input", "eval",
+                                   "variants"],
+                  "Which parts to run.")
+FLAGS.set_default("task_names", ["cola", "mrpc", "sts", "rte"])
+FLAGS.set_default("data_dir", os.path.join(REPO, "..", "shared", "glue_data"))
+FLAGS.set_default("train_batch_size", 32)
+FLAGS.set_default("eval_batch_size", 32)
+FLAGS.set_default("model_dir", os.path.join(tempfile.gettempdir(),
+                                            "bam_tf_benchmark"))
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed(fn, repeats: int, warmup: int = 1):
+  """Median wall seconds of fn() over `repeats` calls after `warmup`."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times), times
+
+
+# ---------------------------------------------------------------------------
+# The machine's own peak.
+
+def _gemm_gflops(m: int, k: int, n: int, repeats: int) -> float:
+  a = tf.random.normal([m, k])
+  b = tf.random.normal([k, n])
+  f = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+  med, _ = timed(lambda: f().numpy(), max(repeats, 5))
+  return 2.0 * m * k * n / med / 1e9
+
+
+def matmul_peak(repeats: int, tokens: int = 0, hidden: int = 0) -> dict:
+  """fp32 matmul GFLOP/s: the best of a few square sizes (the peak), and
+  the encoder's own GEMM shapes ([tokens, hidden] x [hidden, hidden or
+  4 hidden]) for what its matmuls can reach at best."""
+  square = {str(n): _gemm_gflops(n, n, n, repeats) for n in (1024, 2048,
+                                                             3072)}
+  out = {"gflops_by_size": square, "peak_gflops": max(square.values())}
+  if tokens and hidden:
+    out["model_gemm_gflops"] = {
+        f"{tokens}x{k}x{n}": _gemm_gflops(tokens, k, n, repeats)
+        for k, n in ((hidden, hidden), (hidden, 4 * hidden),
+                     (4 * hidden, hidden))}
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Models and batches.
+
+def sub_config(config, tasks, **changes):
+  return dataclasses.replace(config, tasks=list(tasks),
+                             task_names=[t.name for t in tasks], **changes)
+
+
+def make_model(config, bundle, distill: bool):
+  plan = sampling.sampling_plan({t.name: 1000 for t in config.tasks},
+                                config.task_sampling,
+                                config.sampling_exponent)
+  with distribution.precision_policy(config):
+    model = runner.build_model(config, bundle, plan, total_steps=10 ** 6)
+  if distill:
+    model.configure_distillation(
+        schedule_lib.DistillSchedule("annealing", 10 ** 6),
+        teacher_tasks=[t.name for t in config.tasks])
+  return model
+
+
+def non_embedding_params(model, num_layers: int) -> int:
+  return int(sum(np.prod(v.shape) for v in model.trainable_variables
+                 if encoders.variable_depth(v.name, num_layers) != 0))
+
+
+def step_flops(params: int, layers: int, hidden: int, batch: int,
+               seq: int) -> float:
+  return 6.0 * params * batch * seq + 12.0 * layers * batch * seq ** 2 * hidden
+
+
+def with_teacher(record, width: int):
+  """Teacher fields as a student's records carry them (values do not
+  change the cost)."""
+  return dict(record, teacher_probs=tf.fill([width], 1.0 / width),
+              teacher_value=tf.constant(0.5))
+
+
+def synthetic_batch(tasks, batch: int, seq: int, vocab: int, teacher: bool):
+  rng = np.random.default_rng(0)
+  width = max(t.num_labels for t in tasks)
+  feats = {
+      "input_word_ids": rng.integers(1000, vocab, (batch, seq)).astype(
+          np.int32),
+      "input_mask": np.ones((batch, seq), np.int32),
+      "input_type_ids": (np.arange(seq) >= seq // 2).astype(np.int32)[None]
+                        .repeat(batch, 0),
+      "task_id": (np.arange(batch) % len(tasks)).astype(np.int32),
+      "label_id": rng.integers(0, 2, batch).astype(np.int32),
+      "label_value": rng.random(batch).astype(np.float32),
+      "eid": np.arange(batch, dtype=np.int64),
+  }
+  if teacher:
+    feats["teacher_probs"] = np.full((batch, width), 1.0 / width, np.float32)
+    feats["teacher_value"] = np.full(batch, 0.5, np.float32)
+  return feats
+
+
+class StepTimer:
+  """Runs a model's BAM train_step on a dataset's batches, timing the steps
+  (the input pipeline keeps prefetching meanwhile, as in training) and
+  counting real (mask) and padded tokens."""
+
+  def __init__(self, model, dataset, jit_compile: bool = False):
+    self.it = iter(dataset)
+    # One trace for every batch length (dynamic padding): [batch, None].
+    self.step = tf.function(model.train_step, jit_compile=jit_compile,
+                            input_signature=[dataset.element_spec])
+
+  def run(self, steps: int):
+    real = padded = 0
+    seconds = 0.0
+    for _ in range(steps):
+      batch = next(self.it)
+      real += int(tf.reduce_sum(batch["input_mask"]))
+      padded += int(tf.size(batch["input_mask"]))
+      t0 = time.perf_counter()
+      logs = self.step(batch)
+      float(logs["loss"])  # wait for the step
+      seconds += time.perf_counter() - t0
+    return seconds, real, padded
+
+
+def measure(timers, steps: int, repeats: int, batch: int):
+  """Interleaves the timers' runs (so a ratio compares like with like);
+  returns per timer medians of s/step, seq/s, real and padded tokens/s."""
+  for t in timers.values():
+    t.run(2)  # trace (a second shape relaxes it) and warm up
+  runs = {k: [] for k in timers}
+  for _ in range(repeats):
+    for k, t in timers.items():
+      runs[k].append(t.run(steps))
+  out = {}
+  for k, rs in runs.items():
+    out[k] = {
+        "s_per_step": statistics.median(s / steps for s, _, _ in rs),
+        "seq_per_s": statistics.median(batch * steps / s for s, _, _ in rs),
+        "real_tok_per_s": statistics.median(r / s for s, r, _ in rs),
+        "padded_tok_per_s": statistics.median(p / s for s, _, p in rs),
+        "padding_fraction": 1 - sum(r for _, r, _ in rs) / sum(
+            p for _, _, p in rs),
+        "runs_s": [round(s, 4) for s, _, _ in rs],
+    }
+  return out
+
+
+def paired_ratio(res, a: str, b: str) -> float:
+  """Median over repeats of time(a) / time(b), each pair run back to back:
+  robust to the machine's drift between repeats."""
+  return statistics.median(x / y for x, y in zip(res[a]["runs_s"],
+                                                  res[b]["runs_s"]))
+
+
+# ---------------------------------------------------------------------------
+# Phases.
+
+def fixed_shape_phase(config, bundle, peak, steps, repeats):
+  tasks = config.tasks
+  b, l = config.train_batch_size, config.max_seq_length
+  vocab = _vocab_size(bundle)
+  timers, flops = {}, {}
+  for name, subset, distill in (("single", tasks[:1], False),
+                                ("multi", tasks, False),
+                                ("bam", tasks, True)):
+    cfg = sub_config(config, subset)
+    model = make_model(cfg, bundle, distill)
+    ds = tf.data.Dataset.from_tensors(
+        synthetic_batch(subset, b, l, vocab, distill)).repeat()
+    timers[name] = StepTimer(model, ds, jit_compile=cfg.jit_compile)
+    params = non_embedding_params(model, bundle.num_layers)
+    flops[name] = step_flops(params, bundle.num_layers, bundle.hidden_size,
+                             b, l)
+  res = measure(timers, steps, repeats, b)
+  for name in res:
+    res[name]["model_gflop_per_step"] = flops[name] / 1e9
+    res[name]["achieved_gflops"] = flops[name] / res[name]["s_per_step"] / 1e9
+    res[name]["fraction_of_peak"] = (res[name]["achieved_gflops"] /
+                                     peak if peak else None)
+  res["bam_over_multi"] = paired_ratio(res, "bam", "multi")
+  return res
+
+
+def _vocab_size(bundle) -> int:
+  with open(bundle.vocab_file, encoding="utf-8") as f:
+    return sum(1 for _ in f)
+
+
+def prepared_data(config, tokenizer):
+  return runner.featurize(config, tokenizer, lambda t: ["train",
+                                                        t.dev_split])
+
+
+def mix_dataset(config, data, tasks, dynamic, bucketing, teacher):
+  width = max(t.num_labels for t in tasks)
+  per_task = [pipeline.task_dataset(data.records[t.name]["train"])
+              for t in tasks]
+  if teacher:
+    per_task = [d.map(lambda r: with_teacher(r, width)) for d in per_task]
+  plan = sampling.sampling_plan(data.train_sizes(tasks),
+                                config.task_sampling,
+                                config.sampling_exponent)
+  return pipeline.train_dataset(
+      per_task, [plan.probabilities[t.name] for t in tasks],
+      config.train_batch_size, config.seed, dynamic, config.max_seq_length,
+      length_bucketing=bucketing)
+
+
+def mix_phase(config, bundle, data, steps, repeats):
+  """The real mix of the configured tasks' train sets."""
+  tasks = config.tasks
+  variants = {
+      "multi_fixed": (tasks, False, False, False),
+      "multi_dynamic": (tasks, True, False, False),
+      "multi_bucketed": (tasks, True, True, False),
+      "single_bucketed": (tasks[:1], True, True, False),
+      "bam_bucketed": (tasks, True, True, True),
+  }
+  timers = {}
+  for name, (subset, dynamic, bucketing, teacher) in variants.items():
+    cfg = sub_config(config, subset)
+    model = make_model(cfg, bundle, teacher)
+    timers[name] = StepTimer(model, mix_dataset(cfg, data, subset, dynamic,
+                                                bucketing, teacher),
+                             jit_compile=cfg.jit_compile)
+  res = measure(timers, steps, repeats, config.train_batch_size)
+  fixed = res["multi_fixed"]["real_tok_per_s"]
+  res["dynamic_over_fixed_real_tokens"] = (
+      res["multi_dynamic"]["real_tok_per_s"] / fixed)
+  res["bucketed_over_fixed_real_tokens"] = (
+      res["multi_bucketed"]["real_tok_per_s"] / fixed)
+  res["bam_over_multi_bucketed"] = paired_ratio(res, "bam_bucketed",
+                                                "multi_bucketed")
+  return res
+
+
+def input_phase(config, tokenizer, data, repeats, consumed_seq_per_s):
+  """The input pipeline alone: in-graph tokenisation of raw text, and
+  TFRecord reading + sampling + batching, against what the model takes."""
+  res = {}
+  texts = []
+  for task in config.tasks:
+    examples = readers.read_examples(task, config.data_dir, "train",
+                                     max_rows=config.debug_max_rows)
+    texts.append([(e.text_a, e.text_b) for e in examples[:2048]])
+  pairs = [p for t in texts for p in t]
+  a = tf.constant([p[0] for p in pairs])
+  b = tf.constant([p[1] or "" for p in pairs])
+  tokenizer.tokenize_pair(a[:8], b[:8])  # trace
+
+  def tokenize():
+    for i in range(0, len(pairs), 256):
+      tokenizer.tokenize_pair(a[i:i + 256], b[i:i + 256])["input_word_ids"
+                                                            ].flat_values.numpy()
+  med, _ = timed(tokenize, repeats)
+  res["tokenize_examples_per_s"] = len(pairs) / med
+  n_batches = 200
+  for bucketing in (False, True):
+    ds = mix_dataset(config, data, config.tasks, True, bucketing, False)
+
+    def read(ds=ds):
+      for _ in ds.take(n_batches):
+        pass
+    med, _ = timed(read, repeats)
+    key = "records_to_batches_seq_per_s" + ("_bucketed" if bucketing else "")
+    res[key] = n_batches * config.train_batch_size / med
+  if consumed_seq_per_s:
+    res["model_consumes_seq_per_s"] = consumed_seq_per_s
+    res["pipeline_over_model"] = (res["records_to_batches_seq_per_s_bucketed"]
+                                  / consumed_seq_per_s)
+  return res
+
+
+def eval_phase(config, bundle, tokenizer, data, repeats):
+  """Dev-set prediction (what evaluation runs) and the exported SavedModel
+  served from raw text."""
+  from bam_tf.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
+  res = {}
+  model = make_model(config, bundle, False)
+  for bucketing in (False, True):
+    def evaluate(bucketing=bucketing):
+      n = 0
+      for i, task in enumerate(config.tasks):
+        ds = pipeline.eval_dataset(
+            data.records[task.name][task.dev_split], config.eval_batch_size,
+            True, config.max_seq_length, pad_task_id=len(config.tasks),
+            length_bucketing=bucketing)
+        # At most 16 batches a task: enough for a rate, not a whole dev set.
+        n += len(evaluator.predict_task(model, i, task, ds.take(16))["eid"])
+      return n
+    counted = []
+    med, _ = timed(lambda f=evaluate: counted.append(f()), repeats)
+    res["eval_seq_per_s" + ("_bucketed" if bucketing else "")] = (
+        counted[-1] / med)
+  with tempfile.TemporaryDirectory() as tmp:
+    path = export.export_saved_model(model, tokenizer, config.tasks,
+                                     os.path.join(tmp, "export"))
+    served = tf.saved_model.load(path)
+    task = config.tasks[-1]
+    examples = readers.read_examples(task, config.data_dir, task.dev_split,
+                                     max_rows=config.debug_max_rows)
+    fn = served.signatures[task.name]
+    bs = config.eval_batch_size
+    batches = []
+    for i in range(0, min(len(examples), 8 * bs), bs):
+      chunk = examples[i:i + bs]
+      kwargs = {"text_a": tf.constant([e.text_a for e in chunk])}
+      if export.is_pair_task(task):
+        kwargs["text_b"] = tf.constant([e.text_b or "" for e in chunk])
+      batches.append((len(chunk), kwargs))
+
+    def serve():
+      for _, kwargs in batches:
+        list(fn(**kwargs).values())[0].numpy()
+    med, _ = timed(serve, repeats)
+    res["serving_task"] = task.name
+    res["serving_seq_per_s"] = sum(c for c, _ in batches) / med
+  return res
+
+
+def variants_phase(config, bundle_fn, steps, repeats, vocab):
+  """The multi-task fixed-shape step with XLA and with mixed precision,
+  each against the plain step, measured in one interleaved run."""
+  b, l = config.train_batch_size, config.max_seq_length
+  timers = {}
+  for name, changes in (("plain", {}),
+                        ("xla", {"jit_compile": True}),
+                        ("mixed_bfloat16", {"mixed_precision":
+                                            "mixed_bfloat16"})):
+    cfg = sub_config(config, config.tasks, **changes)
+    with distribution.precision_policy(cfg):
+      bundle = bundle_fn()
+    model = make_model(cfg, bundle, False)
+    batch = synthetic_batch(cfg.tasks, b, l, vocab, False)
+    ds = tf.data.Dataset.from_tensors(batch).repeat()
+    timers[name] = StepTimer(model, ds, jit_compile=cfg.jit_compile)
+  res = measure(timers, steps, repeats, b)
+  for name in ("xla", "mixed_bfloat16"):
+    res[f"{name}_speedup"] = paired_ratio(res, "plain", name)
+  return res
+
+
+# ---------------------------------------------------------------------------
+
+def fmt(x):
+  if isinstance(x, float):
+    return f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+  return str(x)
+
+
+def print_table(title, rows):
+  print(f"\n## {title}")
+  for key, value in rows.items():
+    if isinstance(value, dict):
+      inner = ", ".join(f"{k} {fmt(v)}" for k, v in value.items()
+                        if k != "runs_s")
+      print(f"  {str(key):32s} {inner}")
+    else:
+      print(f"  {str(key):32s} {fmt(value)}")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  config = configure.config_from_flags()
+  bundle, tokenizer = runner.load_encoder_and_tokenizer(config)
+  vocab = _vocab_size(bundle)
+  steps, repeats = FLAGS.bench_steps, FLAGS.bench_repeats
+  phases = set(FLAGS.bench_phases)
+  report = {
+      "command": " ".join(sys.argv),
+      "machine": {"platform": platform.platform(),
+                  "cpus": os.cpu_count(),
+                  "tensorflow": tf.__version__,
+                  "devices": [d.name for d in tf.config.list_logical_devices()]},
+      "encoder": bundle.description,
+      "tasks": config.task_names,
+      "batch": config.train_batch_size,
+      "max_seq_length": config.max_seq_length,
+      "repeats": repeats, "steps": steps,
+  }
+  peak = None
+  if "peak" in phases:
+    report["matmul"] = matmul_peak(
+        repeats, config.train_batch_size * config.max_seq_length,
+        bundle.hidden_size)
+    peak = report["matmul"]["peak_gflops"]
+    print_table("fp32 matmul (GFLOP/s)", dict(
+        report["matmul"]["gflops_by_size"],
+        **report["matmul"].get("model_gemm_gflops", {})))
+  tf_keras.utils.set_random_seed(config.seed)
+  if "fixed" in phases:
+    report["fixed_shape"] = fixed_shape_phase(config, bundle, peak, steps,
+                                              repeats)
+    report["peak_rss_mb_after_fixed"] = peak_rss_mb()
+    print_table(f"training, fixed shapes [{config.train_batch_size}, "
+                f"{config.max_seq_length}]", report["fixed_shape"])
+  data = None
+  if phases & {"mix", "input", "eval"}:
+    data = prepared_data(config, tokenizer)
+  if "mix" in phases:
+    report["real_mix"] = mix_phase(config, bundle, data, steps, repeats)
+    report["peak_rss_mb_after_mix"] = peak_rss_mb()
+    print_table("training on the real task mix", report["real_mix"])
+  if "input" in phases:
+    consumed = report.get("real_mix", {}).get("multi_bucketed", {}).get(
+        "seq_per_s")
+    report["input_pipeline"] = input_phase(config, tokenizer, data, repeats,
+                                           consumed)
+    print_table("input pipeline", report["input_pipeline"])
+  if "eval" in phases:
+    report["eval"] = eval_phase(config, bundle, tokenizer, data, repeats)
+    report["peak_rss_mb_after_eval"] = peak_rss_mb()
+    print_table("evaluation and serving", report["eval"])
+  if "variants" in phases:
+    report["variants"] = variants_phase(
+        config, lambda: encoders.build_encoder(config), steps, repeats, vocab)
+    print_table("multi-task step variants", report["variants"])
+  report["peak_rss_mb"] = peak_rss_mb()
+  print(f"\npeak RSS {report['peak_rss_mb']:,.0f} MB")
+  out = FLAGS.bench_output or os.path.join(
+      REPO, "benchmarks", "results",
+      ("debug" if config.debug else "embedded_minilm" if not (
+          config.hub_module_url or config.bert_checkpoint_dir) else
+       os.path.basename(os.path.normpath(config.hub_module_url or
+                                         config.bert_checkpoint_dir)))
+      + ".json")
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  files.write_text_atomic(out, json.dumps(report, indent=2, sort_keys=True))
+  print(f"wrote {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

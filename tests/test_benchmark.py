@@ -1,0 +1,54 @@
+"""The benchmark script runs end to end (at --debug size) and its figures
+are consistent: ratios are the ratios of the reported times, FLOP counts
+follow the formula, and padding falls from fixed to dynamic to bucketed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def test_benchmark_debug_smoke(tmp_path, glue_dir):
+  out = tmp_path / "bench.json"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "benchmark.py"),
+       "--debug", f"--data_dir={glue_dir}", "--bench_repeats=1",
+       "--bench_steps=2", "--bench_phases=peak,fixed,mix,input",
+       f"--bench_output={out}", f"--model_dir={tmp_path / 'run'}"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:]
+  r = json.loads(out.read_text())
+  assert r["matmul"]["peak_gflops"] > 0
+  fixed = r["fixed_shape"]
+  # One repeat: the paired ratio is the ratio of the two runs' times.
+  assert fixed["bam_over_multi"] == pytest.approx(
+      fixed["bam"]["runs_s"][0] / fixed["multi"]["runs_s"][0], rel=1e-2)
+  for name in ("single", "multi", "bam"):
+    f = fixed[name]
+    assert f["padding_fraction"] == 0
+    assert f["achieved_gflops"] == pytest.approx(
+        f["model_gflop_per_step"] / f["s_per_step"])
+    assert f["fraction_of_peak"] == pytest.approx(
+        f["achieved_gflops"] / r["matmul"]["peak_gflops"])
+  # Debug encoder: 3 layers x 144 hidden, FFN 576 -> per layer 4*144^2 +
+  # 2*144*576 weights (+ biases, norms); heads and pooler on top.
+  per_layer = 4 * 144 * 144 + 2 * 144 * 576
+  gflop = fixed["multi"]["model_gflop_per_step"]
+  b, l = r["batch"], r["max_seq_length"]
+  lower = (6 * 3 * per_layer * b * l + 12 * 3 * b * l * l * 144) / 1e9
+  assert lower < gflop < lower * 1.1
+  mix = r["real_mix"]
+  assert (mix["multi_fixed"]["padding_fraction"]
+          > mix["multi_dynamic"]["padding_fraction"]
+          > mix["multi_bucketed"]["padding_fraction"])
+  assert mix["dynamic_over_fixed_real_tokens"] == pytest.approx(
+      mix["multi_dynamic"]["real_tok_per_s"]
+      / mix["multi_fixed"]["real_tok_per_s"])
+  assert r["input_pipeline"]["tokenize_examples_per_s"] > 0
+  assert r["input_pipeline"]["pipeline_over_model"] > 0
+  assert "training, fixed shapes" in proc.stdout
