@@ -54,6 +54,9 @@ flags.DEFINE_integer("bench_repeats", 3, "Timed runs per figure (median).")
 flags.DEFINE_integer("bench_steps", 3, "Steps (batches) per timed run.")
 flags.DEFINE_string("bench_output", "", "JSON results file (default "
                     "benchmarks/results/<encoder>.json).")
+flags.DEFINE_list("bench_variants", ["xla", "mixed_bfloat16"],
+                  "Step variants compared with the plain multi-task step "
+                  "(xla, mixed_bfloat16, mixed_float16).")
 flags.DEFINE_list("bench_phases", ["peak", "fixed", "mix", "input", "eval",
                                    "variants"],
                   "Which parts to run.")
@@ -392,10 +395,15 @@ def variants_phase(config, bundle_fn, steps, repeats, vocab):
   each against the plain step, measured in one interleaved run."""
   b, l = config.train_batch_size, config.max_seq_length
   timers = {}
-  for name, changes in (("plain", {}),
-                        ("xla", {"jit_compile": True}),
-                        ("mixed_bfloat16", {"mixed_precision":
-                                            "mixed_bfloat16"})):
+  known = {"xla": {"jit_compile": True},
+           "mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
+           "mixed_float16": {"mixed_precision": "mixed_float16"}}
+  unknown = set(FLAGS.bench_variants) - set(known)
+  if unknown:
+    raise app.UsageError(f"--bench_variants: unknown {sorted(unknown)}; "
+                         f"expected some of {sorted(known)}")
+  for name, changes in [("plain", {})] + [(v, known[v])
+                                          for v in FLAGS.bench_variants]:
     cfg = sub_config(config, config.tasks, **changes)
     with distribution.precision_policy(cfg):
       bundle = bundle_fn()
@@ -404,7 +412,7 @@ def variants_phase(config, bundle_fn, steps, repeats, vocab):
     ds = tf.data.Dataset.from_tensors(batch).repeat()
     timers[name] = StepTimer(model, ds, jit_compile=cfg.jit_compile)
   res = measure(timers, steps, repeats, b)
-  for name in ("xla", "mixed_bfloat16"):
+  for name in FLAGS.bench_variants:
     res[f"{name}_speedup"] = paired_ratio(res, "plain", name)
   return res
 

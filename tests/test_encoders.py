@@ -192,6 +192,29 @@ def test_export_is_cached(embedded, cache_dir):
   assert not [d for d in os.listdir(cache_dir) if ".tmp." in d]
 
 
+def test_embedded_export_per_mixed_precision(embedded, cache_dir, rte_batch):
+  """A SavedModel computes in the dtypes it was exported with, so
+  --mixed_precision gets its own export: bfloat16 compute, float32
+  variables, outputs close to the float32 export's."""
+  from bam_tf.training import distribution  # pylint: disable=g-import-not-at-top
+  policy = types.SimpleNamespace(mixed_precision="mixed_bfloat16")
+  with distribution.precision_policy(policy):
+    bf16 = encoders.build_encoder(_cfg(cache_dir))
+  assert bf16.hub_path != embedded.hub_path
+  assert bf16.hub_path.endswith(".mixed_bfloat16/encoder")
+  ids, mask, types_ = rte_batch
+  out = bf16.layer(dict(input_word_ids=tf.constant(ids),
+                        input_mask=tf.constant(mask),
+                        input_type_ids=tf.constant(types_)), training=False)
+  assert out["pooled_output"].dtype == tf.bfloat16
+  assert {v.dtype for v in bf16.layer.trainable_variables} == {tf.float32}
+  want = _run(embedded.layer, rte_batch)[1]
+  got = out["pooled_output"].numpy().astype(np.float32)
+  diff = float(np.abs(got - want).max())
+  print(f"\nbfloat16 vs float32 export, pooled: max abs diff {diff:.3f}")
+  assert 0 < diff < 0.1
+
+
 # ---------------------------------------------------------------------------
 # (b) Layer-wise learning-rate depths on the real variable names.
 

@@ -104,13 +104,18 @@ def build_encoder(encoder_cfg) -> EncoderBundle:
   what the encoder carries.
   """
   cache_dir = _get(encoder_cfg, "cache_dir", "") or minilm.default_cache_dir()
+  # The compute precision in force (runner builds encoders under the
+  # --mixed_precision policy): this project's exports are made per
+  # precision, since a SavedModel keeps the dtypes it was exported with.
+  precision = _policy_name()
   vocab_file = _get(encoder_cfg, "vocab_file", "")
   do_lower_case = getattr(encoder_cfg, "do_lower_case", None)
   if _get(encoder_cfg, "debug", False):
     return build_debug_encoder(vocab_file, do_lower_case)
   ckpt_dir = _get(encoder_cfg, "bert_checkpoint_dir", "")
   if ckpt_dir:
-    export = export_tf1_checkpoint(ckpt_dir, cache_dir, do_lower_case)
+    export = export_tf1_checkpoint(ckpt_dir, cache_dir, do_lower_case,
+                                   precision)
     return load_hub_encoder(
         export["encoder"], vocab_file=vocab_file, do_lower_case=do_lower_case,
         preprocessor=export["preprocessor"],
@@ -118,16 +123,26 @@ def build_encoder(encoder_cfg) -> EncoderBundle:
         f"{os.path.dirname(export['encoder'])})")
   hub_url = _get(encoder_cfg, "hub_module_url", "")
   if hub_url:
+    if precision != "float32":
+      logging.warning(
+          "--mixed_precision=%s: the TF-Hub SavedModel %s computes in the "
+          "dtypes it was exported with; only the heads follow the policy",
+          precision, hub_url)
     return load_hub_encoder(
         hub_url, vocab_file=vocab_file, do_lower_case=do_lower_case,
         preprocessor=_get(encoder_cfg, "hub_preprocessor_url", ""),
         description=f"TF-Hub encoder {hub_url}")
-  export = minilm.export_embedded_encoder(cache_dir)
+  export = minilm.export_embedded_encoder(cache_dir, precision)
   return load_hub_encoder(
       export["encoder"], vocab_file=vocab_file, do_lower_case=do_lower_case,
       preprocessor=(_get(encoder_cfg, "hub_preprocessor_url", "")
                     or export["preprocessor"]),
       description=f"embedded all-MiniLM-L6-v2 ({export['encoder']})")
+
+
+def _policy_name() -> str:
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  return tf_keras.mixed_precision.global_policy().name
 
 
 def build_debug_encoder(vocab_file: str = "",
@@ -322,8 +337,8 @@ def _tf1_files(ckpt_dir: str) -> Dict[str, str]:
 
 
 def export_tf1_checkpoint(ckpt_dir: str, cache_dir: str,
-                          do_lower_case: Optional[bool] = None
-                          ) -> Dict[str, str]:
+                          do_lower_case: Optional[bool] = None,
+                          precision: str = "float32") -> Dict[str, str]:
   """Converts a Google TF1 BERT folder to a TF-Hub export, once per version.
 
   Uses Model Garden's TF1->TF2 converter and TF-Hub exporter; the cache key
@@ -340,6 +355,8 @@ def export_tf1_checkpoint(ckpt_dir: str, cache_dir: str,
                      "/'cased' in its name); pass --do_lower_case=true/false.")
   key_src = [os.path.abspath(ckpt_dir), str(bool(do_lower_case)),
              str(TF1_EXPORT_FORMAT_VERSION)]
+  if precision != "float32":
+    key_src.append(precision)
   for p in (files["config"], files["vocab"], files["ckpt"] + ".index"):
     st = os.stat(p)
     key_src.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
@@ -361,7 +378,8 @@ def export_tf1_checkpoint(ckpt_dir: str, cache_dir: str,
     minilm.export_hub_pair(
         tmp, bert_config=bert_config,
         checkpoint_path=tf.train.latest_checkpoint(os.path.dirname(out)),
-        vocab_file=files["vocab"], do_lower_case=bool(do_lower_case))
+        vocab_file=files["vocab"], do_lower_case=bool(do_lower_case),
+        precision=precision)
     shutil.rmtree(os.path.join(tmp, "ckpt"))
 
   minilm.atomic_export(target, dict(key=key, source=os.path.abspath(ckpt_dir)),

@@ -192,21 +192,30 @@ def build_converted_encoder(safetensors_path: str, config: dict):
 
 
 def export_hub_pair(out_dir: str, *, bert_config, checkpoint_path: str,
-                    vocab_file: str, do_lower_case: bool) -> Dict[str, str]:
+                    vocab_file: str, do_lower_case: bool,
+                    precision: str = "float32") -> Dict[str, str]:
   """Runs Model Garden's TF-Hub exporter for encoder + preprocessor.
 
   The encoder's dropout is exported with tf.random.Generator streams: they
   are variables of the SavedModel, so a checkpoint of the loaded KerasLayer
   holds them and a resumed run continues the masks exactly where it stopped.
+  `precision` (a Keras policy name) is baked into the exported graph: a
+  SavedModel computes in the dtypes it was exported with, so
+  --mixed_precision needs its own export (variables stay float32).
   """
   import tf_keras  # pylint: disable=g-import-not-at-top
   from official.nlp.tools import export_tfhub_lib  # pylint: disable=g-import-not-at-top
   tf_keras.backend.experimental.enable_tf_random_generator()
   enc = os.path.join(out_dir, "encoder")
   pre = os.path.join(out_dir, "preprocessor")
-  export_tfhub_lib.export_model(
-      enc, bert_config=bert_config, model_checkpoint_path=checkpoint_path,
-      with_mlm=False, vocab_file=vocab_file, do_lower_case=do_lower_case)
+  previous = tf_keras.mixed_precision.global_policy()
+  tf_keras.mixed_precision.set_global_policy(precision)
+  try:
+    export_tfhub_lib.export_model(
+        enc, bert_config=bert_config, model_checkpoint_path=checkpoint_path,
+        with_mlm=False, vocab_file=vocab_file, do_lower_case=do_lower_case)
+  finally:
+    tf_keras.mixed_precision.set_global_policy(previous)
   export_tfhub_lib.export_preprocessing(
       pre, vocab_file=vocab_file, do_lower_case=do_lower_case,
       tokenize_with_offsets=False,
@@ -256,8 +265,10 @@ def _manifest_matches(target: str, manifest: dict) -> bool:
     return False
 
 
-def export_embedded_encoder(cache_dir: str = "") -> Dict[str, object]:
-  """Exports MiniLM once to `cache_dir/EXPORT_SUBDIR/{encoder,preprocessor}`.
+def export_embedded_encoder(cache_dir: str = "",
+                            precision: str = "float32") -> Dict[str, object]:
+  """Exports MiniLM once to `cache_dir/EXPORT_SUBDIR/{encoder,preprocessor}`
+  (one export per compute precision: float32, mixed_bfloat16, ...).
 
   Returns dict(encoder=path, preprocessor=path, vocab_file=path,
   do_lower_case=True). The vocab path points inside the exported encoder's
@@ -266,10 +277,13 @@ def export_embedded_encoder(cache_dir: str = "") -> Dict[str, object]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   cache_dir = cache_dir or default_cache_dir()
   st_path, vocab_path, config = find_minilm_files()
-  target = os.path.join(cache_dir, EXPORT_SUBDIR)
+  target = os.path.join(cache_dir, EXPORT_SUBDIR + (
+      "" if precision == "float32" else f".{precision}"))
   manifest = dict(source=MINILM_DIST, format=EXPORT_FORMAT_VERSION,
                   safetensors_sha256=file_sha256(st_path),
                   vocab_sha256=file_sha256(vocab_path))
+  if precision != "float32":
+    manifest["precision"] = precision
 
   def build(tmp):
     encoder = build_converted_encoder(st_path, config)
@@ -279,7 +293,7 @@ def export_embedded_encoder(cache_dir: str = "") -> Dict[str, object]:
         os.path.join(tmp, "ckpt", "converted"))
     export_hub_pair(tmp, bert_config=bert_config_from_hf(config),
                     checkpoint_path=ckpt, vocab_file=vocab_path,
-                    do_lower_case=True)
+                    do_lower_case=True, precision=precision)
     shutil.rmtree(os.path.join(tmp, "ckpt"))
 
   atomic_export(target, manifest, build)

@@ -1,0 +1,80 @@
+"""End to end through the command line at --debug size: a teacher run writes
+its outputs, an annealed student learns from them (lambda rising in the
+progress lines), and the student's model_dir exports a SavedModel that
+serves raw text in a fresh process (TensorFlow + tensorflow_text only) with
+the same probabilities the student's own dev evaluation recorded."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from bam_tf.tasks import glue
+from bam_tf.tasks import readers
+from conftest import REPO_ROOT
+
+STEPS = 4
+
+_SERVE = r"""
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+assert "bam_tf" not in sys.modules
+model = tf.saved_model.load(sys.argv[1])
+rows = json.loads(sys.argv[2])
+out = model.signatures["rte"](text_a=tf.constant([r[0] for r in rows]),
+                              text_b=tf.constant([r[1] for r in rows]))
+print(json.dumps({"probs": out["rte_probabilities"].numpy().tolist(),
+                  "labels": [x.decode() for x in out["rte_label"].numpy()],
+                  "signatures": sorted(model.signatures)}))
+"""
+
+
+def _run(args):
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + args,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=900, cwd=REPO_ROOT)
+  assert proc.returncode == 0, proc.stdout[-4000:]
+  return proc.stdout
+
+
+def test_teacher_student_export(tmp_path, glue_dir):
+  teacher, student = str(tmp_path / "teacher"), str(tmp_path / "student")
+  common = [f"--data_dir={glue_dir}", "--debug", "--train_batch_size=8",
+            "--eval_batch_size=8", "--log_every_steps=1"]
+  _run(common + ["--task_names=rte", f"--model_dir={teacher}",
+                 "--max_train_steps=3"])
+  out = _run(common + ["--task_names=rte,sts", f"--model_dir={student}",
+                       "--distill", f"--teachers=rte:{teacher}",
+                       f"--max_train_steps={STEPS}",
+                       "--teacher_output_trials="])
+  # Teacher annealing: lambda = step / total at the start of each step.
+  for step in range(1, STEPS + 1):
+    assert f"step {step}/{STEPS} " in out
+    line = [l for l in out.splitlines() if f"step {step}/{STEPS} " in l][0]
+    assert f"lambda {(step - 1) / STEPS:.3f}" in line, line
+  results = json.loads(open(os.path.join(student, "results.json")).read())
+  assert set(results["trials"][0]["tasks"]) == {"rte", "sts"}
+
+  export_dir = str(tmp_path / "export")
+  out = _run([f"--model_dir={student}", "--mode=export",
+              f"--export_dir={export_dir}"])
+  assert f"exported SavedModel to {export_dir}" in out
+  dev = readers.read_examples(glue.GLUE_TASKS["rte"], glue_dir, "dev",
+                              max_rows=6)
+  rows = [[e.text_a, e.text_b] for e in dev]
+  served = subprocess.run(
+      [sys.executable, "-c", _SERVE, export_dir, json.dumps(rows)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+  assert served.returncode == 0, served.stderr[-3000:]
+  got = json.loads(served.stdout.strip().splitlines()[-1])
+  assert {"rte", "sts"} <= set(got["signatures"])
+  recorded = np.load(os.path.join(student, "trial_0", "predictions",
+                                  "rte_dev.npz"))
+  want = recorded["probabilities"][:len(rows)]
+  np.testing.assert_allclose(np.array(got["probs"]), want, atol=1e-5)
+  labels = glue.GLUE_TASKS["rte"].label_list
+  assert got["labels"] == [labels[i] for i in want.argmax(-1)]
