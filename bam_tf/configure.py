@@ -96,6 +96,11 @@ def define_flags():
   d.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay.")
   d.DEFINE_float("layerwise_lr_decay", 0.9, "Per-layer lr decay (1.0 = off).")
   d.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping.")
+  d.DEFINE_enum("loss_reduction", "sum", ["sum", "mean"], "sum: the "
+                "training objective is the loss summed over the global batch "
+                "(original code; with --clip_norm=1.0 the clip acts on "
+                "nearly every step); mean: divided by the global batch size "
+                "(the usual PyTorch/Keras convention).")
   d.DEFINE_float("head_dropout", 0.1, "Dropout before each task head.")
   d.DEFINE_enum("regression_head", "linear", REGRESSION_HEADS,
                 "linear: dense to 1 unit (original code); sigmoid: sigmoid "
@@ -203,6 +208,7 @@ class BamConfig:
   strategy: str = "one_device"
   tpu: str = ""
   mixed_precision: str = "none"
+  loss_reduction: str = "sum"
   length_bucketing: bool = False
   deterministic: bool = False
   jit_compile: bool = False
@@ -377,6 +383,8 @@ def validate(config: BamConfig):
   _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
   _check(c.strategy in STRATEGIES, "strategy",
          f"must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
+  _check(c.loss_reduction in ("sum", "mean"), "loss_reduction",
+         f"must be 'sum' or 'mean', got {c.loss_reduction!r}")
   _check(c.mixed_precision in MIXED_PRECISION, "mixed_precision",
          f"must be one of {', '.join(MIXED_PRECISION)}, got "
          f"{c.mixed_precision!r}")

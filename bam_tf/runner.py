@@ -94,7 +94,10 @@ def build_model(config, bundle, plan, total_steps):
   policy (run_trial does), like the encoder in `bundle`."""
   model = build_multitask_model(config.tasks, bundle.layer,
                                 head_dropout=config.head_dropout)
-  model.configure_bam(config.tasks, plan.loss_weights, config.regression_head)
+  model.configure_bam(config.tasks, plan.loss_weights, config.regression_head,
+                      loss_divisor=(float(config.train_batch_size)
+                                    if config.loss_reduction == "mean"
+                                    else 1.0))
   depth_fn = lambda name: encoders.variable_depth(name, bundle.num_layers)
   optimizer = optimization.create_optimizer(
       learning_rate=config.learning_rate, num_train_steps=total_steps,

@@ -313,4 +313,5 @@ _DEFAULTS = types.SimpleNamespace(
     distill_schedule="annealing", distill_weight=0.5, distill_temperature=1.0,
     init_from="", trial=0, export_dir="", overwrite=False, custom_tasks="",
     strategy="tpu", tpu="", mixed_precision="mixed_bfloat16",
-    length_bucketing=True, deterministic=False, jit_compile=False)
+    length_bucketing=True, deterministic=False, jit_compile=False,
+    loss_reduction="sum")

@@ -86,3 +86,31 @@ def test_every_head_runs_on_every_example():
                                          "input_type_ids", "task_id")})
   assert {k: tuple(v.shape) for k, v in outputs.items()} == {
       "mnli": (5, 3), "sts": (5, 1), "rte": (5, 2)}
+
+
+def test_mean_loss_reduction_divides_the_update_by_the_batch():
+  """--loss_reduction=mean: the objective is the summed loss over the
+  global batch size, so a plain SGD step moves each weight by exactly
+  1/batch of the summed-loss step (dropout off for a like-for-like step)."""
+  deltas = []
+  for divisor in (1.0, 5.0):
+    tf_keras.utils.set_random_seed(3)
+    encoder = networks.BertEncoder(
+        vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
+        inner_dim=32, max_sequence_length=16, dict_outputs=True,
+        dropout_rate=0.0, attention_dropout_rate=0.0)
+    tasks = registry.get_tasks(["mnli", "sts", "rte"])
+    model = build_multitask_model(tasks, encoder, head_dropout=0.0)
+    model.configure_bam(tasks, {}, "linear", loss_divisor=divisor)
+    # A large step: the weight deltas stand well above float32 rounding.
+    model.compile(optimizer=tf_keras.optimizers.SGD(100.0))
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    logs = model.train_step(_batch())
+    deltas.append([w.numpy() - b for w, b in
+                   zip(model.trainable_variables, before)])
+    assert np.isfinite(float(logs["loss"]))
+  moved = 0
+  for d_sum, d_mean in zip(*deltas):
+    np.testing.assert_allclose(d_mean * 5.0, d_sum, rtol=1e-3, atol=2e-5)
+    moved += int(np.any(d_sum != 0))
+  assert moved > 10

@@ -37,8 +37,11 @@ class MultiTaskModel(tf_keras.Model):
 
   def configure_bam(self, tasks: List[TaskSpec], loss_weights: Dict[str,
                                                                    float],
-                    regression_head: str):
+                    regression_head: str, loss_divisor: float = 1.0):
+    """`loss_divisor`: the objective is the batch's summed loss divided by
+    it (1 = the original's sum; the global batch size = a mean)."""
     self.tasks = list(tasks)
+    self.loss_divisor = float(loss_divisor)
     self.task_loss_weights = tf.constant(
         [float(loss_weights.get(t.name, 1.0)) for t in tasks], tf.float32)
     self.regression_head = regression_head
@@ -114,7 +117,9 @@ class MultiTaskModel(tf_keras.Model):
     with tf.GradientTape() as tape:
       outputs = self(model_inputs(features), training=True)
       total, per_task, counts = self.bam_loss(features, outputs)
-      scaled = self.optimizer.get_scaled_loss(total) if scaling else total
+      objective = total / self.loss_divisor
+      scaled = (self.optimizer.get_scaled_loss(objective) if scaling
+                else objective)
     variables = self.trainable_variables
     grads = tape.gradient(scaled, variables)
     if scaling:
