@@ -226,10 +226,9 @@ def paired_ratio(res, a: str, b: str) -> float:
 # ---------------------------------------------------------------------------
 # Phases.
 
-def fixed_shape_phase(config, bundle, peak, steps, repeats):
+def fixed_shape_phase(config, bundle, peak, steps, repeats, vocab):
   tasks = config.tasks
   b, l = config.train_batch_size, config.max_seq_length
-  vocab = _vocab_size(bundle)
   timers, flops = {}, {}
   for name, subset, distill in (("single", tasks[:1], False),
                                 ("multi", tasks, False),
@@ -468,7 +467,7 @@ def main(argv):
   tf_keras.utils.set_random_seed(config.seed)
   if "fixed" in phases:
     report["fixed_shape"] = fixed_shape_phase(config, bundle, peak, steps,
-                                              repeats)
+                                              repeats, vocab)
     report["peak_rss_mb_after_fixed"] = peak_rss_mb()
     print_table(f"training, fixed shapes [{config.train_batch_size}, "
                 f"{config.max_seq_length}]", report["fixed_shape"])

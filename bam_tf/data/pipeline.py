@@ -37,8 +37,12 @@ def _padded_shapes(element_spec, seq_len: Optional[int]):
 
 
 def batch(dataset: tf.data.Dataset, batch_size: int, dynamic_padding: bool,
-          max_seq_length: int, drop_remainder: bool = False):
-  """Pads token fields to the batch's longest example (or max_seq_length)."""
+          max_seq_length: int, drop_remainder: bool = False,
+          length_bucketing: bool = False):
+  """Pads token fields to the batch's longest example (or max_seq_length);
+  with `length_bucketing` (needs dynamic padding) from length buckets."""
+  if length_bucketing and dynamic_padding:
+    return bucket_batch(dataset, batch_size, max_seq_length, drop_remainder)
   seq_len = None if dynamic_padding else max_seq_length
   return dataset.padded_batch(
       batch_size, padded_shapes=_padded_shapes(dataset.element_spec, seq_len),
@@ -99,12 +103,8 @@ def train_dataset(per_task: List[tf.data.Dataset], probabilities: List[float],
     mixed = tf.data.Dataset.sample_from_datasets(
         streams, weights=probabilities, seed=seed,
         stop_on_empty_dataset=False)
-  if length_bucketing and dynamic_padding:
-    mixed = bucket_batch(mixed, batch_size, max_seq_length,
-                         drop_remainder=True)
-  else:
-    mixed = batch(mixed, batch_size, dynamic_padding, max_seq_length,
-                  drop_remainder=True)
+  mixed = batch(mixed, batch_size, dynamic_padding, max_seq_length,
+                drop_remainder=True, length_bucketing=length_bucketing)
   return mixed.prefetch(tf.data.AUTOTUNE)
 
 
@@ -120,12 +120,8 @@ def eval_dataset(record_path: str, batch_size: int, dynamic_padding: bool,
   `example_mask` (1 real, 0 padding), so replicas get equal shares and a TPU
   sees one shape. Drop rows with example_mask 0 from the outputs.
   """
-  if length_bucketing and dynamic_padding:
-    ds = bucket_batch(task_dataset(record_path), batch_size, max_seq_length,
-                      drop_remainder=False)
-  else:
-    ds = batch(task_dataset(record_path), batch_size, dynamic_padding,
-               max_seq_length)
+  ds = batch(task_dataset(record_path), batch_size, dynamic_padding,
+             max_seq_length, length_bucketing=length_bucketing)
   if pad_task_id is not None:
     ds = ds.map(lambda b: pad_batch(b, batch_size, pad_task_id))
   return ds.prefetch(tf.data.AUTOTUNE)

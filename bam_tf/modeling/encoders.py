@@ -303,9 +303,8 @@ def _check_vocab_fits(handle: str, vocab_file: str, source: str,
   with tf.io.gfile.GFile(vocab_file) as f:
     tokens = sum(1 for _ in f)
   if tokens > rows or rows - tokens > _MAX_EMBEDDING_PADDING:
-    flag = "--vocab_file" if source == "--vocab_file" else source
     raise EncoderError(
-        f"{flag} {vocab_file}: {tokens} tokens, but the encoder {handle!r} "
+        f"{source} {vocab_file}: {tokens} tokens, but the encoder {handle!r} "
         f"embeds {rows} word ids; the vocabulary does not belong to this "
         "encoder (use the vocab.txt that came with it)")
 

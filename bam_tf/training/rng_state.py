@@ -8,9 +8,10 @@ checkpoints stay loadable), so the trainer adds every generator to its
 checkpoint itself (`random_generators`).
 
 This covers the layers built in Python (heads, the --debug encoder). Dropout
-inside a TF-Hub SavedModel is frozen into the exported graph with the random
-ops of its exporter; after a resume those masks restart their stream (see
-docs/RELIABILITY.md for what that costs).
+inside a TF-Hub SavedModel is frozen into the exported graph: this project's
+exports (minilm.export_hub_pair) use generators too, whose state the loaded
+KerasLayer checkpoints; third-party exports keep legacy stateful ops, whose
+masks restart their stream after a resume (docs/RELIABILITY.md).
 """
 
 from typing import Dict
