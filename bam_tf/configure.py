@@ -96,6 +96,9 @@ def define_flags():
   d.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay.")
   d.DEFINE_float("layerwise_lr_decay", 0.9, "Per-layer lr decay (1.0 = off).")
   d.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping.")
+  d.DEFINE_bool("adam_bias_correction", False, "Bias-corrected Adam moments "
+                "(Keras/PyTorch). Off = the original BERT/BAM "
+                "AdamWeightDecayOptimizer, which has no bias correction.")
   d.DEFINE_enum("loss_reduction", "sum", ["sum", "mean"], "sum: the "
                 "training objective is the loss summed over the global batch "
                 "(original code; with --clip_norm=1.0 the clip acts on "
@@ -209,6 +212,7 @@ class BamConfig:
   tpu: str = ""
   mixed_precision: str = "none"
   loss_reduction: str = "sum"
+  adam_bias_correction: bool = False
   length_bucketing: bool = False
   deterministic: bool = False
   jit_compile: bool = False

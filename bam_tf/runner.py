@@ -105,7 +105,8 @@ def build_model(config, bundle, plan, total_steps):
       weight_decay_rate=config.weight_decay_rate,
       layerwise_lr_decay=config.layerwise_lr_decay,
       num_layers=bundle.num_layers, depth_fn=depth_fn,
-      clip_norm=config.clip_norm)
+      clip_norm=config.clip_norm,
+      bias_correction=config.adam_bias_correction)
   model.compile(optimizer=distribution.wrap_optimizer(optimizer, config),
                 jit_compile=config.jit_compile)
   return model

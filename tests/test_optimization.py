@@ -37,11 +37,13 @@ def _depth_fn(name):
   return encoders.variable_depth(name, N_LAYERS)
 
 
-def _make(total=100, warmup=0, clip_norm=None, decay=DECAY, wd=WD):
+def _make(total=100, warmup=0, clip_norm=None, decay=DECAY, wd=WD,
+          bias_correction=False):
   return optimization.create_optimizer(
       learning_rate=BASE_LR, num_train_steps=total, warmup_steps=warmup,
       weight_decay_rate=wd, layerwise_lr_decay=decay, num_layers=N_LAYERS,
-      depth_fn=_depth_fn, clip_norm=clip_norm)
+      depth_fn=_depth_fn, clip_norm=clip_norm,
+      bias_correction=bias_correction)
 
 
 def _vars(rng):
@@ -63,11 +65,15 @@ def _set_state(opt, variables, rng, step):
   return state
 
 
-def _expected_update(w, g, m, v, lr, mult, decay_w):
-  """The original AdamWeightDecayOptimizer, no bias correction."""
+def _expected_update(w, g, m, v, lr, mult, decay_w, t=None):
+  """The original AdamWeightDecayOptimizer (no bias correction); with
+  ``t`` (1-based update count) the bias-corrected Adam of Keras/PyTorch."""
   m1 = B1 * m + (1 - B1) * g
   v1 = B2 * v + (1 - B2) * g * g
-  upd = m1 / (np.sqrt(v1) + EPS)
+  if t is None:
+    upd = m1 / (np.sqrt(v1) + EPS)
+  else:
+    upd = (m1 / (1 - B1**t)) / (np.sqrt(v1 / (1 - B2**t)) + EPS)
   if decay_w:
     upd = upd + WD * w
   return lr * mult * upd, m1, v1
@@ -105,6 +111,38 @@ def test_layerwise_update_matches_hand_computation():
                                rtol=1e-5)
     np.testing.assert_allclose(opt.get_slot(variables[n], "v").numpy(), v1,
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("step", [0, 40])
+def test_bias_corrected_update_matches_hand_computation(step):
+  rng = np.random.default_rng(1)
+  variables = _vars(rng)
+  opt = _make(total=100, warmup=0, bias_correction=True)
+  state = _set_state(opt, variables, rng, step)
+  if step == 0:  # fresh moments, as at the start of fine-tuning
+    state = {n: (np.zeros((3, 2), np.float32),) * 2 for n in NAMES}
+    for n, var in variables.items():
+      opt.get_slot(var, "m").assign(state[n][0])
+      opt.get_slot(var, "v").assign(state[n][1])
+  lr_t = BASE_LR * (1 - step / 100)
+  before = {n: v.numpy() for n, v in variables.items()}
+  grads = {n: rng.normal(size=(3, 2)).astype(np.float32) for n in NAMES}
+  opt.apply_gradients([(tf.constant(grads[n]), variables[n]) for n in NAMES])
+  for n, depth in NAMES.items():
+    decays = not ("bias" in n or "layer_norm" in n)
+    mult = DECAY ** (N_LAYERS + 2 - depth)
+    exp_upd, _, _ = _expected_update(before[n], grads[n], *state[n], lr_t,
+                                     mult, decays, t=step + 1)
+    # atol: float32 rounding of w - update (|w| ~ 1, ulp ~ 1e-7).
+    np.testing.assert_allclose(before[n] - variables[n].numpy(), exp_upd,
+                               rtol=2e-4, atol=5e-8, err_msg=n)
+    if step == 0:  # first corrected step: |Adam part| = lr*mult (to eps)
+      adam = exp_upd / (lr_t * mult) - (WD * before[n] if decays else 0)
+      np.testing.assert_allclose(np.abs(adam), 1.0, rtol=1e-4)
+    # ...and it differs from the original's uncorrected update.
+    unc, _, _ = _expected_update(before[n], grads[n], *state[n], lr_t, mult,
+                                 decays)
+    assert not np.allclose(unc, exp_upd, rtol=1e-2), n
 
 
 def test_ratio_between_depths_is_decay_power():

@@ -108,6 +108,7 @@ class LayerwiseAdamWeightDecay(legacy_adamw.AdamWeightDecay):
                num_layers: Optional[int] = None,
                depth_fn: Optional[Callable[[str], int]] = None,
                clip_norm: Optional[float] = 1.0,
+               bias_correction: bool = False,
                name: str = "AdamWeightDecay",
                **kwargs):
     if clip_norm:
@@ -125,6 +126,7 @@ class LayerwiseAdamWeightDecay(legacy_adamw.AdamWeightDecay):
         **kwargs)
     self.layerwise_lr_decay = layerwise_lr_decay
     self.num_layers = num_layers
+    self.bias_correction = bias_correction
     if self._layerwise_on():
       if num_layers is None:
         raise ValueError("num_layers is required for layer-wise lr decay")
@@ -163,7 +165,12 @@ class LayerwiseAdamWeightDecay(legacy_adamw.AdamWeightDecay):
     v = self.get_slot(var, "v")
     next_m = beta_1 * m + (1.0 - beta_1) * grad
     next_v = beta_2 * v + (1.0 - beta_2) * tf.square(grad)
-    update = next_m / (tf.sqrt(next_v) + eps)
+    if self.bias_correction:  # Keras/PyTorch Adam: m/(1-b1^t), v/(1-b2^t)
+      t = tf.cast(self.iterations + 1, var_dtype)
+      update = (next_m / (1.0 - tf.pow(beta_1, t))) / (
+          tf.sqrt(next_v / (1.0 - tf.pow(beta_2, t))) + eps)
+    else:
+      update = next_m / (tf.sqrt(next_v) + eps)
     if self._do_use_weight_decay(canonical_name(var.name)):
       update += tf.cast(self.weight_decay_rate, var_dtype) * var
     return tf.group(
@@ -183,6 +190,7 @@ class LayerwiseAdamWeightDecay(legacy_adamw.AdamWeightDecay):
     config.update({
         "layerwise_lr_decay": self.layerwise_lr_decay,
         "num_layers": self.num_layers,
+        "bias_correction": self.bias_correction,
     })
     return config
 
@@ -194,11 +202,15 @@ def create_optimizer(learning_rate: float,
                      layerwise_lr_decay: float = 0.9,
                      num_layers: Optional[int] = None,
                      depth_fn: Optional[Callable[[str], int]] = None,
-                     clip_norm: Optional[float] = 1.0
+                     clip_norm: Optional[float] = 1.0,
+                     bias_correction: bool = False
                      ) -> LayerwiseAdamWeightDecay:
   """The original BAM optimiser: AdamW (0.9, 0.999, 1e-6), clip 1.0, BERT lr.
 
   ``layerwise_lr_decay`` 1.0 (or <= 0) switches layer-wise rates off.
+  ``bias_correction`` True gives the bias-corrected Adam of Keras/PyTorch
+  (not the original, whose early updates are up to ~6x larger; see
+  docs/RESULTS.md for what it does to short fine-tunes).
   ``depth_fn(var_name) -> depth``; default: the encoder's ``variable_depth``.
   ``optimizer.learning_rate`` is the schedule; ``optimizer.learning_rate(
   optimizer.iterations)`` is the base lr of the next update (for logging).
@@ -213,4 +225,5 @@ def create_optimizer(learning_rate: float,
       layerwise_lr_decay=layerwise_lr_decay,
       num_layers=num_layers,
       depth_fn=depth_fn,
-      clip_norm=clip_norm)
+      clip_norm=clip_norm,
+      bias_correction=bias_correction)
