@@ -43,6 +43,7 @@ from bam_tf.data import pipeline  # noqa: E402
 from bam_tf.data import sampling  # noqa: E402
 from bam_tf.distill import schedule as schedule_lib  # noqa: E402
 from bam_tf.modeling import encoders  # noqa: E402
+from bam_tf.modeling import multitask_model  # noqa: E402
 from bam_tf.outputs import files  # noqa: E402
 from bam_tf.tasks import readers  # noqa: E402
 from bam_tf.training import distribution  # noqa: E402
@@ -57,8 +58,8 @@ flags.DEFINE_string("bench_output", "", "JSON results file (default "
 flags.DEFINE_list("bench_variants", ["xla", "mixed_bfloat16"],
                   "Step variants compared with the plain multi-task step "
                   "(xla, mixed_bfloat16, mixed_float16).")
-flags.DEFINE_list("bench_phases", ["peak", "fixed", "mix", "input", "eval",
-                                   "variants"],
+flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
+                                   "input", "eval", "variants"],
                   "Which parts to run.")
 FLAGS.set_default("task_names", ["cola", "mrpc", "sts", "rte"])
 FLAGS.set_default("data_dir", os.path.join(REPO, "..", "shared", "glue_data"))
@@ -173,10 +174,11 @@ class StepTimer:
   (the input pipeline keeps prefetching meanwhile, as in training) and
   counting real (mask) and padded tokens."""
 
-  def __init__(self, model, dataset, jit_compile: bool = False):
+  def __init__(self, model, dataset, jit_compile: bool = False, fn=None):
+    """`fn(batch) -> {"loss": ...}`: what to time (default: train_step)."""
     self.it = iter(dataset)
     # One trace for every batch length (dynamic padding): [batch, None].
-    self.step = tf.function(model.train_step, jit_compile=jit_compile,
+    self.step = tf.function(fn or model.train_step, jit_compile=jit_compile,
                             input_signature=[dataset.element_spec])
 
   def run(self, steps: int):
@@ -249,6 +251,109 @@ def fixed_shape_phase(config, bundle, peak, steps, repeats, vocab):
                                      peak if peak else None)
   res["bam_over_multi"] = paired_ratio(res, "bam", "multi")
   return res
+
+
+def breakdown_phase(config, bundle, gemm_gflops, steps, repeats, vocab):
+  """Where a fixed-shape multi-task step's time goes: the step is timed
+  whole and in nested prefixes (forward without dropout, forward with
+  dropout, forward + backward), interleaved; the differences are the
+  dropout, backward and optimizer shares. The matmul floor is the model's
+  GEMM FLOPs at the rate this machine reaches on the encoder's own GEMM
+  shapes, so step - floor is the time spent outside matmuls' best case."""
+  b, l = config.train_batch_size, config.max_seq_length
+  model = make_model(config, bundle, distill=False)
+  ds = tf.data.Dataset.from_tensors(
+      synthetic_batch(config.tasks, b, l, vocab, False)).repeat()
+
+  def forward(training):
+    def fn(features):
+      outputs = model(multitask_model.model_inputs(features),
+                      training=training)
+      return {"loss": model.bam_loss(features, outputs)[0]}
+    return fn
+
+  def forward_backward(features):
+    with tf.GradientTape() as tape:
+      outputs = model(multitask_model.model_inputs(features), training=True)
+      total = model.bam_loss(features, outputs)[0]
+    grads = tape.gradient(total, model.trainable_variables)
+    # Depend on every gradient so none is pruned from the graph.
+    return {"loss": total + 0.0 * tf.linalg.global_norm(grads)}
+
+  timers = {
+      "forward_no_dropout": StepTimer(model, ds, fn=forward(False)),
+      "forward_dropout": StepTimer(model, ds, fn=forward(True)),
+      "forward_backward": StepTimer(model, ds, fn=forward_backward),
+      "train_step": StepTimer(model, ds),
+  }
+  res = measure(timers, steps, repeats, b)
+  t = {k: res[k]["s_per_step"] for k in timers}
+  params = non_embedding_params(model, bundle.num_layers)
+  flops = step_flops(params, bundle.num_layers, bundle.hidden_size, b, l)
+  floor = flops / (gemm_gflops * 1e9) if gemm_gflops else None
+  parts = {
+      "forward (no dropout)": t["forward_no_dropout"],
+      "dropout (forward)": t["forward_dropout"] - t["forward_no_dropout"],
+      "backward": t["forward_backward"] - t["forward_dropout"],
+      "optimizer (clip + AdamW, all variables)": (t["train_step"] -
+                                                  t["forward_backward"]),
+  }
+  out = {"seconds": t, "parts_s": parts,
+         "parts_share": {k: v / t["train_step"] for k, v in parts.items()},
+         "elementwise_fwd_bwd_s": elementwise_costs(
+             b, l, bundle.hidden_size, _num_heads(bundle),
+             bundle.num_layers, repeats)}
+  if floor:
+    out["matmul_floor_s"] = floor
+    out["matmul_floor_share"] = floor / t["train_step"]
+    out["gemm_gflops_used"] = gemm_gflops
+  return out
+
+
+def elementwise_costs(b: int, l: int, hidden: int, heads: int, layers: int,
+                      repeats: int) -> dict:
+  """Seconds per training step of the encoder's big non-matmul ops, forward
+  + backward at the model's shapes, times their count per step: exact-erf
+  GELU on the FFN, softmax and dropout on the attention probabilities, the
+  two layer norms per layer."""
+  tokens = b * l
+  ln = tf_keras.layers.LayerNormalization(epsilon=1e-12)
+  seed = tf.Variable([1, 2], dtype=tf.int64)  # not foldable, as in training
+  ln.build([tokens, hidden])
+  ops = {
+      "gelu_erf [tokens, 4h]": ([tokens, 4 * hidden], layers,
+                                lambda x: tf.nn.gelu(x, approximate=False)),
+      "softmax [b, heads, l, l]": ([b, heads, l, l], layers, tf.nn.softmax),
+      "dropout 0.1 [b, heads, l, l]": (
+          [b, heads, l, l], layers,
+          lambda x: tf.nn.experimental.stateless_dropout(
+              x, 0.1, seed=seed.read_value())),
+      "layer_norm [tokens, h]": ([tokens, hidden], 2 * layers, ln),
+  }
+  out = {}
+  for name, (shape, count, op) in ops.items():
+    # A variable, not a constant: grappler would fold ops on constants.
+    var = tf.Variable(tf.random.normal(shape))
+
+    @tf.function
+    def fwd_bwd(var=var, op=op):
+      with tf.GradientTape() as tape:
+        x = tf.identity(var)
+        tape.watch(x)
+        y = op(x)
+      return tf.reduce_sum(tape.gradient(y, x))
+    med, _ = timed(lambda f=fwd_bwd: f().numpy(), max(repeats, 5))
+    out[name] = med * count
+  return out
+
+
+def _num_heads(bundle) -> int:
+  """From the encoder's query kernel ([hidden, heads, head_size] in Model
+  Garden's attention); BERT's 64-wide heads when it has none such."""
+  for v in bundle.layer.weights:
+    if "query/kernel" in v.name and len(v.shape) == 3:
+      return int(v.shape[1])
+  return max(1, bundle.hidden_size // 64)
 
 
 def _vocab_size(bundle) -> int:
@@ -471,6 +576,18 @@ def main(argv):
     report["peak_rss_mb_after_fixed"] = peak_rss_mb()
     print_table(f"training, fixed shapes [{config.train_batch_size}, "
                 f"{config.max_seq_length}]", report["fixed_shape"])
+  if "breakdown" in phases:
+    gemm = report.get("matmul", {}).get("model_gemm_gflops")
+    report["step_breakdown"] = breakdown_phase(
+        config, bundle, statistics.mean(gemm.values()) if gemm else None,
+        steps, repeats, vocab)
+    print_table(f"where a multi-task step's time goes [{config.train_batch_size}"
+                f", {config.max_seq_length}]",
+                dict(report["step_breakdown"]["parts_s"],
+                     **{"matmul floor (model GEMMs at their measured rate)":
+                        report["step_breakdown"].get("matmul_floor_s")}))
+    print_table("non-matmul ops per step (forward + backward, seconds)",
+                report["step_breakdown"]["elementwise_fwd_bwd_s"])
   data = None
   if phases & {"mix", "input", "eval"}:
     data = prepared_data(config, tokenizer)

@@ -17,7 +17,7 @@ def test_benchmark_debug_smoke(tmp_path, glue_dir):
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "benchmark.py"),
        "--debug", f"--data_dir={glue_dir}", "--bench_repeats=1",
-       "--bench_steps=2", "--bench_phases=peak,fixed,mix,input",
+       "--bench_steps=2", "--bench_phases=peak,fixed,breakdown,mix,input",
        f"--bench_output={out}", f"--model_dir={tmp_path / 'run'}"],
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       timeout=900)
@@ -52,3 +52,15 @@ def test_benchmark_debug_smoke(tmp_path, glue_dir):
   assert r["input_pipeline"]["tokenize_examples_per_s"] > 0
   assert r["input_pipeline"]["pipeline_over_model"] > 0
   assert "training, fixed shapes" in proc.stdout
+  # The breakdown's parts add up to the whole step (by construction of the
+  # nested timings) and the floor uses the model-GEMM rate measured above.
+  bd = r["step_breakdown"]
+  assert sum(bd["parts_s"].values()) == pytest.approx(
+      bd["seconds"]["train_step"])
+  gemm = r["matmul"]["model_gemm_gflops"]
+  assert bd["gemm_gflops_used"] == pytest.approx(sum(gemm.values())
+                                                 / len(gemm))
+  assert bd["matmul_floor_s"] == pytest.approx(
+      fixed["multi"]["model_gflop_per_step"] / bd["gemm_gflops_used"],
+      rel=1e-6)
+  assert "where a multi-task step's time goes" in proc.stdout
