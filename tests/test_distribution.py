@@ -314,4 +314,4 @@ _DEFAULTS = types.SimpleNamespace(
     init_from="", trial=0, export_dir="", overwrite=False, custom_tasks="",
     strategy="tpu", tpu="", mixed_precision="mixed_bfloat16",
     length_bucketing=True, deterministic=False, jit_compile=False,
-    loss_reduction="sum")
+    loss_reduction="sum", adam_bias_correction=False)
