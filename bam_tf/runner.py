@@ -137,7 +137,7 @@ def evaluate(config, model, data: PreparedData, trial_dir: str,
     per_task[task.name] = evaluator.score(task, preds)
     all_preds[task.name] = preds
     if write:
-        save_predictions(os.path.join(trial_dir, "predictions",
+      save_predictions(os.path.join(trial_dir, "predictions",
                                     f"{task.name}_{task.dev_split}.npz"),
                        preds)
   return per_task, all_preds
