@@ -19,7 +19,10 @@ def _fmt_seconds(s: float) -> str:
 class ProgressLogger(tf_keras.callbacks.Callback):
   """Every N steps: step, %, loss, per-task loss, lr, lambda, s/step, ETA.
 
-  Also writes the same scalars to TensorBoard.
+  Losses are means over the examples of the steps since the last line (one
+  batch is too noisy, and with task sampling or length bucketing a batch may
+  hold no example of a task: such a task shows '-' and gets no TensorBoard
+  point rather than a false 0). Also writes the scalars to TensorBoard.
   """
 
   def __init__(self, total_steps: int, every: int, lr_fn, task_names,
@@ -33,30 +36,61 @@ class ProgressLogger(tf_keras.callbacks.Callback):
                    if summary_dir else None)
     self._t0 = None
     self._s0 = 0
+    self._reset()
+
+  def _reset(self):
+    self._sums = {n: 0.0 for n in self.task_names}
+    self._counts = {n: 0.0 for n in self.task_names}
+    self._loss_sum = self._loss_count = 0.0
+    self._last_loss = float("nan")
+
+  def _accumulate(self, logs):
+    """Example-weighted sums of this batch's losses (logs hold batch means
+    and per-task example counts)."""
+    self._last_loss = float(logs.get("loss", float("nan")))
+    total = 0.0
+    for name in self.task_names:
+      count = logs.get(f"count_{name}")
+      loss = logs.get(f"loss_{name}")
+      if count is None or loss is None:
+        continue
+      count = float(count)
+      if count > 0:
+        self._sums[name] += float(loss) * count
+        self._counts[name] += count
+        total += count
+    if total > 0:
+      self._loss_sum += self._last_loss * total
+      self._loss_count += total
 
   def on_train_begin(self, logs=None):
     self._t0 = time.time()
     self._s0 = int(self.model.optimizer.iterations.numpy())
+    self._reset()
 
   def on_train_batch_end(self, batch, logs=None):
+    logs = logs or {}
+    self._accumulate(logs)
     step = int(self.model.optimizer.iterations.numpy())
     if step % self.every and step != self.total_steps:
       return
-    logs = logs or {}
     lr = float(self.lr_fn(step))
-    scalars = {"loss": float(logs.get("loss", float("nan"))),
-               "learning_rate": lr}
+    loss = (self._loss_sum / self._loss_count if self._loss_count
+            else self._last_loss)
+    scalars = {"loss": loss, "learning_rate": lr}
     for name in self.task_names:
-      if f"loss_{name}" in logs:
-        scalars[f"loss/{name}"] = float(logs[f"loss_{name}"])
+      if self._counts[name] > 0:
+        scalars[f"loss/{name}"] = self._sums[name] / self._counts[name]
     if getattr(self.model, "distill_schedule", None) is not None:
       scalars["lambda"] = float(logs.get("lambda", float("nan")))
+    self._reset()
     done = step - self._s0
     elapsed = time.time() - self._t0
     per_step = elapsed / done if done else 0.0
     eta = per_step * (self.total_steps - step)
-    tasks = " ".join(f"{n} {scalars[f'loss/{n}']:.3f}" for n in
-                     self.task_names if f"loss/{n}" in scalars)
+    tasks = " ".join(
+        f"{n} {scalars[f'loss/{n}']:.3f}" if f"loss/{n}" in scalars
+        else f"{n} -" for n in self.task_names)
     extra = "".join(f" | {k} {v:.3f}" for k, v in scalars.items()
                     if k not in ("loss", "learning_rate")
                     and not k.startswith("loss/"))
