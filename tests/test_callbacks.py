@@ -7,7 +7,9 @@ import logging
 import types
 
 import numpy as np
+import pytest
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from bam_tf.training import callbacks
 
@@ -35,7 +37,17 @@ def _events(logdir):
   return points
 
 
-def test_means_since_last_line_and_absent_tasks(tmp_path, caplog):
+@pytest.fixture
+def absl_info():
+  """Earlier in-process runs (run_classifier.main) may leave absl at
+  WARNING; the progress line is an INFO record."""
+  before = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  yield
+  absl_logging.set_verbosity(before)
+
+
+def test_means_since_last_line_and_absent_tasks(tmp_path, caplog, absl_info):
   iterations = tf.Variable(0, dtype=tf.int64)
   model = types.SimpleNamespace(
       optimizer=types.SimpleNamespace(iterations=iterations),
