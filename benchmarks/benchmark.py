@@ -57,7 +57,9 @@ flags.DEFINE_string("bench_output", "", "JSON results file (default "
                     "benchmarks/results/<encoder>.json).")
 flags.DEFINE_list("bench_variants", ["xla", "mixed_bfloat16"],
                   "Step variants compared with the plain multi-task step "
-                  "(xla, mixed_bfloat16, mixed_float16).")
+                  "(xla, mixed_bfloat16, mixed_float16, keras_encoder, "
+                  "xla_keras_encoder: the encoder rebuilt in Python, "
+                  "without / with XLA).")
 flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
                                    "input", "eval", "variants"],
                   "Which parts to run.")
@@ -356,6 +358,29 @@ def _num_heads(bundle) -> int:
   return max(1, bundle.hidden_size // 64)
 
 
+def python_encoder_like(bundle):
+  """A Model Garden BertEncoder built in Python with the bundle's shapes
+  (random weights: timing does not depend on them). XLA sees through a
+  Python-built Keras graph, while a SavedModel reaches it as opaque
+  restored functions; this variant separates the two causes."""
+  from official.nlp.modeling import networks  # pylint: disable=g-import-not-at-top
+  from bam_tf.modeling import minilm  # pylint: disable=g-import-not-at-top
+  inner = [int(v.shape[-1]) for v in bundle.layer.weights
+           if "intermediate/kernel" in v.name]
+  positions = [int(v.shape[0]) for v in bundle.layer.weights
+               if "position_embedding" in v.name and len(v.shape) == 2]
+  layer = networks.BertEncoder(
+      vocab_size=_vocab_size(bundle), hidden_size=bundle.hidden_size,
+      num_layers=bundle.num_layers, num_attention_heads=_num_heads(bundle),
+      intermediate_size=inner[0] if inner else 4 * bundle.hidden_size,
+      activation=minilm.exact_gelu,
+      max_sequence_length=positions[0] if positions else 512,
+      type_vocab_size=2, dict_outputs=True)
+  return dataclasses.replace(
+      bundle, layer=layer, hub_path="",
+      description=f"{bundle.description}, rebuilt in Python")
+
+
 def _vocab_size(bundle) -> int:
   with open(bundle.vocab_file, encoding="utf-8") as f:
     return sum(1 for _ in f)
@@ -499,18 +524,23 @@ def variants_phase(config, bundle_fn, steps, repeats, vocab):
   each against the plain step, measured in one interleaved run."""
   b, l = config.train_batch_size, config.max_seq_length
   timers = {}
-  known = {"xla": {"jit_compile": True},
-           "mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
-           "mixed_float16": {"mixed_precision": "mixed_float16"}}
+  # (config changes, encoder rebuilt in Python instead of the SavedModel)
+  known = {"xla": ({"jit_compile": True}, False),
+           "mixed_bfloat16": ({"mixed_precision": "mixed_bfloat16"}, False),
+           "mixed_float16": ({"mixed_precision": "mixed_float16"}, False),
+           "keras_encoder": ({}, True),
+           "xla_keras_encoder": ({"jit_compile": True}, True)}
   unknown = set(FLAGS.bench_variants) - set(known)
   if unknown:
     raise app.UsageError(f"--bench_variants: unknown {sorted(unknown)}; "
                          f"expected some of {sorted(known)}")
-  for name, changes in [("plain", {})] + [(v, known[v])
-                                          for v in FLAGS.bench_variants]:
+  for name, (changes, in_python) in [("plain", ({}, False))] + [
+      (v, known[v]) for v in FLAGS.bench_variants]:
     cfg = sub_config(config, config.tasks, **changes)
     with distribution.precision_policy(cfg):
       bundle = bundle_fn()
+      if in_python:
+        bundle = python_encoder_like(bundle)
     model = make_model(cfg, bundle, False)
     batch = synthetic_batch(cfg.tasks, b, l, vocab, False)
     ds = tf.data.Dataset.from_tensors(batch).repeat()

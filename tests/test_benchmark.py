@@ -64,3 +64,26 @@ def test_benchmark_debug_smoke(tmp_path, glue_dir):
       fixed["multi"]["model_gflop_per_step"] / bd["gemm_gflops_used"],
       rel=1e-6)
   assert "where a multi-task step's time goes" in proc.stdout
+
+
+def test_python_encoder_like_matches_shapes():
+  """The XLA variant's Python-built encoder has the benchmarked encoder's
+  exact weight shapes (heads and FFN width read off its weights), so the
+  two time the same model."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+  import benchmark  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from bam_tf.modeling import encoders  # pylint: disable=g-import-not-at-top
+  bundle = encoders.build_encoder(types.SimpleNamespace(debug=True))
+  rebuilt = benchmark.python_encoder_like(bundle)
+  x = dict(input_word_ids=tf.ones((2, 8), tf.int32),
+           input_mask=tf.ones((2, 8), tf.int32),
+           input_type_ids=tf.zeros((2, 8), tf.int32))
+  bundle.layer(x)
+  rebuilt.layer(x)
+  shapes = lambda layer: sorted(v.shape.as_list()
+                                for v in layer.trainable_weights)
+  assert shapes(rebuilt.layer) == shapes(bundle.layer)
+  assert rebuilt.layer is not bundle.layer
+  assert rebuilt.num_layers == bundle.num_layers == 3
