@@ -87,3 +87,10 @@ def test_python_encoder_like_matches_shapes():
   assert shapes(rebuilt.layer) == shapes(bundle.layer)
   assert rebuilt.layer is not bundle.layer
   assert rebuilt.num_layers == bundle.num_layers == 3
+  # Importing the script leaves run_classifier's flag defaults alone (its
+  # own defaults apply only when run as a script): later tests in this
+  # process rely on the single/multi-task batch-size resolution.
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  assert flags.FLAGS["train_batch_size"].default is None
+  assert flags.FLAGS["task_names"].default == ["rte"]
+  assert flags.FLAGS["model_dir"].default == ""
