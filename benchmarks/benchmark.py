@@ -364,24 +364,20 @@ def _num_heads(bundle) -> int:
   return max(1, bundle.hidden_size // 64)
 
 
-def python_encoder_like(bundle):
+def python_encoder_like(bundle, vocab_size: int):
   """A Model Garden BertEncoder built in Python with the bundle's shapes
   (random weights: timing does not depend on them). XLA sees through a
   Python-built Keras graph, while a SavedModel reaches it as opaque
   restored functions; this variant separates the two causes."""
-  from official.nlp.modeling import networks  # pylint: disable=g-import-not-at-top
-  from bam_tf.modeling import minilm  # pylint: disable=g-import-not-at-top
   inner = [int(v.shape[-1]) for v in bundle.layer.weights
            if "intermediate/kernel" in v.name]
   positions = [int(v.shape[0]) for v in bundle.layer.weights
                if "position_embedding" in v.name and len(v.shape) == 2]
-  layer = networks.BertEncoder(
-      vocab_size=_vocab_size(bundle), hidden_size=bundle.hidden_size,
+  layer = encoders.bert_encoder_layer(
+      vocab_size=vocab_size, hidden_size=bundle.hidden_size,
       num_layers=bundle.num_layers, num_attention_heads=_num_heads(bundle),
       intermediate_size=inner[0] if inner else 4 * bundle.hidden_size,
-      activation=minilm.exact_gelu,
-      max_sequence_length=positions[0] if positions else 512,
-      type_vocab_size=2, dict_outputs=True)
+      max_sequence_length=positions[0] if positions else 512)
   return dataclasses.replace(
       bundle, layer=layer, hub_path="",
       description=f"{bundle.description}, rebuilt in Python")
@@ -546,7 +542,7 @@ def variants_phase(config, bundle_fn, steps, repeats, vocab):
     with distribution.precision_policy(cfg):
       bundle = bundle_fn()
       if in_python:
-        bundle = python_encoder_like(bundle)
+        bundle = python_encoder_like(bundle, vocab)
     model = make_model(cfg, bundle, False)
     batch = synthetic_batch(cfg.tasks, b, l, vocab, False)
     ds = tf.data.Dataset.from_tensors(batch).repeat()

@@ -76,7 +76,8 @@ def test_python_encoder_like_matches_shapes():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from bam_tf.modeling import encoders  # pylint: disable=g-import-not-at-top
   bundle = encoders.build_encoder(types.SimpleNamespace(debug=True))
-  rebuilt = benchmark.python_encoder_like(bundle)
+  vocab_size = benchmark._vocab_size(bundle)  # pylint: disable=protected-access
+  rebuilt = benchmark.python_encoder_like(bundle, vocab_size)
   x = dict(input_word_ids=tf.ones((2, 8), tf.int32),
            input_mask=tf.ones((2, 8), tf.int32),
            input_type_ids=tf.zeros((2, 8), tf.int32))

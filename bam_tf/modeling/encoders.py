@@ -145,6 +145,27 @@ def _policy_name() -> str:
   return tf_keras.mixed_precision.global_policy().name
 
 
+def bert_encoder_layer(*, vocab_size: int, hidden_size: int, num_layers: int,
+                       num_attention_heads: int, intermediate_size: int,
+                       max_sequence_length: int):
+  """A randomly initialised Model Garden BertEncoder with BERT's exact-erf
+  GELU, two segment types and dict outputs, as every encoder built in
+  Python here (the debug encoder, the benchmark's rebuilt encoder) is."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from official.nlp.modeling import networks  # pylint: disable=g-import-not-at-top
+  return networks.BertEncoder(
+      vocab_size=vocab_size,
+      hidden_size=hidden_size,
+      num_layers=num_layers,
+      num_attention_heads=num_attention_heads,
+      intermediate_size=intermediate_size,
+      activation=minilm.exact_gelu,
+      max_sequence_length=max_sequence_length,
+      type_vocab_size=2,
+      initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02),
+      dict_outputs=True)
+
+
 def build_debug_encoder(vocab_file: str = "",
                         do_lower_case: Optional[bool] = None) -> EncoderBundle:
   """Randomly initialised 3-layer, 144-wide Model Garden BertEncoder.
@@ -153,8 +174,6 @@ def build_debug_encoder(vocab_file: str = "",
   vocab file is given. Initialisation follows TF's global seed, which the
   trainer sets.
   """
-  import tf_keras  # pylint: disable=g-import-not-at-top
-  from official.nlp.modeling import networks  # pylint: disable=g-import-not-at-top
   if not vocab_file:
     _, vocab_file, _ = minilm.find_minilm_files()
     do_lower_case = True if do_lower_case is None else do_lower_case
@@ -162,17 +181,10 @@ def build_debug_encoder(vocab_file: str = "",
     do_lower_case = _guess_lower_case(vocab_file)
   with open(vocab_file, encoding="utf-8") as f:
     vocab_size = sum(1 for _ in f)
-  layer = networks.BertEncoder(
-      vocab_size=vocab_size,
-      hidden_size=DEBUG_HIDDEN_SIZE,
-      num_layers=DEBUG_NUM_LAYERS,
-      num_attention_heads=DEBUG_NUM_HEADS,
-      intermediate_size=DEBUG_INTERMEDIATE_SIZE,
-      activation=minilm.exact_gelu,
-      max_sequence_length=512,
-      type_vocab_size=2,
-      initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02),
-      dict_outputs=True)
+  layer = bert_encoder_layer(
+      vocab_size=vocab_size, hidden_size=DEBUG_HIDDEN_SIZE,
+      num_layers=DEBUG_NUM_LAYERS, num_attention_heads=DEBUG_NUM_HEADS,
+      intermediate_size=DEBUG_INTERMEDIATE_SIZE, max_sequence_length=512)
   return EncoderBundle(
       layer=layer, vocab_file=vocab_file, do_lower_case=bool(do_lower_case),
       num_layers=DEBUG_NUM_LAYERS, hidden_size=DEBUG_HIDDEN_SIZE,
