@@ -2,7 +2,7 @@
 import glob, os
 pk = sorted(d for d in os.listdir("bam_tf") if os.path.isfile(f"bam_tf/{d}/__init__.py"))
 deps_of = {"distill": ["data", "tasks", "outputs"], "reports": ["evaluation", "outputs", "tasks"], "serving": ["data", "modeling", "training"], "tasks": [], "outputs": [], "evaluation": ["tasks", "modeling"], "data": ["tasks", "outputs"],
-           "modeling": ["tasks"], "training": ["modeling"], "tools": ["outputs"]}
+           "modeling": ["tasks"], "training": ["modeling"], "tools": ["outputs", "reports"]}
 out = ['# Bazel targets: one py_library per package folder, the entry point, one',
        '# py_test per test file. tests/test_build_file.py keeps this complete.',
        'load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")',

@@ -51,12 +51,16 @@ class ReportError(BamError):
 
 # ------------------------------------------------------------------ inputs
 
-def parse_runs(specs) -> Dict[str, List[str]]:
+def parse_runs(specs, flag: str = "--runs",
+               item: str = "DIR") -> Dict[str, List[str]]:
   """--runs 'Name:dir[+dir...],Name2:dir' (may repeat) -> {name: [dirs]}.
 
-  Order is kept (it is the table's row order)."""
+  Order is kept (it is the table's row order). `flag` and `item` name what
+  is parsed in errors (bam_tf.tools.reproduce lists flagfiles the same
+  way)."""
   if isinstance(specs, str):
     specs = [specs]
+  form = f"NAME:{item}[+{item}...]"
   methods: Dict[str, List[str]] = {}
   for spec in specs or []:
     for entry in (e.strip() for e in spec.split(",")):
@@ -65,12 +69,12 @@ def parse_runs(specs) -> Dict[str, List[str]]:
       name, sep, dirs = entry.partition(":")
       name = name.strip()
       if not sep or not name or not dirs.strip():
-        raise ReportError(f"--runs: entry {entry!r} is not NAME:DIR[+DIR...]")
+        raise ReportError(f"{flag}: entry {entry!r} is not {form}")
       if name in methods:
-        raise ReportError(f"--runs: method {name!r} given twice")
+        raise ReportError(f"{flag}: method {name!r} given twice")
       methods[name] = [d.strip() for d in dirs.split("+") if d.strip()]
   if not methods:
-    raise ReportError("--runs: no methods given (NAME:DIR[+DIR...],...)")
+    raise ReportError(f"{flag}: no methods given ({form},...)")
   return methods
 
 

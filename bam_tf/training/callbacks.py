@@ -6,14 +6,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from bam_tf.outputs import durations
 from bam_tf.outputs import files
-
-
-def _fmt_seconds(s: float) -> str:
-  s = int(max(s, 0))
-  h, rem = divmod(s, 3600)
-  m, sec = divmod(rem, 60)
-  return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
 class ProgressLogger(tf_keras.callbacks.Callback):
@@ -97,7 +91,7 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     logging.info("step %d/%d (%.1f%%) | loss %.4f | %s | lr %.3g%s | "
                  "%.2f s/step | ETA %s", step, self.total_steps,
                  100.0 * step / self.total_steps, scalars["loss"], tasks, lr,
-                 extra, per_step, _fmt_seconds(eta))
+                 extra, per_step, durations.format_duration(eta))
     if self.writer is not None:
       with self.writer.as_default(step=step):
         for k, v in scalars.items():

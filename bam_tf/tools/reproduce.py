@@ -1,0 +1,380 @@
+"""Runs a whole comparison (e.g. the paper's Table 1) trial by trial, then
+reports it.
+
+    python -m bam_tf.tools.reproduce --preset=small_table1 --trials=3
+
+Each method is one or more flagfiles (a "Single" method joins one flagfile
+per task). Stages go trial-major: trial 1 of every flagfile, then trial 2 of
+every flagfile, ..., so a machine that stops early leaves every method with
+the same number of trials. A stage is `run_classifier.py --flagfile=F
+--num_trials=K` in its own process; stages whose K trials are already in
+the run's results.json are skipped, and a killed stage resumes from its
+checkpoint, so rerunning the same command after a kill (or in the next
+session) continues where it stopped. Each stage's wall time, training and
+evaluation seconds go to `stages.json` and `stages.md` in --out_dir as it
+finishes; when every stage is done the report (bam_tf.reports.report) is
+written to --out_dir.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from absl import flags
+
+from bam_tf.errors import BamError
+from bam_tf.outputs import durations
+from bam_tf.outputs import files
+from bam_tf.outputs import results as results_lib
+from bam_tf.reports import report
+
+ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "run_classifier.py")
+
+_SMALL = "official_configs/small/"
+PRESETS = {
+    # Table 1 (and Table 4's lambda = 0 row) at small scale: the embedded
+    # MiniLM encoder on the shared GLUE tasks CoLA, MRPC, STS-B and RTE.
+    "small_table1": {
+        "methods": [
+            ("Single", [_SMALL + f"single_{t}.cfg"
+                        for t in ("cola", "mrpc", "sts", "rte")]),
+            ("Multi", [_SMALL + "multi.cfg"]),
+            ("Single->Multi", [_SMALL + "single_to_multi.cfg"]),
+            ("Single->Multi lambda=0", [_SMALL +
+                                        "single_to_multi_lambda0.cfg"]),
+        ],
+        "baselines": ["Single", "Multi"],
+        "out_dir": "runs/small/table1",
+        # Both tests the issue asks for: over dev examples and over trials.
+        "report_flags": ["--test=both"],
+    },
+}
+
+STAGES_JSON = "stages.json"
+STAGES_MD = "stages.md"
+LOCK_FILE = ".reproduce.lock"
+
+
+class ReproduceError(BamError):
+  """A flagfile, method list or lock this command cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """Bring one flagfile's run up to `trials` finished trials."""
+  methods: tuple
+  flagfile: str
+  model_dir: str
+  trials: int
+
+  @property
+  def name(self) -> str:
+    return f"{os.path.basename(self.flagfile)} trial {self.trials}"
+
+
+# ---------------------------------------------------------------- planning
+
+def parse_methods(spec: str) -> List[tuple]:
+  """'Name:a.cfg+b.cfg,Name2:c.cfg' -> [(name, [flagfiles])], order kept."""
+  return list(report.parse_runs(spec, "--methods", "FLAGFILE").items())
+
+
+def model_dir_of(flagfile: str, stage_flags: Sequence[str] = ()) -> str:
+  """The --model_dir a stage writes: the flagfile's (nested flagfiles
+  expanded the way absl does), unless --stage_flags overrides it."""
+  if not os.path.isfile(flagfile):
+    raise ReproduceError(f"flagfile {flagfile}: no such file")
+  try:
+    args = flags.FlagValues().read_flags_from_files(
+        [f"--flagfile={flagfile}"], force_gnu=True)
+  except flags.Error as e:
+    raise ReproduceError(f"flagfile {flagfile}: {e}") from e
+  model_dir = None
+  for arg in list(args) + list(stage_flags):
+    if arg.startswith("--model_dir="):
+      model_dir = arg.split("=", 1)[1]
+  if not model_dir:
+    raise ReproduceError(
+        f"flagfile {flagfile}: no --model_dir=... line (each stage needs its "
+        "own run directory to be resumable)")
+  return model_dir
+
+
+def plan_stages(methods: List[tuple], trials: int,
+                stage_flags: Sequence[str] = ()) -> List[Stage]:
+  """Trial-major order; a flagfile shared by several methods runs once."""
+  if trials < 1:
+    raise ReproduceError(f"--trials: {trials}; expected >= 1")
+  by_flagfile: Dict[str, List[str]] = {}
+  for name, cfgs in methods:
+    for cfg in cfgs:
+      by_flagfile.setdefault(cfg, []).append(name)
+  dirs = {cfg: model_dir_of(cfg, stage_flags) for cfg in by_flagfile}
+  owners: Dict[str, str] = {}
+  for cfg, d in dirs.items():
+    key = os.path.normpath(os.path.abspath(d))
+    if key in owners:
+      raise ReproduceError(
+          f"flagfiles {owners[key]} and {cfg} both write --model_dir={d}")
+    owners[key] = cfg
+  return [Stage(tuple(by_flagfile[cfg]), cfg, dirs[cfg], k)
+          for k in range(1, trials + 1) for cfg in by_flagfile]
+
+
+def is_done(stage: Stage) -> bool:
+  done = results_lib.finished_trials(stage.model_dir)
+  return all(t in done for t in range(stage.trials))
+
+
+# ------------------------------------------------------------- stage log
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).strftime(
+      "%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_stage_log(out_dir: str) -> List[Dict]:
+  path = os.path.join(out_dir, STAGES_JSON)
+  return files.read_json(path)["stages"] if os.path.exists(path) else []
+
+
+def write_stage_log(out_dir: str, records: List[Dict]):
+  files.write_json_atomic(os.path.join(out_dir, STAGES_JSON),
+                          {"stages": records})
+  fmt = durations.format_duration
+  lines = ["| stage | methods | started (UTC) | wall | train s | eval s | "
+           "exit |", "|---|---|---|---|---|---|---|"]
+  for r in records:
+    lines.append(
+        f"| {r['flagfile']} trial {r['trials']} | {', '.join(r['methods'])} "
+        f"| {r['started']} | {fmt(r['wall_seconds'])} | "
+        f"{r.get('train_seconds', '-')} | {r.get('eval_seconds', '-')} | "
+        f"{r['returncode']} |")
+  files.write_text_atomic(os.path.join(out_dir, STAGES_MD),
+                          "\n".join(lines) + "\n")
+
+
+def _trial_seconds(model_dir: str, trial_index: int) -> Dict:
+  trial = results_lib.finished_trials(model_dir).get(trial_index)
+  if not trial:
+    return {}
+  return {k: trial[k] for k in ("train_seconds", "eval_seconds")
+          if k in trial}
+
+
+def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
+  """Mean wall time of earlier finished stages of the same flagfile."""
+  walls = [r["wall_seconds"] for r in records
+           if r["flagfile"] == stage.flagfile and r["returncode"] == 0]
+  return sum(walls) / len(walls) if walls else None
+
+
+def _eta(remaining: List[Stage], records: List[Dict]) -> str:
+  """Estimate from the stage log: mean wall of each flagfile's earlier
+  stages (stages never timed are counted as unknown)."""
+  eta = [estimate_seconds(s, records) for s in remaining]
+  known = [e for e in eta if e is not None]
+  if not known:
+    return "no timings yet for an ETA"
+  unknown = len(eta) - len(known)
+  return (f"this stage ~{durations.format_duration(eta[0])}, all remaining "
+          f"~{durations.format_duration(sum(known))}"
+          + (f" + {unknown} stage(s) not yet timed" if unknown else ""))
+
+
+# ------------------------------------------------------------------- lock
+
+class RunLock:
+  """One reproduce process per --out_dir: two would train the same run
+  directories at once. A lock left by a dead process is taken over."""
+
+  def __init__(self, out_dir: str):
+    self.path = os.path.join(out_dir, LOCK_FILE)
+
+  def __enter__(self):
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    while True:
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+      except FileExistsError:
+        pid = self._holder()
+        if pid is not None and _alive(pid):
+          raise ReproduceError(
+              f"{self.path}: another reproduce run (pid {pid}) is using this "
+              "--out_dir; wait for it or stop it first") from None
+        os.remove(self.path)  # stale
+        continue
+      with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+      return self
+
+  def __exit__(self, *exc):
+    if self._holder() == os.getpid():
+      os.remove(self.path)
+
+  def _holder(self) -> Optional[int]:
+    try:
+      with open(self.path) as f:
+        return int(f.read().strip() or 0) or None
+    except (OSError, ValueError):
+      return None
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+# -------------------------------------------------------------------- run
+
+def run_stage(stage: Stage, stage_flags: Sequence[str],
+              log_dir: Optional[str]) -> int:
+  """One run_classifier process. A SIGTERM to us is passed on to it, so a
+  rerun never finds an orphan still training the same run directory; Ctrl-C
+  reaches it from the terminal directly (we wait for it to stop)."""
+  cmd = [sys.executable, ENTRY_POINT, f"--flagfile={stage.flagfile}",
+         f"--num_trials={stage.trials}"] + list(stage_flags)
+  out = None
+  if log_dir:
+    os.makedirs(log_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(stage.flagfile))[0]
+    out = open(os.path.join(log_dir, f"{stem}.log"), "a")
+  print(f"  $ {' '.join(cmd)}", flush=True)
+  proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT
+                          if out else None)
+  previous = {
+      signal.SIGTERM: signal.signal(
+          signal.SIGTERM, lambda signum, _: proc.send_signal(signum)),
+      signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+  try:
+    return proc.wait()
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+    if out:
+      out.close()
+
+
+def reproduce(methods: List[tuple], trials: int, out_dir: str,
+              baselines: Sequence[str] = (), stage_flags: Sequence[str] = (),
+              log_dir: Optional[str] = None, dry_run: bool = False,
+              report_args: Sequence[str] = ()) -> int:
+  stages = plan_stages(methods, trials, stage_flags)
+  pending = [s for s in stages if not is_done(s)]
+  print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
+        f"{len(stages) - len(pending)} already done, {len(pending)} to run",
+        flush=True)
+  if dry_run:
+    for s in stages:
+      state = "done" if s not in pending else "to run"
+      print(f"  {s.name:<40} {state:<7} -> {s.model_dir}  "
+            f"({', '.join(s.methods)})")
+    return 0
+  with RunLock(out_dir):
+    records = load_stage_log(out_dir)
+    for i, stage in enumerate(pending, 1):
+      print(f"[{_now()}] stage {i}/{len(pending)}: {stage.name} "
+            f"({', '.join(stage.methods)}); {_eta(pending[i - 1:], records)}",
+            flush=True)
+      record = {"flagfile": stage.flagfile, "methods": list(stage.methods),
+                "model_dir": stage.model_dir, "trials": stage.trials,
+                "started": _now()}
+      t0 = time.time()
+      rc = run_stage(stage, stage_flags, log_dir)
+      record.update(ended=_now(), wall_seconds=round(time.time() - t0, 1),
+                    returncode=rc,
+                    **_trial_seconds(stage.model_dir, stage.trials - 1))
+      records.append(record)
+      write_stage_log(out_dir, records)
+      if rc != 0 or not is_done(stage):
+        where = f" (output in {log_dir})" if log_dir else ""
+        raise ReproduceError(
+            f"stage {stage.name} failed with exit code {rc}{where}; rerun "
+            "this command to resume it")
+      print(f"[{_now()}] done {stage.name} in "
+            f"{durations.format_duration(record['wall_seconds'])}", flush=True)
+  runs = ",".join(
+      name + ":" + "+".join(model_dir_of(c, stage_flags) for c in cfgs)
+      for name, cfgs in methods)
+  argv = ["--runs", runs, "--out_dir", out_dir] + list(report_args)
+  if baselines:
+    argv += ["--baselines", ",".join(baselines)]
+  print(f"report: python -m bam_tf.reports.report {shlex.join(argv)}",
+        flush=True)
+  return report.main(argv)
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(
+      prog="python -m bam_tf.tools.reproduce",
+      description="Run every method's flagfiles trial by trial (resumable), "
+                  "log each stage's wall time, then write the report.")
+  p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                 help="a built-in comparison (methods, baselines, out_dir)")
+  p.add_argument("--methods", default="",
+                 help="NAME:FLAGFILE[+FLAGFILE...][,NAME:...]; overrides "
+                      "the preset's methods")
+  p.add_argument("--trials", type=int, default=3)
+  p.add_argument("--baselines", default=None,
+                 help="comma-separated method names (default: the preset's)")
+  p.add_argument("--out_dir", default="",
+                 help="stage log and report (default: the preset's)")
+  p.add_argument("--log_dir", default="",
+                 help="append each stage's output to LOG_DIR/<flagfile>.log "
+                      "(default: this terminal)")
+  p.add_argument("--stage_flags", default="",
+                 help="extra run_classifier flags for every stage, space-"
+                      "separated (e.g. '--data_dir=/data/glue')")
+  p.add_argument("--dry_run", action="store_true",
+                 help="list the stages and which are done; run nothing")
+  p.add_argument("--report_flags", default="",
+                 help="extra bam_tf.reports.report flags, space-separated "
+                      "(after the preset's)")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  preset = PRESETS.get(args.preset, {}) if args.preset else {}
+  try:
+    if args.methods:
+      methods = parse_methods(args.methods)
+    elif preset:
+      methods = preset["methods"]
+    else:
+      raise ReproduceError("give --preset or --methods")
+    if args.baselines is None:
+      baselines = preset.get("baselines", [])
+    else:
+      baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    names = [m for m, _ in methods]
+    for b in baselines:
+      if b not in names:
+        raise ReproduceError(f"--baselines: {b!r} is not one of {names}")
+    out_dir = args.out_dir or preset.get("out_dir")
+    if not out_dir:
+      raise ReproduceError("--out_dir: required without --preset")
+    return reproduce(methods, args.trials, out_dir, baselines,
+                     args.stage_flags.split(), args.log_dir or None,
+                     args.dry_run,
+                     preset.get("report_flags", []) + args.report_flags.split())
+  except BamError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,173 @@
+"""bam_tf.tools.reproduce: the trial-major plan, skipping of finished
+trials, its errors and lock, and a real two-method comparison at --debug
+size that runs, logs its stages, reports, and does nothing when rerun."""
+
+import json
+import os
+
+import pytest
+
+from bam_tf.outputs import results as results_lib
+from bam_tf.tools import reproduce
+from conftest import REPO_ROOT
+
+
+def _flagfile(path, *lines):
+  path.write_text("# a comment\n" + "\n".join(lines) + "\n")
+  return str(path)
+
+
+def _finish_trials(model_dir, n):
+  for t in range(n):
+    results_lib.record_trial(str(model_dir), {"task_names": ["rte"]}, {
+        "trial": t, "seed": t + 1, "tasks": {"rte": {"score": 50.0 + t}},
+        "averages": {}})
+
+
+def test_plan_is_trial_major_skips_finished_and_expands_nested(tmp_path):
+  base = _flagfile(tmp_path / "base.cfg", f"--model_dir={tmp_path}/base_dir",
+                   "--task_names=rte")
+  a = _flagfile(tmp_path / "a.cfg", f"--flagfile={base}",
+                f"--model_dir={tmp_path}/a")  # later line wins, as in absl
+  b = _flagfile(tmp_path / "b.cfg", f"--flagfile={base}")  # inherits
+  methods = reproduce.parse_methods(f"Single:{a}+{b}, Both:{b}")
+  assert methods == [("Single", [a, b]), ("Both", [b])]
+  stages = reproduce.plan_stages(methods, trials=3)
+  # b is shared by two methods: one stage per trial, owned by both.
+  assert [(os.path.basename(s.flagfile), s.trials) for s in stages] == [
+      ("a.cfg", 1), ("b.cfg", 1), ("a.cfg", 2), ("b.cfg", 2),
+      ("a.cfg", 3), ("b.cfg", 3)]
+  assert stages[1].methods == ("Single", "Both")
+  assert stages[0].model_dir == f"{tmp_path}/a"
+  assert stages[1].model_dir == f"{tmp_path}/base_dir"
+  # --stage_flags overrides the flagfile's run directory.
+  assert reproduce.model_dir_of(a, ["--model_dir=elsewhere"]) == "elsewhere"
+
+  _finish_trials(tmp_path / "a", 2)
+  _finish_trials(tmp_path / "base_dir", 1)
+  done = [reproduce.is_done(s) for s in stages]
+  assert done == [True, True, True, False, False, False]
+  # A gap (trial 1 finished, trial 0 not) is not "2 trials done".
+  _finish_trials(tmp_path / "gap", 0)
+  results_lib.record_trial(str(tmp_path / "gap"), {"task_names": ["rte"]}, {
+      "trial": 1, "seed": 2, "tasks": {"rte": {"score": 1.0}},
+      "averages": {}})
+  gap = reproduce.Stage(("x",), a, str(tmp_path / "gap"), 2)
+  assert not reproduce.is_done(gap)
+
+  # ETA: mean wall of the flagfile's earlier successful stages.
+  log = [{"flagfile": a, "wall_seconds": w, "returncode": rc}
+         for w, rc in ((100, 0), (200, 0), (5, 1))]
+  assert reproduce._eta(stages[4:], log) == (  # pylint: disable=protected-access
+      "this stage ~2m30s, all remaining ~2m30s + 1 stage(s) not yet timed")
+  assert reproduce._eta(stages[5:], log) == (  # pylint: disable=protected-access
+      "no timings yet for an ETA")
+
+
+def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):
+  a = _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/a")
+  _finish_trials(tmp_path / "a", 1)
+  rc = reproduce.main([f"--methods=M:{a}", "--trials=2",
+                       f"--out_dir={tmp_path}/out", "--dry_run"])
+  out = capsys.readouterr().out
+  assert rc == 0
+  assert "2 stages (1 methods x 2 trials), 1 already done, 1 to run" in out
+  assert "a.cfg trial 1" in out and "a.cfg trial 2" in out
+  assert not os.path.exists(tmp_path / "out" / reproduce.STAGES_JSON)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods=M:{tmp}/missing.cfg"], "missing.cfg: no such file"),
+    (["--methods=M:{tmp}/nodir.cfg"], "nodir.cfg: no --model_dir"),
+    (["--methods=M:{tmp}/a.cfg+{tmp}/a2.cfg"], "both write --model_dir"),
+    (["--methods=M {tmp}/a.cfg"], "is not NAME:FLAGFILE"),
+    (["--methods=M:{tmp}/a.cfg,M:{tmp}/a.cfg"], "given twice"),
+    (["--methods=M:{tmp}/a.cfg", "--baselines=Multi"], "'Multi' is not one"),
+    (["--methods=M:{tmp}/a.cfg", "--trials=0"], "--trials: 0"),
+    (["--trials=1"], "give --preset or --methods"),
+])
+def test_bad_input_names_what_is_wrong(tmp_path, capsys, args, message):
+  _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/a")
+  _flagfile(tmp_path / "a2.cfg", f"--model_dir={tmp_path}/a/")
+  _flagfile(tmp_path / "nodir.cfg", "--task_names=rte")
+  args = [a.format(tmp=tmp_path) for a in args]
+  rc = reproduce.main(args + [f"--out_dir={tmp_path}/out", "--dry_run"])
+  assert rc == 2
+  assert message in capsys.readouterr().err
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
+  out = str(tmp_path / "out")
+  with reproduce.RunLock(out):
+    with pytest.raises(reproduce.ReproduceError, match=f"pid {os.getpid()}"):
+      with reproduce.RunLock(out):
+        pass
+  assert not os.path.exists(os.path.join(out, reproduce.LOCK_FILE))
+  # A pid that cannot be alive (above the kernel's pid_max).
+  with open(os.path.join(out, reproduce.LOCK_FILE), "w") as f:
+    f.write("99999999\n")
+  with reproduce.RunLock(out) as lock:
+    assert lock._holder() == os.getpid()  # pylint: disable=protected-access
+
+
+def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,
+                                                    capsys):
+  """Real run_classifier stages at --debug size (4 processes)."""
+  common = ["--task_names=rte", "--debug", "--max_train_steps=2",
+            "--train_batch_size=8", "--eval_batch_size=8",
+            "--teacher_output_trials=", f"--data_dir={glue_dir}"]
+  a = _flagfile(tmp_path / "a.cfg", *common, f"--model_dir={tmp_path}/a")
+  b = _flagfile(tmp_path / "b.cfg", *common, "--learning_rate=1e-3",
+                f"--model_dir={tmp_path}/b")
+  out_dir = str(tmp_path / "report")
+  args = [f"--methods=A:{a},B:{b}", "--trials=2", "--baselines=A",
+          f"--out_dir={out_dir}", f"--log_dir={tmp_path}/logs",
+          "--report_flags=--n_resamples=200 --no_plots"]
+  assert reproduce.main(args) == 0
+  printed = capsys.readouterr().out
+  assert "stage 4/4: b.cfg trial 2" in printed
+  stages = json.load(open(os.path.join(out_dir, reproduce.STAGES_JSON)))
+  runs = [(os.path.basename(r["flagfile"]), r["trials"], r["returncode"])
+          for r in stages["stages"]]
+  assert runs == [("a.cfg", 1, 0), ("b.cfg", 1, 0), ("a.cfg", 2, 0),
+                  ("b.cfg", 2, 0)]
+  for r in stages["stages"]:
+    assert r["wall_seconds"] > r["train_seconds"] > 0
+    assert r["eval_seconds"] > 0
+  md = open(os.path.join(out_dir, reproduce.STAGES_MD)).read()
+  assert md.count("| 0 |") == 4
+  # Each stage's output went to its flagfile's log, trial by trial.
+  log_a = open(tmp_path / "logs" / "a.log").read()
+  assert log_a.count("Trial 1 (seed") == 1 and "Trial 0 already" in log_a
+  for d in ("a", "b"):
+    trials = results_lib.load(str(tmp_path / d))["trials"]
+    assert [t["trial"] for t in trials] == [0, 1]
+  # The report covers both methods, 2 trials each, with the runs' scores,
+  # and compares B with the baseline A.
+  report = json.load(open(os.path.join(out_dir, "report.json")))
+  assert os.path.exists(os.path.join(out_dir, "table.md"))
+  for name, d in (("A", "a"), ("B", "b")):
+    scores = {str(t["trial"]): t["tasks"]["rte"]["score"]
+              for t in results_lib.load(str(tmp_path / d))["trials"]}
+    assert report["trial_scores"][name]["rte"] == scores
+    assert report["stats"][name]["rte"]["n"] == 2
+  comps = report["tests"]["bootstrap"]["comparisons"]
+  assert {(c["baseline"], c["method"]) for c in comps} == {("A", "B")}
+
+  # Rerun: every stage is done, nothing runs, the stage log is unchanged.
+  assert reproduce.main(args) == 0
+  assert "0 to run" in capsys.readouterr().out
+  again = json.load(open(os.path.join(out_dir, reproduce.STAGES_JSON)))
+  assert again == stages
+
+
+def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):
+  monkeypatch.chdir(REPO_ROOT)
+  preset = reproduce.PRESETS["small_table1"]
+  stages = reproduce.plan_stages(preset["methods"], trials=3)
+  assert len(stages) == 21  # 7 flagfiles x 3 trials
+  assert {s.model_dir for s in stages} == {
+      f"runs/small/{n}" for n in ("single_cola", "single_mrpc", "single_sts",
+                                  "single_rte", "multi", "single_to_multi",
+                                  "single_to_multi_lambda0")}
+  assert set(preset["baselines"]) <= {m for m, _ in preset["methods"]}
