@@ -103,11 +103,13 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
       with reproduce.RunLock(out):
         pass
   assert not os.path.exists(os.path.join(out, reproduce.LOCK_FILE))
-  # A pid that cannot be alive (above the kernel's pid_max).
-  with open(os.path.join(out, reproduce.LOCK_FILE), "w") as f:
-    f.write("99999999\n")
-  with reproduce.RunLock(out) as lock:
-    assert lock._holder() == os.getpid()  # pylint: disable=protected-access
+  # Stale: a pid that cannot be alive (above the kernel's pid_max), and a
+  # live pid that started at another time (pid reused after a reboot).
+  for stale in ("99999999 123", "1 123456789"):
+    with open(os.path.join(out, reproduce.LOCK_FILE), "w") as f:
+      f.write(stale + "\n")
+    with reproduce.RunLock(out) as lock:
+      assert lock.holder()[0] == os.getpid()
 
 
 def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,

@@ -194,7 +194,8 @@ def _eta(remaining: List[Stage], records: List[Dict]) -> str:
 
 class RunLock:
   """One reproduce process per --out_dir: two would train the same run
-  directories at once. A lock left by a dead process is taken over."""
+  directories at once. The lock holds the holder's pid and start time, so a
+  lock left by a killed run is taken over even if its pid was reused."""
 
   def __init__(self, out_dir: str):
     self.path = os.path.join(out_dir, LOCK_FILE)
@@ -205,37 +206,51 @@ class RunLock:
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
       except FileExistsError:
-        pid = self._holder()
-        if pid is not None and _alive(pid):
+        holder = self.holder()
+        if holder and _alive(*holder):
           raise ReproduceError(
-              f"{self.path}: another reproduce run (pid {pid}) is using this "
-              "--out_dir; wait for it or stop it first") from None
+              f"{self.path}: another reproduce run (pid {holder[0]}) is "
+              "using this --out_dir; wait for it or stop it first") from None
         os.remove(self.path)  # stale
         continue
       with os.fdopen(fd, "w") as f:
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
       return self
 
   def __exit__(self, *exc):
-    if self._holder() == os.getpid():
+    holder = self.holder()
+    if holder and holder[0] == os.getpid():
       os.remove(self.path)
 
-  def _holder(self) -> Optional[int]:
+  def holder(self) -> Optional[tuple]:
+    """(pid, start time or None) of the lock's holder; None if unreadable."""
     try:
       with open(self.path) as f:
-        return int(f.read().strip() or 0) or None
-    except (OSError, ValueError):
+        fields = f.read().split()
+      return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
       return None
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> Optional[str]:
+  """The process's start time in clock ticks since boot (Linux /proc);
+  None elsewhere."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[19]
+  except (OSError, IndexError):
+    return None
+
+
+def _alive(pid: int, start: Optional[str]) -> bool:
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:
-    return True
-  return True
+    pass
+  now = _start_time(pid)
+  return start is None or now is None or now == start
 
 
 # -------------------------------------------------------------------- run
