@@ -321,9 +321,9 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
             "this command to resume it")
       print(f"[{_now()}] done {stage.name} in "
             f"{durations.format_duration(record['wall_seconds'])}", flush=True)
-  runs = ",".join(
-      name + ":" + "+".join(model_dir_of(c, stage_flags) for c in cfgs)
-      for name, cfgs in methods)
+  model_dirs = {s.flagfile: s.model_dir for s in stages}
+  runs = ",".join(name + ":" + "+".join(model_dirs[c] for c in cfgs)
+                  for name, cfgs in methods)
   argv = ["--runs", runs, "--out_dir", out_dir] + list(report_args)
   if baselines:
     argv += ["--baselines", ",".join(baselines)]
