@@ -11,7 +11,8 @@ so its dirs are combined task by task. Each cell is the median over trials
 of the headline dev score; a mark says the method improves over that
 baseline with Holm-Bonferroni-corrected p < alpha, the correction taken over
 every comparison the table makes. Writes table.md, table.csv,
-comparisons.csv, report.json and PNG plots into --out_dir. No TensorFlow.
+comparisons.csv, compute.csv (what each method cost), report.json and PNG
+plots into --out_dir. No TensorFlow.
 """
 
 import argparse
@@ -28,6 +29,7 @@ import numpy as np
 
 from bam_tf.errors import BamError
 from bam_tf.outputs import files
+from bam_tf.reports import compute
 from bam_tf.reports import statistics as st
 from bam_tf.tasks import glue
 from bam_tf.tasks.task import TaskSpec
@@ -119,6 +121,8 @@ class RunDir:
       names = sorted({t for tr in trials for t in tr.get("tasks", {})})
     self.tasks = {n: _task_spec(n, self.config, results_path) for n in names}
     self.scores: Dict[str, Dict[int, float]] = {n: {} for n in names}
+    self.trial_info = {int(tr["trial"]): {k: tr[k] for k in compute.COST_KEYS
+                                          if k in tr} for tr in trials}
     for tr in trials:
       for n in names:
         if n not in tr.get("tasks", {}) or "score" not in tr["tasks"][n]:
@@ -323,6 +327,8 @@ def build_report(methods: Dict[str, List[str]],
                            for c, s in by.items()}
                        for m, by in trial_scores.items()},
       "tests": results,
+      "compute": compute.method_costs(
+          {m.name: m.runs for m in rows.values()}, notes),
       "notes": notes,
       "plots": [],
   }
@@ -462,6 +468,8 @@ def render_markdown(report: Dict) -> str:
     lines += _md_table(["Method", "vs", "Task", "delta", "p", "p (Holm)",
                         f"p<{s['alpha']}"], rows)
     lines.append("")
+  if report.get("compute"):
+    lines += compute.render_markdown(report["compute"])
   if report["notes"]:
     lines.append("## Notes")
     lines.append("")
@@ -477,7 +485,8 @@ def _csv(rows: List[List]) -> str:
 
 
 def write_report(report: Dict, out_dir: str):
-  """table.md, table.csv, comparisons.csv, report.json (atomic writes)."""
+  """table.md, table.csv, comparisons.csv, compute.csv, report.json
+  (atomic writes)."""
   os.makedirs(out_dir, exist_ok=True)
   files.write_text_atomic(os.path.join(out_dir, "table.md"),
                           report["markdown"])
@@ -500,6 +509,8 @@ def write_report(report: Dict, out_dir: str):
                    report["settings"]["alpha"], res["correction"]])
   files.write_text_atomic(os.path.join(out_dir, "comparisons.csv"),
                           _csv(rows))
+  files.write_text_atomic(os.path.join(out_dir, "compute.csv"),
+                          _csv(compute.csv_rows(report["compute"])))
   files.write_json_atomic(os.path.join(out_dir, "report.json"),
                           _jsonable(report))
 
@@ -594,7 +605,8 @@ def main(argv=None) -> int:
     return 2
   print(report["markdown"])
   if args.out_dir:
-    print(f"wrote table.md, table.csv, comparisons.csv, report.json"
+    print(f"wrote table.md, table.csv, comparisons.csv, compute.csv, "
+          f"report.json"
           f"{' and plots' if report['plots'] else ''} to {args.out_dir}")
   return 0
 

@@ -1,0 +1,138 @@
+"""What each method of a report cost to train, from its runs' results.json.
+
+A method's trial costs the sum of its run dirs' trials (Single = one run
+per task). A distilled run also needs its teachers, trained once and shared
+by every student trial (the student's config names them: teacher_dirs,
+teacher_trial); they are counted once, so "Single->Multi from scratch" =
+teachers + one student trial. Seconds are the ones the runs recorded:
+`train_seconds` is the wall time of the training loop (a paused or
+throttled process shows up in it), `eval_seconds` the dev evaluation.
+"""
+
+import os
+import statistics as pystats
+from typing import Dict, List, Optional
+
+from bam_tf.outputs import durations
+from bam_tf.outputs import files
+
+COST_KEYS = ("seed", "train_steps", "train_seconds", "eval_seconds")
+
+
+def _seconds(trial: Dict) -> Optional[float]:
+  if trial.get("train_seconds") is None:
+    return None
+  return float(trial["train_seconds"]) + float(trial.get("eval_seconds") or 0)
+
+
+def _teacher_costs(config: Dict, notes: List[str], where: str) -> List[Dict]:
+  """Costs of the teacher trials a distilled run learned from."""
+  teacher_dirs = config.get("teacher_dirs") or {}
+  trial = int(config.get("teacher_trial", 0))
+  out, seen = [], set()
+  for task in sorted(teacher_dirs):
+    for path in teacher_dirs[task]:
+      if path in seen:
+        continue
+      seen.add(path)
+      results = os.path.join(path, "results.json")
+      found = None
+      if os.path.exists(results):
+        found = next((t for t in files.read_json(results).get("trials", [])
+                      if int(t.get("trial", -1)) == trial), None)
+      if found is None:
+        notes.append(f"{where}: teacher {path} trial {trial} has no "
+                     f"results.json entry here; its cost is left out")
+        continue
+      out.append({"path": path, "trial": trial,
+                  **{k: found.get(k) for k in COST_KEYS}})
+  return out
+
+
+def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
+  """{method: {"runs": [...], "teachers": [...], per-trial and total
+  seconds}} from {method: [RunDir]} (each RunDir has .path, .config and
+  .trial_info {trial: {seed, train_steps, train_seconds, eval_seconds}})."""
+  costs = {}
+  for name, runs in method_runs.items():
+    teachers, seen = [], set()
+    for run in runs:
+      for t in _teacher_costs(run.config, notes, f"{name} ({run.path})"):
+        if t["path"] not in seen:
+          seen.add(t["path"])
+          teachers.append(t)
+    common = sorted(set.intersection(*(set(r.trial_info) for r in runs)))
+    per_trial = {}
+    for i in common:
+      parts = [_seconds(r.trial_info[i]) for r in runs]
+      per_trial[i] = None if None in parts else sum(parts)
+    known = [v for v in per_trial.values() if v is not None]
+    teacher_parts = [_seconds(t) for t in teachers]
+    teacher_seconds = (None if None in teacher_parts
+                       else float(sum(teacher_parts)))
+    median = pystats.median(known) if known else None
+    costs[name] = {
+        "runs": [{"path": r.path,
+                  "trials": {str(i): dict(r.trial_info[i])
+                             for i in sorted(r.trial_info)}}
+                 for r in runs],
+        "teachers": teachers,
+        "teacher_seconds": teacher_seconds if teachers else 0.0,
+        "trial_seconds": {str(i): v for i, v in per_trial.items()},
+        "median_trial_seconds": median,
+        "one_model_seconds": (None if median is None or teacher_seconds is None
+                              else median + (teacher_seconds or 0.0)),
+        "all_trials_seconds": (sum(known) + (teacher_seconds or 0.0)
+                               if known and teacher_seconds is not None
+                               else None),
+    }
+  return costs
+
+
+def _cell(seconds: Optional[float]) -> str:
+  return durations.format_duration(seconds)
+
+
+def render_markdown(costs: Dict) -> List[str]:
+  fmt = _cell
+  lines = ["## Compute (from results.json: training-loop wall time + dev "
+           "evaluation; teachers counted once)", ""]
+  lines += ["| Method | trials | per trial (median) | teachers (once) | one "
+            "model from scratch | all trials + teachers |",
+            "|---|---|---|---|---|---|"]
+  for name, c in costs.items():
+    lines.append(f"| {name} | {len(c['trial_seconds'])} | "
+                 f"{fmt(c['median_trial_seconds'])} | "
+                 f"{fmt(c['teacher_seconds']) if c['teachers'] else '-'} | "
+                 f"{fmt(c['one_model_seconds'])} | "
+                 f"{fmt(c['all_trials_seconds'])} |")
+  lines += ["", "| Method | run dir | trial | seed | steps | train | eval |",
+            "|---|---|---|---|---|---|---|"]
+  for name, c in costs.items():
+    for run in c["runs"]:
+      for i, t in run["trials"].items():
+        lines.append(
+            f"| {name} | {run['path']} | {i} | {t.get('seed', '-')} | "
+            f"{t.get('train_steps', '-')} | {fmt(t.get('train_seconds'))} | "
+            f"{fmt(t.get('eval_seconds'))} |")
+    for t in c["teachers"]:
+      lines.append(
+          f"| {name} (teacher) | {t['path']} | {t['trial']} | "
+          f"{t.get('seed', '-')} | {t.get('train_steps', '-')} | "
+          f"{fmt(t.get('train_seconds'))} | {fmt(t.get('eval_seconds'))} |")
+  lines.append("")
+  return lines
+
+
+def csv_rows(costs: Dict) -> List[List]:
+  """One row per run trial and per teacher trial (role run / teacher)."""
+  rows = [["method", "role", "run_dir", "trial"] + list(COST_KEYS)]
+  for name, c in costs.items():
+    for run in c["runs"]:
+      for i, t in run["trials"].items():
+        rows.append([name, "run", run["path"], i]
+                    + ["" if t.get(k) is None else t[k] for k in COST_KEYS])
+    for t in c["teachers"]:
+      rows.append([name, "teacher", t["path"], t["trial"]]
+                  + ["" if t.get(k) is None else t[k] for k in COST_KEYS])
+  return rows
