@@ -78,3 +78,36 @@ def test_means_since_last_line_and_absent_tasks(tmp_path, caplog, absl_info):
   assert points["loss/b"] == {2: 4.0}  # no point at step 4
   np.testing.assert_allclose([points["loss"][2], points["loss"][4]],
                              [2.0, 1.0])
+
+
+def test_rate_and_eta_follow_recent_steps_after_a_pause(monkeypatch, caplog,
+                                                        absl_info):
+  """Two slow steps (a paused job) then 1 s/step: the mean since the start
+  would say ~4 s/step forever; the windowed rate says 1 s/step once the
+  slow steps have left the window."""
+  clock = {"now": 1000.0}
+  monkeypatch.setattr(callbacks.time, "time", lambda: clock["now"])
+  iterations = tf.Variable(0, dtype=tf.int64)
+  model = types.SimpleNamespace(
+      optimizer=types.SimpleNamespace(iterations=iterations),
+      distill_schedule=None)
+  logger = callbacks.ProgressLogger(total_steps=40, every=2,
+                                    lr_fn=lambda step: 1e-3,
+                                    task_names=["a"])
+  logger.set_model(model)
+  logger.on_train_begin()
+  with caplog.at_level(logging.INFO):
+    for step in range(1, 41):
+      clock["now"] += 50.0 if step <= 2 else 1.0
+      iterations.assign(step)
+      logger.on_train_batch_end(step - 1, {"loss": 1.0, "loss_a": 1.0,
+                                           "count_a": 1.0})
+  lines = {int(m.split()[1].split("/")[0]): m
+           for m in (r.getMessage() for r in caplog.records)
+           if m.startswith("step ")}
+  assert "50.00 s/step | ETA 31m40s" in lines[2]  # 38 steps x 50 s
+  # Step 6: window = steps 0-6, (100 + 4) s / 6 steps.
+  assert "17.33 s/step" in lines[6]
+  # From step 12 on the window (5 lines = 10 steps) holds only 1 s steps.
+  assert "1.00 s/step | ETA 0m28s" in lines[12]
+  assert "1.00 s/step | ETA 0m00s" in lines[40]

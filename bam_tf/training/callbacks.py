@@ -1,5 +1,6 @@
 """Keras callbacks for long runs: progress lines, TensorBoard, checkpoints."""
 
+import collections
 import time
 
 import tensorflow as tf
@@ -17,7 +18,14 @@ class ProgressLogger(tf_keras.callbacks.Callback):
   batch is too noisy, and with task sampling or length bucketing a batch may
   hold no example of a task: such a task shows '-' and gets no TensorBoard
   point rather than a false 0). Also writes the scalars to TensorBoard.
+
+  s/step and ETA come from the last RATE_WINDOW lines' steps, not the mean
+  since the start: after a pause (a suspended job, a busy machine) or the
+  slow first steps the ETA recovers within a few lines instead of staying
+  wrong for the rest of the run.
   """
+
+  RATE_WINDOW = 5
 
   def __init__(self, total_steps: int, every: int, lr_fn, task_names,
                summary_dir: str = ""):
@@ -28,8 +36,7 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     self.task_names = list(task_names)
     self.writer = (tf.summary.create_file_writer(summary_dir)
                    if summary_dir else None)
-    self._t0 = None
-    self._s0 = 0
+    self._marks = collections.deque(maxlen=self.RATE_WINDOW + 1)
     self._reset()
 
   def _reset(self):
@@ -58,8 +65,9 @@ class ProgressLogger(tf_keras.callbacks.Callback):
       self._loss_count += total
 
   def on_train_begin(self, logs=None):
-    self._t0 = time.time()
-    self._s0 = int(self.model.optimizer.iterations.numpy())
+    self._marks.clear()
+    self._marks.append((time.time(),
+                        int(self.model.optimizer.iterations.numpy())))
     self._reset()
 
   def on_train_batch_end(self, batch, logs=None):
@@ -78,9 +86,9 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     if getattr(self.model, "distill_schedule", None) is not None:
       scalars["lambda"] = float(logs.get("lambda", float("nan")))
     self._reset()
-    done = step - self._s0
-    elapsed = time.time() - self._t0
-    per_step = elapsed / done if done else 0.0
+    self._marks.append((time.time(), step))
+    (t_first, s_first), (t_last, _) = self._marks[0], self._marks[-1]
+    per_step = (t_last - t_first) / (step - s_first) if step > s_first else 0.
     eta = per_step * (self.total_steps - step)
     tasks = " ".join(
         f"{n} {scalars[f'loss/{n}']:.3f}" if f"loss/{n}" in scalars
