@@ -37,6 +37,21 @@ def _events(logdir):
   return points
 
 
+def _started_logger(total_steps, task_names, summary_dir=""):
+  """A ProgressLogger (a line every 2 steps) on a stand-in model, begun."""
+  iterations = tf.Variable(0, dtype=tf.int64)
+  model = types.SimpleNamespace(
+      optimizer=types.SimpleNamespace(iterations=iterations),
+      distill_schedule=None)
+  logger = callbacks.ProgressLogger(total_steps=total_steps, every=2,
+                                    lr_fn=lambda step: 1e-3,
+                                    task_names=task_names,
+                                    summary_dir=summary_dir)
+  logger.set_model(model)
+  logger.on_train_begin()
+  return logger, iterations
+
+
 @pytest.fixture
 def absl_info():
   """Earlier in-process runs (run_classifier.main) may leave absl at
@@ -48,16 +63,7 @@ def absl_info():
 
 
 def test_means_since_last_line_and_absent_tasks(tmp_path, caplog, absl_info):
-  iterations = tf.Variable(0, dtype=tf.int64)
-  model = types.SimpleNamespace(
-      optimizer=types.SimpleNamespace(iterations=iterations),
-      distill_schedule=None)
-  logger = callbacks.ProgressLogger(total_steps=4, every=2,
-                                    lr_fn=lambda step: 1e-3,
-                                    task_names=["a", "b"],
-                                    summary_dir=str(tmp_path))
-  logger.set_model(model)
-  logger.on_train_begin()
+  logger, iterations = _started_logger(4, ["a", "b"], str(tmp_path))
   batches = [_batch(a=(1.0, 2)), _batch(a=(2.0, 1), b=(4.0, 1)),
              _batch(a=(0.5, 4)), _batch(a=(1.5, 4))]
   with caplog.at_level(logging.INFO):
@@ -87,15 +93,7 @@ def test_rate_and_eta_follow_recent_steps_after_a_pause(monkeypatch, caplog,
   slow steps have left the window."""
   clock = {"now": 1000.0}
   monkeypatch.setattr(callbacks.time, "time", lambda: clock["now"])
-  iterations = tf.Variable(0, dtype=tf.int64)
-  model = types.SimpleNamespace(
-      optimizer=types.SimpleNamespace(iterations=iterations),
-      distill_schedule=None)
-  logger = callbacks.ProgressLogger(total_steps=40, every=2,
-                                    lr_fn=lambda step: 1e-3,
-                                    task_names=["a"])
-  logger.set_model(model)
-  logger.on_train_begin()
+  logger, iterations = _started_logger(40, ["a"])
   with caplog.at_level(logging.INFO):
     for step in range(1, 41):
       clock["now"] += 50.0 if step <= 2 else 1.0
