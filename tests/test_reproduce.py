@@ -61,6 +61,13 @@ def test_plan_is_trial_major_skips_finished_and_expands_nested(tmp_path):
       "this stage ~2m30s, all remaining ~2m30s + 1 stage(s) not yet timed")
   assert reproduce._eta(stages[5:], log) == (  # pylint: disable=protected-access
       "no timings yet for an ETA")
+  # Before any stage of a flagfile is logged: its run dir's trial seconds.
+  results_lib.record_trial(str(tmp_path / "base_dir"), {
+      "task_names": ["rte"]}, {"trial": 1, "seed": 2, "tasks": {
+          "rte": {"score": 1.0}}, "averages": {}, "train_seconds": 590.0,
+          "eval_seconds": 10.0})
+  assert reproduce._eta(stages[5:], log) == (  # pylint: disable=protected-access
+      "this stage ~10m00s, all remaining ~10m00s")
 
 
 def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):

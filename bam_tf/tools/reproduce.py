@@ -171,9 +171,15 @@ def _trial_seconds(model_dir: str, trial_index: int) -> Dict:
 
 
 def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
-  """Mean wall time of earlier finished stages of the same flagfile."""
+  """Mean wall time of earlier finished stages of the same flagfile; before
+  any, the mean train + eval seconds of the trials its run dir already
+  holds (run before this driver, or by hand), a slight underestimate."""
   walls = [r["wall_seconds"] for r in records
            if r["flagfile"] == stage.flagfile and r["returncode"] == 0]
+  if not walls:
+    walls = [t["train_seconds"] + t.get("eval_seconds", 0.0)
+             for t in results_lib.finished_trials(stage.model_dir).values()
+             if t.get("train_seconds") is not None]
   return sum(walls) / len(walls) if walls else None
 
 
