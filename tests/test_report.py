@@ -272,3 +272,16 @@ def test_clear_errors(runs, tmp_path):
 
 def test_statistics_module_is_what_the_report_uses():
   assert rp.st is st
+
+
+def test_score_panels_titled_with_task_display_names(runs, tmp_path,
+                                                     monkeypatch):
+  import matplotlib.axes  # pylint: disable=g-import-not-at-top
+  titles = []
+  original = matplotlib.axes.Axes.set_title
+  monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                      lambda ax, t, *a, **k: (titles.append(t),
+                                              original(ax, t, *a, **k))[1])
+  rp.build_report({"Multi": runs["Multi"]}, out_dir=str(tmp_path),
+                  test="mannwhitney")
+  assert titles[:4] == ["Avg", "CoLA", "SST-2", "STS-B"]

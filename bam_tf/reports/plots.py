@@ -32,9 +32,11 @@ def _save(fig, path: str):
 
 
 def score_distributions(scores: Dict[str, Dict[str, Sequence[float]]],
-                        columns: Sequence[str], path: str):
+                        columns: Sequence[str], path: str,
+                        titles: Optional[Dict[str, str]] = None):
   """One panel per column (Avg, tasks): a box per method with its trial
-  scores drawn on top (trials are few, so every point is shown)."""
+  scores drawn on top (trials are few, so every point is shown). titles:
+  a panel title per column (default: the column key)."""
   plt = _pyplot()
   columns = [c for c in columns
              if any(c in by and len(by[c]) for by in scores.values())]
@@ -54,7 +56,7 @@ def score_distributions(scores: Dict[str, Dict[str, Sequence[float]]],
       ax.plot(xs, data[i], "o", ms=3, alpha=0.7)
     ax.set_xticks(range(1, len(methods) + 1))
     ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
-    ax.set_title(col)
+    ax.set_title((titles or {}).get(col, col))
     ax.set_ylabel("dev score")
   for ax in list(axes.flat)[len(columns):]:
     ax.axis("off")

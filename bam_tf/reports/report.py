@@ -540,7 +540,8 @@ def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
   plots.score_distributions(
       {m: {c: list(s.values()) for c, s in by.items()}
        for m, by in report["trial_scores"].items()},
-      report["columns"], path)
+      report["columns"], path,
+      titles={c: _header(c) for c in report["columns"]})
   written.append(path)
   for m in rows.values():
     for run in m.runs:
