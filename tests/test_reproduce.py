@@ -61,6 +61,9 @@ def test_plan_is_trial_major_skips_finished_and_expands_nested(tmp_path):
       "this stage ~2m30s, all remaining ~2m30s + 1 stage(s) not yet timed")
   assert reproduce._eta(stages[5:], log) == (  # pylint: disable=protected-access
       "no timings yet for an ETA")
+  assert reproduce._eta([stages[5], stages[4]], log) == (  # pylint: disable=protected-access
+      "this stage not yet timed, all remaining ~2m30s + 1 stage(s) not yet "
+      "timed")
   # Before any stage of a flagfile is logged: its run dir's trial seconds.
   results_lib.record_trial(str(tmp_path / "base_dir"), {
       "task_names": ["rte"]}, {"trial": 1, "seed": 2, "tasks": {

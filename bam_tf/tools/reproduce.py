@@ -191,8 +191,9 @@ def _eta(remaining: List[Stage], records: List[Dict]) -> str:
   if not known:
     return "no timings yet for an ETA"
   unknown = len(eta) - len(known)
-  return (f"this stage ~{durations.format_duration(eta[0])}, all remaining "
-          f"~{durations.format_duration(sum(known))}"
+  this = ("this stage not yet timed" if eta[0] is None else
+          f"this stage ~{durations.format_duration(eta[0])}")
+  return (f"{this}, all remaining ~{durations.format_duration(sum(known))}"
           + (f" + {unknown} stage(s) not yet timed" if unknown else ""))
 
 
