@@ -285,3 +285,20 @@ def test_score_panels_titled_with_task_display_names(runs, tmp_path,
   rp.build_report({"Multi": runs["Multi"]}, out_dir=str(tmp_path),
                   test="mannwhitney")
   assert titles[:4] == ["Avg", "CoLA", "SST-2", "STS-B"]
+
+
+def test_curves_only_of_finished_trials(runs, tmp_path, monkeypatch):
+  """A trial still training (event files, no results.json entry) is not
+  drawn beside the finished ones."""
+  run = runs["Multi"][0]
+  for trial in ("trial_0", f"trial_{N_TRIALS + 3}"):
+    os.makedirs(os.path.join(run, trial, "tensorboard"), exist_ok=True)
+  read = []
+  monkeypatch.setattr(plots, "read_scalars",
+                      lambda d: read.append(os.path.relpath(d, run)) or {})
+  rp.build_report({"Multi": runs["Multi"]}, out_dir=str(tmp_path),
+                  test="mannwhitney")
+  assert read == [os.path.join("trial_0", "tensorboard")]
+  assert plots.training_curves(run, str(tmp_path / "x.png"), trials=[]) == (
+      f"no training curves for {run}: no TensorBoard event files under "
+      "trial_*/tensorboard of its finished trials")

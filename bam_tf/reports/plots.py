@@ -123,12 +123,18 @@ def read_scalars(event_dir: str) -> Dict[str, List[Tuple[int, float]]]:
   return {tag: sorted(d.items()) for tag, d in out.items()}
 
 
-def training_curves(run_dir: str, path: str,
-                    title: str = "") -> Optional[str]:
+def training_curves(run_dir: str, path: str, title: str = "",
+                    trials: Optional[Sequence[int]] = None) -> Optional[str]:
   """Loss (total and per task), learning rate and lambda over steps, one
-  line per trial. Returns None when written, else a note saying why not."""
+  line per trial. trials: only these trial numbers (a report passes the
+  finished ones, so a trial still training is not drawn beside them).
+  Returns None when written, else a note saying why not."""
   trial_dirs = sorted(glob.glob(os.path.join(run_dir, "trial_*",
                                              "tensorboard")))
+  if trials is not None:
+    wanted = {f"trial_{int(t)}" for t in trials}
+    trial_dirs = [d for d in trial_dirs
+                  if os.path.basename(os.path.dirname(d)) in wanted]
   curves = {}
   for d in trial_dirs:
     scalars = read_scalars(d)
@@ -136,7 +142,8 @@ def training_curves(run_dir: str, path: str,
       curves[os.path.basename(os.path.dirname(d))] = scalars
   if not curves:
     return (f"no training curves for {run_dir}: no TensorBoard event files "
-            "under trial_*/tensorboard")
+            "under trial_*/tensorboard"
+            + (" of its finished trials" if trials is not None else ""))
   panels = [("loss", lambda t: t == "loss" or t.startswith("loss/")),
             ("learning_rate", lambda t: t == "learning_rate"),
             ("lambda", lambda t: t == "lambda" or t.startswith("lambda/"))]

@@ -552,7 +552,8 @@ def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
         k += 1
         path = os.path.join(out_dir, f"{stem}_{k}.png")
       note = plots.training_curves(run.path, path,
-                                   title=f"{m.name}: {run.path}")
+                                   title=f"{m.name}: {run.path}",
+                                   trials=sorted(run.trial_info))
       if note:
         notes.append(note)
       else:
