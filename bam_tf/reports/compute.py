@@ -25,11 +25,12 @@ def _seconds(trial: Dict) -> Optional[float]:
   return float(trial["train_seconds"]) + float(trial.get("eval_seconds") or 0)
 
 
-def _teacher_costs(config: Dict, notes: List[str], where: str) -> List[Dict]:
-  """Costs of the teacher trials a distilled run learned from."""
+def _teacher_costs(config: Dict, notes: List[str], where: str):
+  """(costs of the teacher trials a distilled run learned from, how many
+  of them could not be read)."""
   teacher_dirs = config.get("teacher_dirs") or {}
   trial = int(config.get("teacher_trial", 0))
-  out, seen = [], set()
+  out, seen, missing = [], set(), 0
   for task in sorted(teacher_dirs):
     for path in teacher_dirs[task]:
       if path in seen:
@@ -37,16 +38,20 @@ def _teacher_costs(config: Dict, notes: List[str], where: str) -> List[Dict]:
       seen.add(path)
       results = os.path.join(path, "results.json")
       found = None
-      if os.path.exists(results):
+      try:
         found = next((t for t in files.read_json(results).get("trials", [])
                       if int(t.get("trial", -1)) == trial), None)
+      except (OSError, ValueError):  # missing or unreadable: noted below
+        pass
       if found is None:
         notes.append(f"{where}: teacher {path} trial {trial} has no "
-                     f"results.json entry here; its cost is left out")
+                     f"readable results.json entry here; its cost is left "
+                     "out")
+        missing += 1
         continue
       out.append({"path": path, "trial": trial,
                   **{k: found.get(k) for k in COST_KEYS}})
-  return out
+  return out, missing
 
 
 def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
@@ -55,9 +60,11 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
   .trial_info {trial: {seed, train_steps, train_seconds, eval_seconds}})."""
   costs = {}
   for name, runs in method_runs.items():
-    teachers, seen = [], set()
+    teachers, seen, missing = [], set(), 0
     for run in runs:
-      for t in _teacher_costs(run.config, notes, f"{name} ({run.path})"):
+      found, unread = _teacher_costs(run.config, notes, f"{name} ({run.path})")
+      missing += unread
+      for t in found:
         if t["path"] not in seen:
           seen.add(t["path"])
           teachers.append(t)
@@ -68,7 +75,9 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
       per_trial[i] = None if None in parts else sum(parts)
     known = [v for v in per_trial.values() if v is not None]
     teacher_parts = [_seconds(t) for t in teachers]
-    teacher_seconds = (None if None in teacher_parts
+    # A teacher without a readable cost makes every from-scratch figure
+    # unknown rather than too small.
+    teacher_seconds = (None if None in teacher_parts or missing
                        else float(sum(teacher_parts)))
     median = pystats.median(known) if known else None
     costs[name] = {
@@ -77,7 +86,8 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
                              for i in sorted(r.trial_info)}}
                  for r in runs],
         "teachers": teachers,
-        "teacher_seconds": teacher_seconds if teachers else 0.0,
+        "teacher_seconds": (teacher_seconds if teachers or missing
+                            else 0.0),
         "trial_seconds": {str(i): v for i, v in per_trial.items()},
         "median_trial_seconds": median,
         "one_model_seconds": (None if median is None or teacher_seconds is None
@@ -89,21 +99,18 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
   return costs
 
 
-def _cell(seconds: Optional[float]) -> str:
-  return durations.format_duration(seconds)
-
-
 def render_markdown(costs: Dict) -> List[str]:
-  fmt = _cell
+  fmt = durations.format_duration
   lines = ["## Compute (from results.json: training-loop wall time + dev "
            "evaluation; teachers counted once)", ""]
   lines += ["| Method | trials | per trial (median) | teachers (once) | one "
             "model from scratch | all trials + teachers |",
             "|---|---|---|---|---|---|"]
   for name, c in costs.items():
+    no_teachers = not c["teachers"] and c["teacher_seconds"] == 0.0
     lines.append(f"| {name} | {len(c['trial_seconds'])} | "
                  f"{fmt(c['median_trial_seconds'])} | "
-                 f"{fmt(c['teacher_seconds']) if c['teachers'] else '-'} | "
+                 f"{'-' if no_teachers else fmt(c['teacher_seconds'])} | "
                  f"{fmt(c['one_model_seconds'])} | "
                  f"{fmt(c['all_trials_seconds'])} |")
   lines += ["", "| Method | run dir | trial | seed | steps | train | eval |",
