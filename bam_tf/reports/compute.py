@@ -19,18 +19,20 @@ from bam_tf.outputs import files
 COST_KEYS = ("seed", "train_steps", "train_seconds", "eval_seconds")
 
 
-def _seconds(trial: Dict) -> Optional[float]:
+def trial_seconds(trial: Dict) -> Optional[float]:
+  """train + eval seconds a results.json trial recorded (None: untimed)."""
   if trial.get("train_seconds") is None:
     return None
   return float(trial["train_seconds"]) + float(trial.get("eval_seconds") or 0)
 
 
-def _teacher_costs(config: Dict, notes: List[str], where: str):
+def _teacher_costs(config: Dict, seen: set, notes: List[str], where: str):
   """(costs of the teacher trials a distilled run learned from, how many
-  of them could not be read)."""
+  of them could not be read). A teacher dir already in `seen` (one teacher
+  for several tasks, or shared by a method's runs) is skipped."""
   teacher_dirs = config.get("teacher_dirs") or {}
   trial = int(config.get("teacher_trial", 0))
-  out, seen, missing = [], set(), 0
+  out, missing = [], 0
   for task in sorted(teacher_dirs):
     for path in teacher_dirs[task]:
       if path in seen:
@@ -62,21 +64,19 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
   for name, runs in method_runs.items():
     teachers, seen, missing = [], set(), 0
     for run in runs:
-      found, unread = _teacher_costs(run.config, notes, f"{name} ({run.path})")
+      found, unread = _teacher_costs(run.config, seen, notes,
+                                     f"{name} ({run.path})")
+      teachers += found
       missing += unread
-      for t in found:
-        if t["path"] not in seen:
-          seen.add(t["path"])
-          teachers.append(t)
     common = sorted(set.intersection(*(set(r.trial_info) for r in runs)))
     per_trial = {}
     for i in common:
-      parts = [_seconds(r.trial_info[i]) for r in runs]
+      parts = [trial_seconds(r.trial_info[i]) for r in runs]
       per_trial[i] = None if None in parts else sum(parts)
     known = [v for v in per_trial.values() if v is not None]
-    teacher_parts = [_seconds(t) for t in teachers]
+    teacher_parts = [trial_seconds(t) for t in teachers]
     # A teacher without a readable cost makes every from-scratch figure
-    # unknown rather than too small.
+    # unknown rather than too small (no teachers: 0.0).
     teacher_seconds = (None if None in teacher_parts or missing
                        else float(sum(teacher_parts)))
     median = pystats.median(known) if known else None
@@ -86,13 +86,12 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
                              for i in sorted(r.trial_info)}}
                  for r in runs],
         "teachers": teachers,
-        "teacher_seconds": (teacher_seconds if teachers or missing
-                            else 0.0),
+        "teacher_seconds": teacher_seconds,
         "trial_seconds": {str(i): v for i, v in per_trial.items()},
         "median_trial_seconds": median,
         "one_model_seconds": (None if median is None or teacher_seconds is None
-                              else median + (teacher_seconds or 0.0)),
-        "all_trials_seconds": (sum(known) + (teacher_seconds or 0.0)
+                              else median + teacher_seconds),
+        "all_trials_seconds": (sum(known) + teacher_seconds
                                if known and teacher_seconds is not None
                                else None),
     }
@@ -115,31 +114,29 @@ def render_markdown(costs: Dict) -> List[str]:
                  f"{fmt(c['all_trials_seconds'])} |")
   lines += ["", "| Method | run dir | trial | seed | steps | train | eval |",
             "|---|---|---|---|---|---|---|"]
-  for name, c in costs.items():
-    for run in c["runs"]:
-      for i, t in run["trials"].items():
-        lines.append(
-            f"| {name} | {run['path']} | {i} | {t.get('seed', '-')} | "
-            f"{t.get('train_steps', '-')} | {fmt(t.get('train_seconds'))} | "
-            f"{fmt(t.get('eval_seconds'))} |")
-    for t in c["teachers"]:
-      lines.append(
-          f"| {name} (teacher) | {t['path']} | {t['trial']} | "
-          f"{t.get('seed', '-')} | {t.get('train_steps', '-')} | "
-          f"{fmt(t.get('train_seconds'))} | {fmt(t.get('eval_seconds'))} |")
+  for name, role, path, trial, t in _trial_rows(costs):
+    label = name if role == "run" else f"{name} ({role})"
+    lines.append(
+        f"| {label} | {path} | {trial} | {t.get('seed', '-')} | "
+        f"{t.get('train_steps', '-')} | {fmt(t.get('train_seconds'))} | "
+        f"{fmt(t.get('eval_seconds'))} |")
   lines.append("")
   return lines
 
 
-def csv_rows(costs: Dict) -> List[List]:
-  """One row per run trial and per teacher trial (role run / teacher)."""
-  rows = [["method", "role", "run_dir", "trial"] + list(COST_KEYS)]
+def _trial_rows(costs: Dict):
+  """(method, role run / teacher, run dir, trial, its costs) per trial."""
   for name, c in costs.items():
     for run in c["runs"]:
       for i, t in run["trials"].items():
-        rows.append([name, "run", run["path"], i]
-                    + ["" if t.get(k) is None else t[k] for k in COST_KEYS])
+        yield name, "run", run["path"], i, t
     for t in c["teachers"]:
-      rows.append([name, "teacher", t["path"], t["trial"]]
-                  + ["" if t.get(k) is None else t[k] for k in COST_KEYS])
-  return rows
+      yield name, "teacher", t["path"], t["trial"], t
+
+
+def csv_rows(costs: Dict) -> List[List]:
+  """One row per run trial and per teacher trial (role run / teacher)."""
+  return [["method", "role", "run_dir", "trial"] + list(COST_KEYS)] + [
+      [name, role, path, trial]
+      + ["" if t.get(k) is None else t[k] for k in COST_KEYS]
+      for name, role, path, trial, t in _trial_rows(costs)]

@@ -33,6 +33,7 @@ from bam_tf.errors import BamError
 from bam_tf.outputs import durations
 from bam_tf.outputs import files
 from bam_tf.outputs import results as results_lib
+from bam_tf.reports import compute
 from bam_tf.reports import report
 
 ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
@@ -177,9 +178,8 @@ def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
   walls = [r["wall_seconds"] for r in records
            if r["flagfile"] == stage.flagfile and r["returncode"] == 0]
   if not walls:
-    walls = [t["train_seconds"] + t.get("eval_seconds", 0.0)
-             for t in results_lib.finished_trials(stage.model_dir).values()
-             if t.get("train_seconds") is not None]
+    walls = [w for w in map(compute.trial_seconds, results_lib.finished_trials(
+        stage.model_dir).values()) if w is not None]
   return sum(walls) / len(walls) if walls else None
 
 

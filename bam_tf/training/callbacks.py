@@ -86,9 +86,10 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     if getattr(self.model, "distill_schedule", None) is not None:
       scalars["lambda"] = float(logs.get("lambda", float("nan")))
     self._reset()
-    self._marks.append((time.time(), step))
-    (t_first, s_first), (t_last, _) = self._marks[0], self._marks[-1]
-    per_step = (t_last - t_first) / (step - s_first) if step > s_first else 0.
+    now = time.time()
+    self._marks.append((now, step))
+    t_first, s_first = self._marks[0]
+    per_step = (now - t_first) / (step - s_first) if step > s_first else 0.0
     eta = per_step * (self.total_steps - step)
     tasks = " ".join(
         f"{n} {scalars[f'loss/{n}']:.3f}" if f"loss/{n}" in scalars
