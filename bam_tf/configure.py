@@ -112,6 +112,12 @@ def define_flags():
   d.DEFINE_integer("num_trials", 1, "Train+eval this many times with "
                    "distinct seeds; every trial is kept.")
   d.DEFINE_integer("seed", 1, "Seed of the first trial (trial t: seed + t).")
+  d.DEFINE_list("retrain_trials", [], "Trials to train and evaluate again "
+                "although results.json has them, e.g. when their teacher "
+                "outputs or predictions were lost with the machine (same "
+                "seed; the new record replaces the old). Checkpoints left in "
+                "the trial dir are used: a finished one is only evaluated "
+                "again, a killed one resumes.")
   d.DEFINE_integer("save_checkpoints_steps", 500, "Checkpoint every N steps.")
   d.DEFINE_integer("keep_checkpoint_max", 2, "Checkpoints kept.")
   d.DEFINE_integer("log_every_steps", 10, "Progress line every N steps.")
@@ -197,6 +203,7 @@ class BamConfig:
   log_every_steps: int
   max_train_steps: int
   teacher_output_trials: List[str] = dataclasses.field(default_factory=list)
+  retrain_trials: List[str] = dataclasses.field(default_factory=list)
   distill: bool = False
   teachers: str = ""
   teacher_trial: int = 0
@@ -226,6 +233,10 @@ class BamConfig:
   @property
   def teacher_output_trial_ids(self) -> List[int]:
     return [int(t) for t in self.teacher_output_trials]
+
+  @property
+  def retrain_trial_ids(self) -> List[int]:
+    return [int(t) for t in self.retrain_trials]
 
   @property
   def is_multi_task(self) -> bool:
@@ -383,6 +394,8 @@ def validate(config: BamConfig):
   _check(c.max_train_steps >= 0, "max_train_steps", "must be >= 0")
   _check(all(t.strip().isdigit() for t in c.teacher_output_trials),
          "teacher_output_trials", "must be trial numbers, e.g. 0,1")
+  _check(all(t.strip().isdigit() for t in c.retrain_trials),
+         "retrain_trials", "must be trial numbers, e.g. 0,1")
   _check(0 <= c.distill_weight <= 1, "distill_weight", "must be in [0, 1]")
   _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
   _check(c.strategy in STRATEGIES, "strategy",
@@ -427,7 +440,7 @@ def check_against_encoder(config: BamConfig, max_position_embeddings: int):
 RERUN_SAFE = frozenset({
     "mode", "num_trials", "log_every_steps", "save_checkpoints_steps",
     "keep_checkpoint_max", "eval_batch_size", "cache_dir", "overwrite",
-    "teacher_output_trials", "trial", "export_dir",
+    "teacher_output_trials", "retrain_trials", "trial", "export_dir",
     # Where it runs, not what is trained: a run may resume on other hardware.
     "strategy", "tpu", "deterministic", "jit_compile"})
 

@@ -289,9 +289,13 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   del bundle  # each trial starts from freshly loaded pretrained weights
   done = results_lib.finished_trials(config.model_dir)
   for trial in range(config.num_trials):
-    if trial in done:
+    if trial in done and trial not in config.retrain_trial_ids:
       logging.info("Trial %d already finished; skipping", trial)
       continue
+    if trial in done:
+      logging.info("Trial %d: --retrain_trials; training it again with seed "
+                   "%d (its record in results.json is replaced)", trial,
+                   config.trial_seed(trial))
     # Seed before building: the debug encoder and the heads draw their
     # initial weights from the global seed.
     tf_keras.utils.set_random_seed(config.trial_seed(trial))

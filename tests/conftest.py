@@ -2,6 +2,8 @@
 
 import functools
 import os
+import subprocess
+import sys
 
 import bam_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import pytest
@@ -31,6 +33,16 @@ def two_cpu_strategy():
   return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_classifier(args, timeout=900) -> str:
+  """run_classifier.py in a fresh process; its output (asserts success)."""
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + args,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=timeout, cwd=REPO_ROOT)
+  assert proc.returncode == 0, proc.stdout[-4000:]
+  return proc.stdout
 GLUE_DIR = os.environ.get(
     "BAM_TF_GLUE_DIR",
     os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "glue_data")))

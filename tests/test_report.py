@@ -302,3 +302,34 @@ def test_curves_only_of_finished_trials(runs, tmp_path, monkeypatch):
   assert plots.training_curves(run, str(tmp_path / "x.png"), trials=[]) == (
       f"no training curves for {run}: no TensorBoard event files under "
       "trial_*/tensorboard of its finished trials")
+
+
+def test_lost_predictions_leave_out_only_the_bootstrap_tests_needing_them(
+    runs, tmp_path):
+  """A run dir restored from its committed records without a trial's
+  per-example predictions: its bootstrap comparisons in that task (and the
+  Avg, which needs every task) are named in the notes, not invented; the
+  other bootstrap tests and every Mann-Whitney test (trial scores only)
+  still run, and Holm corrects over the tests that ran."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  multi = str(tmp_path / "multi")
+  shutil.copytree(runs["Multi"][0], multi)
+  lost = st.median_trial(rp.RunDir(multi).scores["sst"])
+  lost_path = os.path.join(multi, f"trial_{lost}", "predictions",
+                           "sst_dev.npz")
+  os.remove(lost_path)
+  methods = dict(runs, Multi=[multi])
+  report = rp.build_report(methods, ["Single"], test="both",
+                           n_resamples=200, plots=False)
+  boot = report["tests"]["bootstrap"]["comparisons"]
+  assert sorted((c["method"], c["column"]) for c in boot) == [
+      ("Best", "Avg"), ("Best", "cola"), ("Best", "sst"), ("Best", "sts"),
+      ("Multi", "cola"), ("Multi", "sts")]
+  np.testing.assert_allclose(
+      [c["p_adjusted"] for c in boot],
+      _naive_holm(np.array([c["p_value"] for c in boot])))
+  assert "over all 6 comparisons" in report["tests"]["bootstrap"]["correction"]
+  assert len(report["tests"]["mannwhitney"]["comparisons"]) == 8
+  notes = "\n".join(report["notes"])
+  assert "bootstrap: Multi vs Single not tested in Avg, sst" in notes
+  assert lost_path in notes

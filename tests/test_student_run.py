@@ -13,7 +13,7 @@ import numpy as np
 
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers
-from conftest import REPO_ROOT
+from conftest import run_classifier as _run
 
 STEPS = 4
 
@@ -30,15 +30,6 @@ print(json.dumps({"probs": out["rte_probabilities"].numpy().tolist(),
                   "labels": [x.decode() for x in out["rte_label"].numpy()],
                   "signatures": sorted(model.signatures)}))
 """
-
-
-def _run(args):
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + args,
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      timeout=900, cwd=REPO_ROOT)
-  assert proc.returncode == 0, proc.stdout[-4000:]
-  return proc.stdout
 
 
 def test_teacher_student_export(tmp_path, glue_dir):

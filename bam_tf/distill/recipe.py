@@ -4,7 +4,10 @@ Teachers named by flagfile in --teachers are trained (each in its own
 process, exactly as `run_classifier.py --flagfile=...` would) unless their
 teacher outputs already exist; finished trials and checkpoints make every
 stage resumable, so rerunning the recipe after a kill continues where it
-stopped.
+stopped. A teacher trial that results.json records as finished but whose
+outputs are gone (a fresh machine with only the committed run records) is
+trained again with its own seed (--retrain_trials), which on CPU repeats it
+exactly.
 """
 
 import os
@@ -15,6 +18,7 @@ from absl import logging
 
 from bam_tf.distill import teacher_outputs
 from bam_tf.errors import BamError
+from bam_tf.outputs import results as results_lib
 
 # Flags of the student's command line that its teachers inherit, so that a
 # recipe run on other data or as a smoke run stays consistent.
@@ -38,6 +42,12 @@ def ensure_teachers(config):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
       continue
     cmd = [sys.executable, ENTRY_POINT, f"--flagfile={flagfile}"]
+    if config.teacher_trial in results_lib.finished_trials(model_dir):
+      logging.warning(
+          "Teacher %s: trial %d is finished (results.json) but its teacher "
+          "outputs are missing; training it again with the same seed",
+          model_dir, config.teacher_trial)
+      cmd.append(f"--retrain_trials={config.teacher_trial}")
     for flag in INHERITED_FLAGS:
       value = getattr(config, flag)
       if flag == "debug":

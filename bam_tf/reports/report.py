@@ -51,6 +51,12 @@ class ReportError(BamError):
   """A run dir, results.json or flag the report cannot use."""
 
 
+class MissingPredictions(ReportError):
+  """A trial's per-example dev predictions are gone (a run dir restored from
+  its committed records alone, or a run older than them): the bootstrap
+  comparisons that need them are left out and named in the notes."""
+
+
 # ------------------------------------------------------------------ inputs
 
 def parse_runs(specs, flag: str = "--runs",
@@ -136,9 +142,7 @@ class RunDir:
     path = os.path.join(self.path, f"trial_{trial}", "predictions",
                         f"{task}_{spec.dev_split}.npz")
     if not os.path.exists(path):
-      raise ReportError(f"bootstrap test needs per-example predictions: "
-                        f"{path} not found (use --test=mannwhitney for runs "
-                        "without them)")
+      raise MissingPredictions(f"{path} not found")
     with np.load(path) as z:
       missing = [k for k in ("eid", "gold", "prediction") if k not in z.files]
       if missing:
@@ -286,6 +290,8 @@ def build_report(methods: Dict[str, List[str]],
 
   # Comparisons: every (baseline, other method, column) both sides have.
   results: Dict[str, Dict] = {}
+  untested: Dict[tuple, List[str]] = {}
+  missing: set = set()
   for test_name in tests:
     comps = []
     for b in baselines:
@@ -294,12 +300,22 @@ def build_report(methods: Dict[str, List[str]],
         if m.name == b:
           continue
         for col in all_columns:
-          c = _compare(test_name, col, base, m, columns, trial_scores,
-                       avg_tasks, n_resamples, seed, bootstrap_pvalue)
+          try:
+            c = _compare(test_name, col, base, m, columns, trial_scores,
+                         avg_tasks, n_resamples, seed, bootstrap_pvalue)
+          except MissingPredictions as e:
+            untested.setdefault((m.name, b), []).append(col)
+            missing.add(str(e).split(" not found")[0])
+            continue
           if c is not None:
             c.update({"baseline": b, "method": m.name, "column": col,
                       "test": test_name, "mark": marks[b]})
             comps.append(c)
+    if test == "bootstrap" and missing and not comps:
+      raise ReportError(
+          "bootstrap test needs per-example predictions: "
+          f"{', '.join(sorted(missing))} not found (use --test=mannwhitney "
+          "or --test=both for runs without them)")
     keyed = {i: c["p_value"] for i, c in enumerate(comps)}
     adjusted, reject = st.holm_bonferroni(keyed, alpha) if comps else ({}, {})
     for i, c in enumerate(comps):
@@ -309,6 +325,13 @@ def build_report(methods: Dict[str, List[str]],
         "description": TEST_NAMES[test_name],
         "correction": CORRECTION.format(m=len(comps), alpha=alpha),
         "comparisons": comps}
+
+  for (name, b), cols in untested.items():
+    notes.append(f"bootstrap: {name} vs {b} not tested in "
+                 f"{', '.join(cols)} (a median-scoring trial's per-example "
+                 "predictions are missing)")
+  if missing:
+    notes.append("missing predictions: " + ", ".join(sorted(missing)))
 
   report = {
       "settings": {"test": test, "alpha": alpha, "n_resamples": n_resamples,

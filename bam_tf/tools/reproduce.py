@@ -53,7 +53,7 @@ PRESETS = {
                                         "single_to_multi_lambda0.cfg"]),
         ],
         "baselines": ["Single", "Multi"],
-        "out_dir": "runs/small/table1",
+        "out_dir": "docs/results/small/table1",
         # Both tests the issue asks for: over dev examples and over trials.
         "report_flags": ["--test=both"],
     },
