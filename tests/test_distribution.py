@@ -309,7 +309,7 @@ _DEFAULTS = types.SimpleNamespace(
     clip_norm=1.0, head_dropout=0.1, regression_head="linear", num_trials=1,
     seed=1, save_checkpoints_steps=10, keep_checkpoint_max=1,
     log_every_steps=10, max_train_steps=0, teacher_output_trials=[],
-    distill=False, teachers="", teacher_trial=0,
+    retrain_trials=[], distill=False, teachers="", teacher_trial=0,
     distill_schedule="annealing", distill_weight=0.5, distill_temperature=1.0,
     init_from="", trial=0, export_dir="", overwrite=False, custom_tasks="",
     strategy="tpu", tpu="", mixed_precision="mixed_bfloat16",
