@@ -333,3 +333,15 @@ def test_lost_predictions_leave_out_only_the_bootstrap_tests_needing_them(
   notes = "\n".join(report["notes"])
   assert "bootstrap: Multi vs Single not tested in Avg, sst" in notes
   assert lost_path in notes
+  # With every median trial's predictions gone, --test=both still reports
+  # Mann-Whitney and says that no bootstrap test could run.
+  bare_single = []
+  for d in methods["Single"]:
+    copy = str(tmp_path / os.path.basename(d))
+    shutil.copytree(d, copy, ignore=shutil.ignore_patterns("*.npz"))
+    bare_single.append(copy)
+  bare = rp.build_report(dict(methods, Single=bare_single), ["Single"],
+                         test="both", n_resamples=200, plots=False)
+  assert not bare["tests"]["bootstrap"]["comparisons"]
+  assert len(bare["tests"]["mannwhitney"]["comparisons"]) == 8
+  assert "None could be run (see the notes)." in bare["markdown"]

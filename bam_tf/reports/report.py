@@ -488,8 +488,11 @@ def render_markdown(report: Dict) -> str:
                    f"{c['delta']:+.2f}", _fmt_p(c["p_value"], nr),
                    _fmt_p(c["p_adjusted"], nr),
                    "yes" if c["significant"] else "no"])
-    lines += _md_table(["Method", "vs", "Task", "delta", "p", "p (Holm)",
-                        f"p<{s['alpha']}"], rows)
+    if rows:
+      lines += _md_table(["Method", "vs", "Task", "delta", "p", "p (Holm)",
+                          f"p<{s['alpha']}"], rows)
+    else:
+      lines.append("None could be run (see the notes).")
     lines.append("")
   if report.get("compute"):
     lines += compute.render_markdown(report["compute"])
