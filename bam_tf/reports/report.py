@@ -56,6 +56,10 @@ class MissingPredictions(ReportError):
   its committed records alone, or a run older than them): the bootstrap
   comparisons that need them are left out and named in the notes."""
 
+  def __init__(self, path: str):
+    super().__init__(f"{path} not found")
+    self.path = path
+
 
 # ------------------------------------------------------------------ inputs
 
@@ -142,7 +146,7 @@ class RunDir:
     path = os.path.join(self.path, f"trial_{trial}", "predictions",
                         f"{task}_{spec.dev_split}.npz")
     if not os.path.exists(path):
-      raise MissingPredictions(f"{path} not found")
+      raise MissingPredictions(path)
     with np.load(path) as z:
       missing = [k for k in ("eid", "gold", "prediction") if k not in z.files]
       if missing:
@@ -305,7 +309,7 @@ def build_report(methods: Dict[str, List[str]],
                          avg_tasks, n_resamples, seed, bootstrap_pvalue)
           except MissingPredictions as e:
             untested.setdefault((m.name, b), []).append(col)
-            missing.add(str(e).split(" not found")[0])
+            missing.add(e.path)
             continue
           if c is not None:
             c.update({"baseline": b, "method": m.name, "column": col,
