@@ -1,10 +1,13 @@
 """bam_tf.tools.reproduce: the trial-major plan, skipping of finished
 trials, its errors and lock, and a real two-method comparison at --debug
-size that runs, logs its stages, reports, and does nothing when rerun."""
+size that runs, logs its stages, reports, does nothing when rerun, and
+trains a trial whose dev predictions were lost again, exactly."""
 
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 
 from bam_tf.outputs import results as results_lib
@@ -71,6 +74,36 @@ def test_plan_is_trial_major_skips_finished_and_expands_nested(tmp_path):
           "eval_seconds": 10.0})
   assert reproduce._eta(stages[5:], log) == (  # pylint: disable=protected-access
       "this stage ~10m00s, all remaining ~10m00s")
+
+
+def test_retrain_plan_covers_finished_trials_without_predictions(tmp_path):
+  a = _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/a")
+  b = _flagfile(tmp_path / "b.cfg", f"--model_dir={tmp_path}/b")
+  stages = reproduce.plan_stages([("A", [a]), ("B", [b])], trials=2)
+  _finish_trials(tmp_path / "a", 3)  # trial 2 is beyond the plan
+  _finish_trials(tmp_path / "b", 1)  # b's trial 1 is not finished
+  pred = tmp_path / "a" / "trial_1" / "predictions" / "rte_dev.npz"
+  pred.parent.mkdir(parents=True)
+  np.savez(pred, eid=np.arange(3), gold=np.zeros(3), prediction=np.ones(3))
+  retrains = reproduce.plan_retrains(stages)
+  assert [(os.path.basename(s.flagfile), s.retrain, s.trials)
+          for s in retrains] == [("a.cfg", 0, 2), ("b.cfg", 0, 2)]
+  assert retrains[0].name == "a.cfg trial 1 again"
+  assert retrains[0].trial_index == 0 and stages[-1].trial_index == 1
+  assert not any(reproduce.is_done(s) for s in retrains)
+  (tmp_path / "a" / "trial_0" / "predictions").mkdir(parents=True)
+  shutil.copy(pred, tmp_path / "a" / "trial_0" / "predictions")
+  assert reproduce.is_done(retrains[0]) and not reproduce.is_done(retrains[1])
+  assert [s.retrain for s in reproduce.plan_retrains(stages)] == [0]
+  # A retrained trial that came out differently (other code than the
+  # original's) is listed with its scores before and after.
+  record = {"flagfile": a, "methods": ["A"], "trials": 2, "started": "t",
+            "wall_seconds": 60, "returncode": 0, "retrained_trial": 1,
+            "scores_before": {"rte": 51.0}, "scores_after": {"rte": 52.5}}
+  reproduce.write_stage_log(str(tmp_path / "out"), [record])
+  md = (tmp_path / "out" / reproduce.STAGES_MD).read_text()
+  assert f"| {a} trial 2 again | A |" in md
+  assert f"- {a} trial 2: rte 51.0 -> 52.5" in md
 
 
 def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):
@@ -170,6 +203,39 @@ def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,
   assert "0 to run" in capsys.readouterr().out
   again = json.load(open(os.path.join(out_dir, reproduce.STAGES_JSON)))
   assert again == stages
+
+  # A's trial 1 loses its dev predictions (a run dir restored from
+  # results.json): the report cannot bootstrap it; the retrain stage trains
+  # it again with its seed and gets the same predictions and scores.
+  pred_dir = tmp_path / "a" / "trial_0" / "predictions"
+  with np.load(pred_dir / "rte_dev.npz") as z:
+    original = {k: z[k] for k in z.files}
+  shutil.rmtree(pred_dir)
+  trials_before = results_lib.load(str(tmp_path / "a"))["trials"]
+  assert reproduce.main(args + ["--retrain_missing_predictions",
+                                "--dry_run"]) == 0
+  printed = capsys.readouterr().out
+  assert "a.cfg trial 1 again" in printed and "b.cfg trial 1 again" not in (
+      printed)
+  assert reproduce.main(args + ["--retrain_missing_predictions"]) == 0
+  printed = capsys.readouterr().out
+  assert "1 finished trial(s) to train again" in printed
+  assert "scores changed" not in printed
+  with np.load(pred_dir / "rte_dev.npz") as z:
+    for k, v in original.items():
+      np.testing.assert_array_equal(z[k], v, err_msg=k)
+  trials_after = results_lib.load(str(tmp_path / "a"))["trials"]
+  assert [t["tasks"] for t in trials_after] == [
+      t["tasks"] for t in trials_before]
+  record = json.load(open(os.path.join(out_dir, reproduce.STAGES_JSON))
+                     )["stages"][-1]
+  assert record["retrained_trial"] == 0 and record["returncode"] == 0
+  assert record["scores_before"] == record["scores_after"] == {
+      "rte": trials_before[0]["tasks"]["rte"]["score"]}
+  md = open(os.path.join(out_dir, reproduce.STAGES_MD)).read()
+  assert "a.cfg trial 1 again" in md and "scores changed" not in md
+  assert reproduce.main(args + ["--retrain_missing_predictions"]) == 0
+  assert "0 finished trial(s) to train again" in capsys.readouterr().out
 
 
 def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):

@@ -140,11 +140,23 @@ class RunDir:
                             f" has no score for task {n!r}")
         self.scores[n][int(tr["trial"])] = float(tr["tasks"][n]["score"])
 
+  def predictions_path(self, task: str, trial: int) -> str:
+    return os.path.join(self.path, f"trial_{trial}", "predictions",
+                        f"{task}_{self.tasks[task].dev_split}.npz")
+
+  def missing_predictions(self) -> Dict[int, List[str]]:
+    """{trial: [missing dev prediction files]} over the finished trials."""
+    missing = {}
+    for trial in sorted(self.trial_info):
+      paths = [self.predictions_path(n, trial) for n in self.tasks]
+      paths = [p for p in paths if not os.path.exists(p)]
+      if paths:
+        missing[trial] = paths
+    return missing
+
   def predictions(self, task: str, trial: int):
     """(eid, gold, prediction) of a trial's dev predictions, sorted by eid."""
-    spec = self.tasks[task]
-    path = os.path.join(self.path, f"trial_{trial}", "predictions",
-                        f"{task}_{spec.dev_split}.npz")
+    path = self.predictions_path(task, trial)
     if not os.path.exists(path):
       raise MissingPredictions(path)
     with np.load(path) as z:

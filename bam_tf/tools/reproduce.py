@@ -14,6 +14,14 @@ session) continues where it stopped. Each stage's wall time, training and
 evaluation seconds go to `stages.json` and `stages.md` in --out_dir as it
 finishes; when every stage is done the report (bam_tf.reports.report) is
 written to --out_dir.
+
+With --retrain_missing_predictions, finished trials whose per-example dev
+predictions are gone (a run dir restored from results.json alone) are then
+trained again with their own seed (`--retrain_trials`): the paired bootstrap
+compares the median trials' predictions and cannot test without them. Under
+the same code, on CPU, that repeats a trial exactly; under other code it is
+a new draw that replaces the old record, so the stage log keeps the scores
+before and after.
 """
 
 import argparse
@@ -70,15 +78,25 @@ class ReproduceError(BamError):
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  """Bring one flagfile's run up to `trials` finished trials."""
+  """Bring one flagfile's run up to `trials` finished trials, or (retrain
+  set) train its finished trial `retrain` again for its dev predictions."""
   methods: tuple
   flagfile: str
   model_dir: str
   trials: int
+  retrain: Optional[int] = None
 
   @property
   def name(self) -> str:
+    if self.retrain is not None:
+      return (f"{os.path.basename(self.flagfile)} trial {self.retrain + 1} "
+              "again")
     return f"{os.path.basename(self.flagfile)} trial {self.trials}"
+
+  @property
+  def trial_index(self) -> int:
+    """The trial this stage trains (0-based)."""
+    return self.trials - 1 if self.retrain is None else self.retrain
 
 
 # ---------------------------------------------------------------- planning
@@ -130,9 +148,32 @@ def plan_stages(methods: List[tuple], trials: int,
           for k in range(1, trials + 1) for cfg in by_flagfile]
 
 
+def _missing_predictions(model_dir: str) -> Dict[int, List[str]]:
+  if not results_lib.finished_trials(model_dir):
+    return {}
+  return report.RunDir(model_dir).missing_predictions()
+
+
 def is_done(stage: Stage) -> bool:
   done = results_lib.finished_trials(stage.model_dir)
+  if stage.retrain is not None:
+    return (stage.retrain in done and
+            stage.retrain not in _missing_predictions(stage.model_dir))
   return all(t in done for t in range(stage.trials))
+
+
+def plan_retrains(stages: List[Stage]) -> List[Stage]:
+  """A stage per finished trial (of those the plan covers) whose dev
+  predictions are missing; trial-major like the plan."""
+  last = {}
+  for s in stages:
+    last[s.flagfile] = s  # the one with the most trials
+  retrains = []
+  for s in last.values():
+    for trial in _missing_predictions(s.model_dir):
+      if trial < s.trials:
+        retrains.append(dataclasses.replace(s, retrain=trial))
+  return sorted(retrains, key=lambda s: s.retrain)
 
 
 # ------------------------------------------------------------- stage log
@@ -154,11 +195,24 @@ def write_stage_log(out_dir: str, records: List[Dict]):
   lines = ["| stage | methods | started (UTC) | wall | train s | eval s | "
            "exit |", "|---|---|---|---|---|---|---|"]
   for r in records:
+    what = (f"trial {r['retrained_trial'] + 1} again" if "retrained_trial"
+            in r else f"trial {r['trials']}")
     lines.append(
-        f"| {r['flagfile']} trial {r['trials']} | {', '.join(r['methods'])} "
+        f"| {r['flagfile']} {what} | {', '.join(r['methods'])} "
         f"| {r['started']} | {fmt(r['wall_seconds'])} | "
         f"{r.get('train_seconds', '-')} | {r.get('eval_seconds', '-')} | "
         f"{r['returncode']} |")
+  changed = [r for r in records if r.get("scores_before") and
+             r.get("scores_after") != r["scores_before"]]
+  if changed:
+    lines += ["", "Trials trained again whose scores changed (another draw "
+              "than the original; the record was replaced):", ""]
+    for r in changed:
+      diffs = ", ".join(
+          f"{t} {r['scores_before'][t]} -> {r['scores_after'].get(t, '-')}"
+          for t in r["scores_before"])
+      lines.append(f"- {r['flagfile']} trial {r['retrained_trial'] + 1}: "
+                   f"{diffs}")
   files.write_text_atomic(os.path.join(out_dir, STAGES_MD),
                           "\n".join(lines) + "\n")
 
@@ -268,7 +322,10 @@ def run_stage(stage: Stage, stage_flags: Sequence[str],
   rerun never finds an orphan still training the same run directory; Ctrl-C
   reaches it from the terminal directly (we wait for it to stop)."""
   cmd = [sys.executable, ENTRY_POINT, f"--flagfile={stage.flagfile}",
-         f"--num_trials={stage.trials}"] + list(stage_flags)
+         f"--num_trials={stage.trials}"]
+  if stage.retrain is not None:
+    cmd.append(f"--retrain_trials={stage.retrain}")
+  cmd += list(stage_flags)
   out = None
   if log_dir:
     os.makedirs(log_dir, exist_ok=True)
@@ -290,44 +347,74 @@ def run_stage(stage: Stage, stage_flags: Sequence[str],
       out.close()
 
 
+def _scores(model_dir: str, trial: int) -> Dict[str, float]:
+  record = results_lib.finished_trials(model_dir).get(trial, {})
+  return {t: m["score"] for t, m in record.get("tasks", {}).items()
+          if "score" in m}
+
+
+def _run_stages(pending: List[Stage], records: List[Dict], out_dir: str,
+                stage_flags: Sequence[str], log_dir: Optional[str]):
+  for i, stage in enumerate(pending, 1):
+    print(f"[{_now()}] stage {i}/{len(pending)}: {stage.name} "
+          f"({', '.join(stage.methods)}); {_eta(pending[i - 1:], records)}",
+          flush=True)
+    record = {"flagfile": stage.flagfile, "methods": list(stage.methods),
+              "model_dir": stage.model_dir, "trials": stage.trials,
+              "started": _now()}
+    if stage.retrain is not None:
+      record.update(retrained_trial=stage.retrain,
+                    scores_before=_scores(stage.model_dir, stage.retrain))
+    t0 = time.time()
+    rc = run_stage(stage, stage_flags, log_dir)
+    record.update(ended=_now(), wall_seconds=round(time.time() - t0, 1),
+                  returncode=rc,
+                  **_trial_seconds(stage.model_dir, stage.trial_index))
+    if stage.retrain is not None:
+      record["scores_after"] = _scores(stage.model_dir, stage.retrain)
+    records.append(record)
+    write_stage_log(out_dir, records)
+    if rc != 0 or not is_done(stage):
+      where = f" (output in {log_dir})" if log_dir else ""
+      raise ReproduceError(
+          f"stage {stage.name} failed with exit code {rc}{where}; rerun "
+          "this command to resume it")
+    print(f"[{_now()}] done {stage.name} in "
+          f"{durations.format_duration(record['wall_seconds'])}", flush=True)
+    before = record.get("scores_before")
+    if before is not None and record["scores_after"] != before:
+      print(f"  trial {stage.retrain + 1} scores changed (another draw): "
+            f"{before} -> {record['scores_after']}", flush=True)
+
+
 def reproduce(methods: List[tuple], trials: int, out_dir: str,
               baselines: Sequence[str] = (), stage_flags: Sequence[str] = (),
               log_dir: Optional[str] = None, dry_run: bool = False,
-              report_args: Sequence[str] = ()) -> int:
+              report_args: Sequence[str] = (),
+              retrain_missing_predictions: bool = False) -> int:
   stages = plan_stages(methods, trials, stage_flags)
   pending = [s for s in stages if not is_done(s)]
   print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
         f"{len(stages) - len(pending)} already done, {len(pending)} to run",
         flush=True)
   if dry_run:
-    for s in stages:
-      state = "done" if s not in pending else "to run"
+    retrains = plan_retrains(stages) if retrain_missing_predictions else []
+    for s in stages + retrains:
+      state = "done" if s not in pending + retrains else "to run"
       print(f"  {s.name:<40} {state:<7} -> {s.model_dir}  "
             f"({', '.join(s.methods)})")
+    if retrains:
+      print(f"then {len(retrains)} finished trial(s) trained again for "
+            "their missing dev predictions")
     return 0
   with RunLock(out_dir):
     records = load_stage_log(out_dir)
-    for i, stage in enumerate(pending, 1):
-      print(f"[{_now()}] stage {i}/{len(pending)}: {stage.name} "
-            f"({', '.join(stage.methods)}); {_eta(pending[i - 1:], records)}",
-            flush=True)
-      record = {"flagfile": stage.flagfile, "methods": list(stage.methods),
-                "model_dir": stage.model_dir, "trials": stage.trials,
-                "started": _now()}
-      t0 = time.time()
-      rc = run_stage(stage, stage_flags, log_dir)
-      record.update(ended=_now(), wall_seconds=round(time.time() - t0, 1),
-                    returncode=rc,
-                    **_trial_seconds(stage.model_dir, stage.trials - 1))
-      records.append(record)
-      write_stage_log(out_dir, records)
-      if rc != 0 or not is_done(stage):
-        where = f" (output in {log_dir})" if log_dir else ""
-        raise ReproduceError(
-            f"stage {stage.name} failed with exit code {rc}{where}; rerun "
-            "this command to resume it")
-      print(f"[{_now()}] done {stage.name} in "
-            f"{durations.format_duration(record['wall_seconds'])}", flush=True)
+    _run_stages(pending, records, out_dir, stage_flags, log_dir)
+    if retrain_missing_predictions:
+      retrains = plan_retrains(stages)
+      print(f"{len(retrains)} finished trial(s) to train again for their "
+            "missing dev predictions", flush=True)
+      _run_stages(retrains, records, out_dir, stage_flags, log_dir)
   model_dirs = {s.flagfile: s.model_dir for s in stages}
   runs = ",".join(name + ":" + "+".join(model_dirs[c] for c in cfgs)
                   for name, cfgs in methods)
@@ -360,6 +447,10 @@ def parse_args(argv=None):
   p.add_argument("--stage_flags", default="",
                  help="extra run_classifier flags for every stage, space-"
                       "separated (e.g. '--data_dir=/data/glue')")
+  p.add_argument("--retrain_missing_predictions", action="store_true",
+                 help="after the plan's stages, train again (same seed) "
+                      "every finished trial whose dev predictions are "
+                      "missing, so the paired bootstrap can test it")
   p.add_argument("--dry_run", action="store_true",
                  help="list the stages and which are done; run nothing")
   p.add_argument("--report_flags", default="",
@@ -392,7 +483,8 @@ def main(argv=None) -> int:
     return reproduce(methods, args.trials, out_dir, baselines,
                      args.stage_flags.split(), args.log_dir or None,
                      args.dry_run,
-                     preset.get("report_flags", []) + args.report_flags.split())
+                     preset.get("report_flags", []) + args.report_flags.split(),
+                     args.retrain_missing_predictions)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
