@@ -86,15 +86,19 @@ def test_retrain_plan_covers_finished_trials_without_predictions(tmp_path):
   pred.parent.mkdir(parents=True)
   np.savez(pred, eid=np.arange(3), gold=np.zeros(3), prediction=np.ones(3))
   retrains = reproduce.plan_retrains(stages)
-  assert [(os.path.basename(s.flagfile), s.retrain, s.trials)
-          for s in retrains] == [("a.cfg", 0, 2), ("b.cfg", 0, 2)]
-  assert retrains[0].name == "a.cfg trial 1 again"
-  assert retrains[0].trial_index == 0 and stages[-1].trial_index == 1
+  # b's trial 0 is its rte median (the bootstrap reads it): first. a's
+  # median (trial 1 of 50, 51, 52) has its predictions; a's trial 0 next.
+  assert [(os.path.basename(s.flagfile), s.retrain, s.trials, s.median_of)
+          for s in retrains] == [("b.cfg", 0, 2, ("rte",)),
+                                 ("a.cfg", 0, 2, ())]
+  assert retrains[1].name == "a.cfg trial 1 again"
+  assert retrains[1].trial_index == 0 and stages[-1].trial_index == 1
   assert not any(reproduce.is_done(s) for s in retrains)
   (tmp_path / "a" / "trial_0" / "predictions").mkdir(parents=True)
   shutil.copy(pred, tmp_path / "a" / "trial_0" / "predictions")
-  assert reproduce.is_done(retrains[0]) and not reproduce.is_done(retrains[1])
-  assert [s.retrain for s in reproduce.plan_retrains(stages)] == [0]
+  assert reproduce.is_done(retrains[1]) and not reproduce.is_done(retrains[0])
+  assert [(os.path.basename(s.flagfile), s.retrain)
+          for s in reproduce.plan_retrains(stages)] == [("b.cfg", 0)]
   # A retrained trial that came out differently (other code than the
   # original's) is listed with its scores before and after.
   record = {"flagfile": a, "methods": ["A"], "trials": 2, "started": "t",
@@ -104,6 +108,38 @@ def test_retrain_plan_covers_finished_trials_without_predictions(tmp_path):
   md = (tmp_path / "out" / reproduce.STAGES_MD).read_text()
   assert f"| {a} trial 2 again | A |" in md
   assert f"- {a} trial 2: rte 51.0 -> 52.5" in md
+
+
+def test_retrain_order_median_trials_first_then_cheapest(tmp_path):
+  c = _flagfile(tmp_path / "c.cfg", f"--model_dir={tmp_path}/c")
+  for t, (score, seconds) in enumerate(((60.0, 100.0), (50.0, 10.0),
+                                        (55.0, 300.0), (40.0, 1.0))):
+    results_lib.record_trial(str(tmp_path / "c"), {"task_names": ["rte"]}, {
+        "trial": t, "seed": t + 1, "tasks": {"rte": {"score": score}},
+        "averages": {}, "train_seconds": seconds, "eval_seconds": 5.0})
+  # The report's median of 4 trials is the lower middle one: 50.0, trial 1.
+  assert reproduce.median_trials(str(tmp_path / "c")) == {1: ["rte"]}
+  stages = reproduce.plan_stages([("C", [c])], trials=3)
+  retrains = reproduce.plan_retrains(stages)
+  # Trial 3 is beyond the plan; the median first, then 105 s before 305 s.
+  assert [(s.retrain, s.median_of) for s in retrains] == [
+      (1, ("rte",)), (0, ()), (2, ())]
+  # Among median trials: seconds per task unlocked (a 2-task median trial
+  # of 300 s goes before a 1-task one of 200 s).
+  m = _flagfile(tmp_path / "m.cfg", f"--model_dir={tmp_path}/m")
+  s1 = _flagfile(tmp_path / "s1.cfg", f"--model_dir={tmp_path}/s1")
+  results_lib.record_trial(str(tmp_path / "m"), {"task_names": ["rte", "cola"]},
+                           {"trial": 0, "seed": 1, "averages": {},
+                            "tasks": {"rte": {"score": 1.0},
+                                      "cola": {"score": 2.0}},
+                            "train_seconds": 300.0})
+  results_lib.record_trial(str(tmp_path / "s1"), {"task_names": ["rte"]}, {
+      "trial": 0, "seed": 1, "tasks": {"rte": {"score": 1.0}},
+      "averages": {}, "train_seconds": 200.0})
+  stages = reproduce.plan_stages([("S", [s1]), ("M", [m])], trials=1)
+  assert [(os.path.basename(s.flagfile), s.median_of)
+          for s in reproduce.plan_retrains(stages)] == [
+              ("m.cfg", ("rte", "cola")), ("s1.cfg", ("rte",))]
 
 
 def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):

@@ -18,7 +18,9 @@ written to --out_dir.
 With --retrain_missing_predictions, finished trials whose per-example dev
 predictions are gone (a run dir restored from results.json alone) are then
 trained again with their own seed (`--retrain_trials`): the paired bootstrap
-compares the median trials' predictions and cannot test without them. Under
+compares the median trials' predictions and cannot test without them, so
+those go first, cheapest per task unlocked, and the order is planned again
+after each one (a new draw can move a median). Under
 the same code, on CPU, that repeats a trial exactly; under other code it is
 a new draw that replaces the old record, so the stage log keeps the scores
 before and after.
@@ -33,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from absl import flags
 
@@ -43,6 +45,7 @@ from bam_tf.outputs import files
 from bam_tf.outputs import results as results_lib
 from bam_tf.reports import compute
 from bam_tf.reports import report
+from bam_tf.reports import statistics as st
 
 ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))), "run_classifier.py")
@@ -85,6 +88,7 @@ class Stage:
   model_dir: str
   trials: int
   retrain: Optional[int] = None
+  median_of: tuple = ()  # retrain: tasks whose median trial this is
 
   @property
   def name(self) -> str:
@@ -162,18 +166,42 @@ def is_done(stage: Stage) -> bool:
   return all(t in done for t in range(stage.trials))
 
 
+def median_trials(model_dir: str) -> Dict[int, List[str]]:
+  """{trial: tasks it is the median-scoring trial of}: the trials whose dev
+  predictions the report's paired bootstrap reads."""
+  run = report.RunDir(model_dir)
+  out: Dict[int, List[str]] = {}
+  for task, scores in run.scores.items():
+    if scores:
+      out.setdefault(st.median_trial(scores), []).append(task)
+  return out
+
+
 def plan_retrains(stages: List[Stage]) -> List[Stage]:
   """A stage per finished trial (of those the plan covers) whose dev
-  predictions are missing; trial-major like the plan."""
+  predictions are missing. The bootstrap reads only each task's median
+  trial, so those go first, cheapest first per task they unlock (the
+  trial's recorded seconds / its median tasks), then the rest, cheapest
+  first: a driver stopped part-way has unlocked as many tests as it could."""
   last = {}
   for s in stages:
     last[s.flagfile] = s  # the one with the most trials
-  retrains = []
-  for s in last.values():
-    for trial in _missing_predictions(s.model_dir):
+  keyed = []
+  for order, s in enumerate(last.values()):
+    missing = _missing_predictions(s.model_dir)
+    if not missing:
+      continue
+    medians = median_trials(s.model_dir)
+    finished = results_lib.finished_trials(s.model_dir)
+    for trial in missing:
       if trial < s.trials:
-        retrains.append(dataclasses.replace(s, retrain=trial))
-  return sorted(retrains, key=lambda s: s.retrain)
+        cost = compute.trial_seconds(finished[trial])
+        stage = dataclasses.replace(
+            s, retrain=trial, median_of=tuple(medians.get(trial, ())))
+        per_task = (float("inf") if cost is None
+                    else cost / max(1, len(stage.median_of)))
+        keyed.append(((not stage.median_of, per_task, trial, order), stage))
+  return [stage for _, stage in sorted(keyed, key=lambda kv: kv[0])]
 
 
 # ------------------------------------------------------------- stage log
@@ -354,10 +382,15 @@ def _scores(model_dir: str, trial: int) -> Dict[str, float]:
 
 
 def _run_stages(pending: List[Stage], records: List[Dict], out_dir: str,
-                stage_flags: Sequence[str], log_dir: Optional[str]):
-  for i, stage in enumerate(pending, 1):
-    print(f"[{_now()}] stage {i}/{len(pending)}: {stage.name} "
-          f"({', '.join(stage.methods)}); {_eta(pending[i - 1:], records)}",
+                stage_flags: Sequence[str], log_dir: Optional[str],
+                replan: Optional[Callable[[], List[Stage]]] = None):
+  """Run `pending` in order; with `replan`, the rest is planned again after
+  each stage (a retrained trial can be a new draw that moves a median)."""
+  i = 0
+  while pending:
+    stage, i = pending[0], i + 1
+    print(f"[{_now()}] stage {i}/{i + len(pending) - 1}: {stage.name} "
+          f"({', '.join(stage.methods)}); {_eta(pending, records)}",
           flush=True)
     record = {"flagfile": stage.flagfile, "methods": list(stage.methods),
               "model_dir": stage.model_dir, "trials": stage.trials,
@@ -385,6 +418,7 @@ def _run_stages(pending: List[Stage], records: List[Dict], out_dir: str,
     if before is not None and record["scores_after"] != before:
       print(f"  trial {stage.retrain + 1} scores changed (another draw): "
             f"{before} -> {record['scores_after']}", flush=True)
+    pending = replan() if replan else pending[1:]
 
 
 def reproduce(methods: List[tuple], trials: int, out_dir: str,
@@ -401,8 +435,10 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
     retrains = plan_retrains(stages) if retrain_missing_predictions else []
     for s in stages + retrains:
       state = "done" if s not in pending + retrains else "to run"
+      why = (f"; median trial of {', '.join(s.median_of)}" if s.median_of
+             else "")
       print(f"  {s.name:<40} {state:<7} -> {s.model_dir}  "
-            f"({', '.join(s.methods)})")
+            f"({', '.join(s.methods)}{why})")
     if retrains:
       print(f"then {len(retrains)} finished trial(s) trained again for "
             "their missing dev predictions")
@@ -414,7 +450,8 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
       retrains = plan_retrains(stages)
       print(f"{len(retrains)} finished trial(s) to train again for their "
             "missing dev predictions", flush=True)
-      _run_stages(retrains, records, out_dir, stage_flags, log_dir)
+      _run_stages(retrains, records, out_dir, stage_flags, log_dir,
+                  replan=lambda: plan_retrains(stages))
   model_dirs = {s.flagfile: s.model_dir for s in stages}
   runs = ",".join(name + ":" + "+".join(model_dirs[c] for c in cfgs)
                   for name, cfgs in methods)
