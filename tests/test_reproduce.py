@@ -107,7 +107,7 @@ def test_retrain_plan_covers_finished_trials_without_predictions(tmp_path):
   reproduce.write_stage_log(str(tmp_path / "out"), [record])
   md = (tmp_path / "out" / reproduce.STAGES_MD).read_text()
   assert f"| {a} trial 2 again | A |" in md
-  assert f"- {a} trial 2: rte 51.0 -> 52.5" in md
+  assert f"- {a} trial 2: rte 51.00 -> 52.50" in md
 
 
 def test_retrain_order_median_trials_first_then_cheapest(tmp_path):

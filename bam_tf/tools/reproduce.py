@@ -216,6 +216,13 @@ def load_stage_log(out_dir: str) -> List[Dict]:
   return files.read_json(path)["stages"] if os.path.exists(path) else []
 
 
+def _score_changes(before: Dict[str, float], after: Dict[str, float]) -> str:
+  """'cola 26.61 -> 24.32, ...' (x100 scores; 2 decimals as the tables)."""
+  fmt = lambda v: "-" if v is None else f"{v:.2f}"  # pylint: disable=unnecessary-lambda-assignment
+  return ", ".join(f"{t} {fmt(before[t])} -> {fmt(after.get(t))}"
+                   for t in before)
+
+
 def write_stage_log(out_dir: str, records: List[Dict]):
   files.write_json_atomic(os.path.join(out_dir, STAGES_JSON),
                           {"stages": records})
@@ -236,11 +243,8 @@ def write_stage_log(out_dir: str, records: List[Dict]):
     lines += ["", "Trials trained again whose scores changed (another draw "
               "than the original; the record was replaced):", ""]
     for r in changed:
-      diffs = ", ".join(
-          f"{t} {r['scores_before'][t]} -> {r['scores_after'].get(t, '-')}"
-          for t in r["scores_before"])
       lines.append(f"- {r['flagfile']} trial {r['retrained_trial'] + 1}: "
-                   f"{diffs}")
+                   f"{_score_changes(r['scores_before'], r['scores_after'])}")
   files.write_text_atomic(os.path.join(out_dir, STAGES_MD),
                           "\n".join(lines) + "\n")
 
@@ -417,7 +421,7 @@ def _run_stages(pending: List[Stage], records: List[Dict], out_dir: str,
     before = record.get("scores_before")
     if before is not None and record["scores_after"] != before:
       print(f"  trial {stage.retrain + 1} scores changed (another draw): "
-            f"{before} -> {record['scores_after']}", flush=True)
+            f"{_score_changes(before, record['scores_after'])}", flush=True)
     pending = replan() if replan else pending[1:]
 
 
