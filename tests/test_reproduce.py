@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bam_tf.outputs import results as results_lib
+from bam_tf.reports import report
 from bam_tf.tools import reproduce
 from conftest import REPO_ROOT
 
@@ -118,7 +119,8 @@ def test_retrain_order_median_trials_first_then_cheapest(tmp_path):
         "trial": t, "seed": t + 1, "tasks": {"rte": {"score": score}},
         "averages": {}, "train_seconds": seconds, "eval_seconds": 5.0})
   # The report's median of 4 trials is the lower middle one: 50.0, trial 1.
-  assert reproduce.median_trials(str(tmp_path / "c")) == {1: ["rte"]}
+  assert reproduce.median_trials(
+      report.RunDir(str(tmp_path / "c"))) == {1: ["rte"]}
   stages = reproduce.plan_stages([("C", [c])], trials=3)
   retrains = reproduce.plan_retrains(stages)
   # Trial 3 is beyond the plan; the median first, then 105 s before 305 s.

@@ -166,10 +166,9 @@ def is_done(stage: Stage) -> bool:
   return all(t in done for t in range(stage.trials))
 
 
-def median_trials(model_dir: str) -> Dict[int, List[str]]:
+def median_trials(run: report.RunDir) -> Dict[int, List[str]]:
   """{trial: tasks it is the median-scoring trial of}: the trials whose dev
   predictions the report's paired bootstrap reads."""
-  run = report.RunDir(model_dir)
   out: Dict[int, List[str]] = {}
   for task, scores in run.scores.items():
     if scores:
@@ -188,14 +187,13 @@ def plan_retrains(stages: List[Stage]) -> List[Stage]:
     last[s.flagfile] = s  # the one with the most trials
   keyed = []
   for order, s in enumerate(last.values()):
-    missing = _missing_predictions(s.model_dir)
-    if not missing:
+    if not results_lib.finished_trials(s.model_dir):
       continue
-    medians = median_trials(s.model_dir)
-    finished = results_lib.finished_trials(s.model_dir)
-    for trial in missing:
+    run = report.RunDir(s.model_dir)  # one read for all three questions
+    medians = median_trials(run)
+    for trial in run.missing_predictions():
       if trial < s.trials:
-        cost = compute.trial_seconds(finished[trial])
+        cost = compute.trial_seconds(run.trial_info[trial])
         stage = dataclasses.replace(
             s, retrain=trial, median_of=tuple(medians.get(trial, ())))
         per_task = (float("inf") if cost is None
@@ -218,7 +216,8 @@ def load_stage_log(out_dir: str) -> List[Dict]:
 
 def _score_changes(before: Dict[str, float], after: Dict[str, float]) -> str:
   """'cola 26.61 -> 24.32, ...' (x100 scores; 2 decimals as the tables)."""
-  fmt = lambda v: "-" if v is None else f"{v:.2f}"  # pylint: disable=unnecessary-lambda-assignment
+  def fmt(v):
+    return "-" if v is None else f"{v:.2f}"
   return ", ".join(f"{t} {fmt(before[t])} -> {fmt(after.get(t))}"
                    for t in before)
 
