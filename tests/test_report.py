@@ -304,6 +304,37 @@ def test_curves_only_of_finished_trials(runs, tmp_path, monkeypatch):
       "trial_*/tensorboard of its finished trials")
 
 
+def test_curves_one_panel_per_curve_one_colour_per_trial(tmp_path,
+                                                        monkeypatch):
+  """Total loss, each task's loss, lr and lambda get a panel each, in that
+  order; every trial is one line of the same colour in every panel."""
+  from tensorboard.compat.proto import event_pb2, summary_pb2
+  run = str(tmp_path / "run")
+  for trial in (0, 1):
+    events = [event_pb2.Event(wall_time=1.0, file_version="brain.Event:2")]
+    for step in range(1, 4):
+      vals = [summary_pb2.Summary.Value(tag=tag, simple_value=x)
+              for tag, x in (("lambda", step / 3), ("loss/sts", 0.1 * trial),
+                             ("learning_rate", 1e-4), ("loss", 1.0 / step),
+                             ("loss/cola", 0.5 / step), ("other", 7.0))]
+      events.append(event_pb2.Event(step=step,
+                                    summary=summary_pb2.Summary(value=vals)))
+    _write_events(os.path.join(run, f"trial_{trial}", "tensorboard",
+                               "events.out.tfevents.1.test.v2"), events)
+  figs = []
+  monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+  assert plots.training_curves(run, str(tmp_path / "c.png")) is None
+  drawn = [ax for ax in figs[0].axes if ax.get_title()]
+  assert [ax.get_title() for ax in drawn] == [
+      "loss", "loss/cola", "loss/sts", "learning_rate", "lambda"]
+  for ax in drawn:
+    assert [ln.get_label() for ln in ax.get_lines()] == ["trial_0", "trial_1"]
+  colours = {tuple(ln.get_color() for ln in ax.get_lines()) for ax in drawn}
+  assert len(colours) == 1 and len(set(next(iter(colours)))) == 2
+  sts = drawn[2].get_lines()
+  assert list(sts[1].get_ydata()) == pytest.approx([0.1] * 3)
+
+
 def test_lost_predictions_leave_out_only_the_bootstrap_tests_needing_them(
     runs, tmp_path):
   """A run dir restored from its committed records without a trial's

@@ -123,11 +123,20 @@ def read_scalars(event_dir: str) -> Dict[str, List[Tuple[int, float]]]:
   return {tag: sorted(d.items()) for tag, d in out.items()}
 
 
+def _curve_panels(tags: Sequence[str]) -> List[str]:
+  """One panel per curve (total loss, each task's loss, lr, lambda), in
+  that order: a panel per task keeps trials comparable at a glance."""
+  def is_family(tag, name):
+    return tag == name or tag.startswith(name + "/")
+  return [tag for name in CURVE_TAGS for tag in tags if is_family(tag, name)]
+
+
 def training_curves(run_dir: str, path: str, title: str = "",
                     trials: Optional[Sequence[int]] = None) -> Optional[str]:
-  """Loss (total and per task), learning rate and lambda over steps, one
-  line per trial. trials: only these trial numbers (a report passes the
-  finished ones, so a trial still training is not drawn beside them).
+  """Loss (total and per task), learning rate and lambda over steps: one
+  panel per curve, one line (colour) per trial. trials: only these trial
+  numbers (a report passes the finished ones, so a trial still training is
+  not drawn beside them).
   Returns None when written, else a note saying why not."""
   trial_dirs = sorted(glob.glob(os.path.join(run_dir, "trial_*",
                                              "tensorboard")))
@@ -144,23 +153,29 @@ def training_curves(run_dir: str, path: str, title: str = "",
     return (f"no training curves for {run_dir}: no TensorBoard event files "
             "under trial_*/tensorboard"
             + (" of its finished trials" if trials is not None else ""))
-  panels = [("loss", lambda t: t == "loss" or t.startswith("loss/")),
-            ("learning_rate", lambda t: t == "learning_rate"),
-            ("lambda", lambda t: t == "lambda" or t.startswith("lambda/"))]
-  panels = [(name, match) for name, match in panels
-            if any(match(t) for sc in curves.values() for t in sc)]
+  tags = sorted({tag for sc in curves.values() for tag in sc})
+  panels = _curve_panels(tags)
+  if not panels:
+    return (f"no training curves for {run_dir}: its event files hold none "
+            f"of {', '.join(CURVE_TAGS)}")
   plt = _pyplot()
-  fig, axes = plt.subplots(1, len(panels), squeeze=False,
-                           figsize=(5 * len(panels), 3.6))
-  for ax, (name, match) in zip(axes[0], panels):
-    for trial, scalars in sorted(curves.items()):
-      for tag in sorted(t for t in scalars if match(t)):
+  ncols = min(4, len(panels))
+  nrows = -(-len(panels) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                           figsize=(4 * ncols, 3.0 * nrows))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for ax, tag in zip(axes.flat, panels):
+    for i, (trial, scalars) in enumerate(sorted(curves.items())):
+      if tag in scalars:
         steps, vals = zip(*scalars[tag])
-        label = tag if len(curves) == 1 else f"{trial} {tag}"
-        ax.plot(steps, vals, lw=1, label=label)
-    ax.set_title(name)
+        ax.plot(steps, vals, lw=1, color=colors[i % len(colors)],
+                label=trial)
+    ax.set_title(tag)
     ax.set_xlabel("step")
-    ax.legend(fontsize=6)
+  for ax in list(axes.flat)[len(panels):]:
+    ax.axis("off")
+  if len(curves) > 1:  # one colour per trial, the same in every panel
+    axes.flat[0].legend(fontsize=7)
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
