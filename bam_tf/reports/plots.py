@@ -163,18 +163,19 @@ def training_curves(run_dir: str, path: str, title: str = "",
   nrows = -(-len(panels) // ncols)
   fig, axes = plt.subplots(nrows, ncols, squeeze=False,
                            figsize=(4 * ncols, 3.0 * nrows))
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  colour = {trial: cycle[i % len(cycle)]  # the same in every panel
+            for i, trial in enumerate(sorted(curves))}
   for ax, tag in zip(axes.flat, panels):
-    for i, (trial, scalars) in enumerate(sorted(curves.items())):
+    for trial, scalars in sorted(curves.items()):
       if tag in scalars:
         steps, vals = zip(*scalars[tag])
-        ax.plot(steps, vals, lw=1, color=colors[i % len(colors)],
-                label=trial)
+        ax.plot(steps, vals, lw=1, color=colour[trial], label=trial)
     ax.set_title(tag)
     ax.set_xlabel("step")
   for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
-  if len(curves) > 1:  # one colour per trial, the same in every panel
+  if len(curves) > 1:
     axes.flat[0].legend(fontsize=7)
   if title:
     fig.suptitle(title, fontsize=9)
