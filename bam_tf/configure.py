@@ -20,7 +20,7 @@ from bam_tf.tasks.task import TaskSpec
 FLAGS = flags.FLAGS
 
 MODES = ("train", "inspect_data", "predict", "export")
-SAMPLING_SCHEMES = ("proportional", "multiples", "loss_weights")
+SAMPLING_SCHEMES = ("multiples", "loss_weights", "proportional")
 REGRESSION_HEADS = ("linear", "sigmoid")
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -30,6 +30,8 @@ MULTI_TASK_DEFAULTS = dict(learning_rate=1e-4, num_train_epochs=6.0,
                            train_batch_size=128)
 SINGLE_TASK_DEFAULTS = dict(learning_rate=5e-5, num_train_epochs=3.0,
                             train_batch_size=32)
+# The original's debug mode: batch 32, 3 epochs (and no dataset multiples).
+DEBUG_DEFAULTS = dict(num_train_epochs=3.0, train_batch_size=32)
 
 
 def define_flags():
@@ -77,11 +79,16 @@ def define_flags():
                 "length together (train and eval; needs dynamic padding): "
                 "much less padding on mixes of short and long tasks. Off "
                 "by default: the original drew batches at random.")
-  d.DEFINE_enum("task_sampling", "proportional", SAMPLING_SCHEMES,
-                "proportional: sample tasks with p ~ |D|^exponent (paper); "
-                "multiples: the original code's dataset multiples plus loss "
-                "weights; loss_weights: examples sampled uniformly, losses "
-                "weighted 1/|D|^(1-exponent).")
+  d.DEFINE_enum("task_sampling", None, SAMPLING_SCHEMES,
+                "How tasks are mixed. multiples (default for multi-task "
+                "runs, the original code's): copies of each train set and "
+                "loss weights from the original's fixed GLUE size table, in "
+                "one pool shuffled once per trial; loss_weights (default for "
+                "single-task and --debug runs, the original without "
+                "multiples): each train set once, losses weighted "
+                "1/|D|^(1-exponent); proportional (the paper's wording): a "
+                "sampler with p ~ |D|^exponent that trains the default "
+                "scheme's number of steps.")
   d.DEFINE_float("sampling_exponent", 0.75, "Exponent of the task sampling "
                  "(1.0 = plain example mixing, 'no task sampling').")
   # Optimisation.
@@ -184,7 +191,7 @@ class BamConfig:
   max_seq_length: int
   double_unordered: bool
   dynamic_padding: bool
-  task_sampling: str
+  task_sampling: Optional[str]
   sampling_exponent: float
   learning_rate: float
   num_train_epochs: float
@@ -241,6 +248,13 @@ class BamConfig:
   @property
   def is_multi_task(self) -> bool:
     return len(self.tasks) > 1
+
+  @property
+  def recipe_scheme(self) -> str:
+    """The original's scheme for this run: dataset multiples for a
+    multi-task run, none for a single-task or debug run."""
+    return ("multiples" if len(self.tasks) > 1 and not self.debug
+            else "loss_weights")
 
   @property
   def debug_max_rows(self) -> Optional[int]:
@@ -303,8 +317,12 @@ def resolve(config: BamConfig) -> BamConfig:
     raise ConfigError(str(e)) from None
   _check(len(config.tasks) > 0, "task_names", "name at least one task")
   config.task_names = [t.name for t in config.tasks]
-  defaults = (MULTI_TASK_DEFAULTS if len(config.tasks) > 1
-              else SINGLE_TASK_DEFAULTS)
+  defaults = dict(MULTI_TASK_DEFAULTS if len(config.tasks) > 1
+                  else SINGLE_TASK_DEFAULTS)
+  if config.debug:
+    defaults.update(DEBUG_DEFAULTS)
+  if config.task_sampling is None:
+    config.task_sampling = config.recipe_scheme
   for key, value in defaults.items():
     if getattr(config, key) is None:
       setattr(config, key, value)
@@ -398,6 +416,9 @@ def validate(config: BamConfig):
          "retrain_trials", "must be trial numbers, e.g. 0,1")
   _check(0 <= c.distill_weight <= 1, "distill_weight", "must be in [0, 1]")
   _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
+  _check(c.task_sampling in SAMPLING_SCHEMES, "task_sampling",
+         f"must be one of {', '.join(SAMPLING_SCHEMES)}, got "
+         f"{c.task_sampling!r}")
   _check(c.strategy in STRATEGIES, "strategy",
          f"must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
   _check(c.loss_reduction in ("sum", "mean"), "loss_reduction",

@@ -8,6 +8,7 @@ run-level results.json / results.txt collect all trials.
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from typing import Dict
 
@@ -21,6 +22,7 @@ from bam_tf.data import features as features_lib
 from bam_tf.data import inspect as inspect_lib
 from bam_tf.data import pipeline
 from bam_tf.data import sampling
+from bam_tf.data import train_pool
 from bam_tf.data.tokenization import InGraphTokenizer
 from bam_tf.distill import recipe
 from bam_tf.distill import schedule as schedule_lib
@@ -79,14 +81,74 @@ def load_encoder_and_tokenizer(config):
 
 
 def plan_training(config, data: PreparedData):
+  """The sampling plan and the number of steps to train; announces the
+  recipe (copies, loss weights, steps) in the run's first lines."""
   sizes = data.train_sizes(config.tasks)
   plan = sampling.sampling_plan(sizes, config.task_sampling,
-                                config.sampling_exponent)
-  total_steps = int(plan.examples_per_epoch / config.train_batch_size *
-                    config.num_train_epochs)
+                                config.sampling_exponent,
+                                recipe_scheme=config.recipe_scheme)
+  recipe_steps = plan.train_steps(config.train_batch_size,
+                                  config.num_train_epochs)
+  total_steps = recipe_steps
   if config.max_train_steps:
-    total_steps = min(total_steps, config.max_train_steps)
-  return plan, max(total_steps, 1)
+    total_steps = min(recipe_steps, config.max_train_steps)
+  logging.info("%s", describe_recipe(config, plan, recipe_steps, total_steps))
+  return plan, total_steps
+
+
+def describe_recipe(config, plan, recipe_steps: int, total_steps: int) -> str:
+  """What the run will train, in words: scheme, per-task copies and loss
+  weights, and the step count with how it is made up."""
+  batch = config.train_batch_size
+  per_pass = plan.examples_per_epoch
+  padding = train_pool.padding_count(per_pass, batch)
+  source = {
+      "multiples": "dataset multiples and loss weights from the original's "
+                   "GLUE size table",
+      "loss_weights": ("one task, no dataset multiples" if len(config.tasks)
+                       == 1 else "no dataset multiples, size loss weights"),
+      "proportional": f"a sampler with p ~ |D|^{config.sampling_exponent:g}, "
+                      f"steps of the original's {config.recipe_scheme} "
+                      "recipe"}[plan.scheme]
+  lines = [
+      f"Recipe: --task_sampling={plan.scheme} ({source}); {per_pass:,} "
+      f"examples per pass + {padding:,} padding = "
+      f"{plan.steps_per_epoch(batch):,} batches of {batch} x "
+      f"{config.num_train_epochs:g} epochs = {recipe_steps:,} steps",
+      sampling.describe(plan)]
+  if total_steps < recipe_steps:
+    lines.append(f"--max_train_steps={config.max_train_steps}: this run "
+                 f"stops after {total_steps:,} of the recipe's "
+                 f"{recipe_steps:,} steps")
+  return "\n".join(lines)
+
+
+def train_streams(config, plan, sources, seed: int, folder: str):
+  """Writes the trial's shuffled pool(s) to `folder` and returns
+  (record streams, sampling probabilities or None, pool paths).
+
+  A pool scheme gets one pool of every task with its copies and padding
+  (the original's train file); 'proportional' gets one shuffled pool per
+  task, mixed by the sampler. Students' records carry teacher outputs
+  (`teacher_probs`, `teacher_value`; zeros for tasks without a teacher).
+  """
+  tasks = config.tasks
+  width = max(t.num_labels for t in tasks) if config.distill else 0
+  if plan.uses_pool:
+    path = train_pool.pool_path(folder)
+    train_pool.write_pool(sources, [plan.multiples[t.name] for t in tasks],
+                          config.train_batch_size, seed, path,
+                          pad_task_id=len(tasks))
+    return [train_pool.pool_dataset(path, seed, width)], None, [path]
+  streams, paths = [], []
+  for i, (task, source) in enumerate(zip(tasks, sources)):
+    task_seed = seed + 7919 * i
+    path = train_pool.pool_path(folder, task.name)
+    train_pool.write_pool([source], [1], 1, task_seed, path,
+                          pad_task_id=len(tasks))
+    streams.append(train_pool.pool_dataset(path, task_seed, width))
+    paths.append(path)
+  return streams, [plan.probabilities[t.name] for t in tasks], paths
 
 
 def build_model(config, bundle, plan, total_steps):
@@ -192,24 +254,32 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
         schedule_lib.DistillSchedule(config.distill_schedule, total_steps,
                                      config.distill_weight),
         teacher_tasks=list(student_paths))
-    per_task_ds = student.train_task_datasets(config, data, student_paths)
-  else:
-    per_task_ds = [pipeline.task_dataset(data.records[t.name]["train"])
-                   for t in config.tasks]
+  sources = [student_paths.get(t.name, data.records[t.name]["train"])
+             for t in config.tasks]
+  # Other workers of a multi-worker run write the same pool (same seed) to
+  # a folder of their own.
+  pool_dir = trial_dir if chief else tempfile.mkdtemp(prefix="bam_tf_pool_")
+  streams, probabilities, pools = train_streams(config, plan, sources, seed,
+                                                pool_dir)
   # Global batches with drop_remainder (static batch size); Keras splits
   # each across the replicas.
   train_ds = pipeline.train_dataset(
-      per_task_ds, [plan.probabilities[t.name] for t in config.tasks],
-      config.train_batch_size, seed, config.use_dynamic_padding,
-      config.max_seq_length, config.use_length_bucketing)
+      streams, probabilities, config.train_batch_size, seed,
+      config.use_dynamic_padding, config.max_seq_length,
+      config.use_length_bucketing)
   train_ds = distribution.for_strategy(train_ds, strategy)
   lr = model.optimizer.learning_rate
   logging.info("Trial %d (seed %d): %d steps, batch %d over %d replica(s), "
-               "lr %g, tasks %s", trial, seed, total_steps,
-               config.train_batch_size, strategy.num_replicas_in_sync,
-               config.learning_rate, pipeline.describe(plan.probabilities))
-  train_seconds = trainer.fit(model, train_ds, total_steps, trial_dir, config,
-                              lr_fn=lambda step: lr(step), chief=chief)
+               "lr %g", trial, seed, total_steps, config.train_batch_size,
+               strategy.num_replicas_in_sync, config.learning_rate)
+  try:
+    train_seconds = trainer.fit(model, train_ds, total_steps, trial_dir,
+                                config, lr_fn=lambda step: lr(step),
+                                chief=chief)
+  finally:
+    train_pool.remove_pools(pools)
+    if not chief:
+      shutil.rmtree(pool_dir, ignore_errors=True)
   t0 = time.time()
   per_task, dev_predictions = evaluate(config, model, data, trial_dir,
                                        strategy, write=chief)

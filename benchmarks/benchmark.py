@@ -130,7 +130,8 @@ def sub_config(config, tasks, **changes):
 def make_model(config, bundle, distill: bool):
   plan = sampling.sampling_plan({t.name: 1000 for t in config.tasks},
                                 config.task_sampling,
-                                config.sampling_exponent)
+                                config.sampling_exponent,
+                                recipe_scheme=config.recipe_scheme)
   with distribution.precision_policy(config):
     model = runner.build_model(config, bundle, plan, total_steps=10 ** 6)
   if distill:
@@ -148,13 +149,6 @@ def non_embedding_params(model, num_layers: int) -> int:
 def step_flops(params: int, layers: int, hidden: int, batch: int,
                seq: int) -> float:
   return 6.0 * params * batch * seq + 12.0 * layers * batch * seq ** 2 * hidden
-
-
-def with_teacher(record, width: int):
-  """Teacher fields as a student's records carry them (values do not
-  change the cost)."""
-  return dict(record, teacher_probs=tf.fill([width], 1.0 / width),
-              teacher_value=tf.constant(0.5))
 
 
 def synthetic_batch(tasks, batch: int, seq: int, vocab: int, teacher: bool):
@@ -394,18 +388,19 @@ def prepared_data(config, tokenizer):
 
 
 def mix_dataset(config, data, tasks, dynamic, bucketing, teacher):
-  width = max(t.num_labels for t in tasks)
-  per_task = [pipeline.task_dataset(data.records[t.name]["train"])
-              for t in tasks]
-  if teacher:
-    per_task = [d.map(lambda r: with_teacher(r, width)) for d in per_task]
-  plan = sampling.sampling_plan(data.train_sizes(tasks),
-                                config.task_sampling,
-                                config.sampling_exponent)
+  """The training stream a run of `tasks` reads: the trial's shuffled pool
+  (bam_tf.runner.train_streams), with teacher fields when `teacher`."""
+  cfg = sub_config(config, tasks, distill=teacher)
+  plan = sampling.sampling_plan(data.train_sizes(tasks), cfg.task_sampling,
+                                cfg.sampling_exponent,
+                                recipe_scheme=cfg.recipe_scheme)
+  folder = tempfile.mkdtemp(prefix="bam_tf_bench_pool_")
+  streams, probabilities, _ = runner.train_streams(
+      cfg, plan, [data.records[t.name]["train"] for t in tasks], cfg.seed,
+      folder)
   return pipeline.train_dataset(
-      per_task, [plan.probabilities[t.name] for t in tasks],
-      config.train_batch_size, config.seed, dynamic, config.max_seq_length,
-      length_bucketing=bucketing)
+      streams, probabilities, config.train_batch_size, config.seed, dynamic,
+      config.max_seq_length, length_bucketing=bucketing)
 
 
 def mix_phase(config, bundle, data, steps, repeats):

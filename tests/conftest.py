@@ -61,3 +61,16 @@ def glue_dir():
 def minilm_vocab():
   from bam_tf.modeling import minilm  # pylint: disable=g-import-not-at-top
   return minilm.find_minilm_files()[1]
+
+
+def resolve_flags(args):
+  """BamConfig from command-line flags (absl's global FLAGS, reset after)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from bam_tf import configure  # pylint: disable=g-import-not-at-top
+  configure.define_flags()
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(["prog"] + list(args))
+    return configure.config_from_flags()
+  finally:
+    flags.FLAGS.unparse_flags()

@@ -4,23 +4,16 @@ import glob
 import os
 
 import pytest
-from absl import flags
 
 from bam_tf import configure
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, resolve_flags
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "official_configs", "**",
                                         "*.cfg"), recursive=True))
 
 
 def _resolve(path, glue_dir):
-  configure.define_flags()
-  flags.FLAGS.unparse_flags()
-  try:
-    flags.FLAGS(["prog", f"--flagfile={path}", f"--data_dir={glue_dir}"])
-    return configure.config_from_flags()
-  finally:
-    flags.FLAGS.unparse_flags()
+  return resolve_flags([f"--flagfile={path}", f"--data_dir={glue_dir}"])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(

@@ -22,17 +22,22 @@ def test_proportional(exponent):
   np.testing.assert_allclose(_as_array(plan.probabilities), expected)
   assert set(plan.loss_weights.values()) == {1.0}
   assert set(plan.multiples.values()) == {1}
-  assert plan.examples_per_epoch == int(SIZES.sum())
+  # The sampler trains as many examples as the original's recipe would.
+  reference = sampling.sampling_plan(GLUE, "multiples", exponent)
+  assert plan.examples_per_epoch == reference.examples_per_epoch
+  no_multiples = sampling.sampling_plan(GLUE, "proportional", exponent,
+                                        recipe_scheme="loss_weights")
+  assert no_multiples.examples_per_epoch == int(SIZES.sum())
 
 
-def test_special_exponents():
-  uniform = sampling.sampling_plan(GLUE, "uniform_tasks")
-  np.testing.assert_allclose(_as_array(uniform.probabilities), 1 / len(GLUE))
-  ex = sampling.sampling_plan(GLUE, "uniform_examples")
-  np.testing.assert_allclose(_as_array(ex.probabilities), SIZES / SIZES.sum())
-  ex1 = sampling.sampling_plan(GLUE, "proportional", 1.0)
-  np.testing.assert_allclose(_as_array(ex1.probabilities),
-                             _as_array(ex.probabilities))
+def test_exponent_one_means_plain_mixing():
+  """The Table 4 "no task sampling" ablation: exponent 1 gives one copy of
+  every task and equal loss weights, so examples mix by dataset size."""
+  plan = sampling.sampling_plan(GLUE, "multiples", 1.0)
+  assert set(plan.multiples.values()) == {1}
+  np.testing.assert_allclose(_as_array(plan.loss_weights), 1.0)
+  np.testing.assert_allclose(_as_array(plan.probabilities),
+                             SIZES / SIZES.sum())
   with pytest.raises(ValueError):
     sampling.sampling_plan(GLUE, "nope")
 
@@ -67,13 +72,38 @@ def test_multiples_full_glue():
   np.testing.assert_allclose(eff / eff.sum(), target, rtol=1e-12)
 
 
-def test_multiples_without_mnli_uses_largest_task():
-  sizes = {"rte": 2490, "qnli": 108436, "cola": 8551}
+def test_subset_keeps_the_full_table_weights():
+  """A subset run takes its copies and weights from the fixed eight-task
+  table (MNLI reference), so its weights need not sum to its task count."""
+  sizes = {"cola": 8551, "mrpc": 7336, "sts": 11498, "rte": 2490}
   plan = sampling.sampling_plan(sizes, "multiples", 0.75)
-  assert plan.multiples["qnli"] == 1
-  assert plan.multiples["rte"] == round((108436 / 2490) ** 0.25)
-  assert plan.multiples["cola"] == round((108436 / 8551) ** 0.25)
-  assert sum(plan.loss_weights.values()) == pytest.approx(3)
+  full = sampling.sampling_plan(GLUE, "multiples", 0.75)
+  for task in sizes:
+    assert plan.multiples[task] == full.multiples[task]
+    assert plan.loss_weights[task] == full.loss_weights[task]
+  assert plan.multiples == {"cola": 3, "mrpc": 3, "sts": 2, "rte": 4}
+  assert sum(plan.loss_weights.values()) == pytest.approx(3.8450, abs=1e-4)
+  assert plan.examples_per_epoch == 8551 * 3 + 7336 * 3 + 11498 * 2 + 2490 * 4
+
+
+def test_user_task_joins_the_table():
+  """A task outside the GLUE table is added to it with its own size; the
+  formula is then the same over nine tasks."""
+  sizes = {"rte": 2490, "mytask": 1200}
+  plan = sampling.sampling_plan(sizes, "multiples", 0.75)
+  table = dict(GLUE, mytask=1200)
+  names = sorted(table)
+  s = np.array([table[t] for t in names], np.float64)
+  w = s ** 0.75 / np.sum(s ** 0.75)
+  mnli = names.index("mnli")
+  mult = np.maximum(1, np.round((w * s[mnli] / w[mnli] + 0.01) / s))
+  raw = w / (s * mult)
+  weights = raw / raw.sum() * len(names)
+  for task in sizes:
+    i = names.index(task)
+    assert plan.multiples[task] == mult[i]
+    assert plan.loss_weights[task] == pytest.approx(weights[i], rel=1e-12)
+  assert plan.multiples["mytask"] == round((392702 / 1200) ** 0.25) == 4
 
 
 def test_loss_weights_without_multiples():
@@ -118,10 +148,12 @@ def test_length_bucketing_keeps_task_proportions_and_groups_lengths():
     lengths = rng.integers(lo, hi, 500)
     per_task.append(tf.data.Dataset.from_generator(
         lambda lengths=lengths, t=task_id: (
-            {"input_word_ids": np.ones(n, np.int32), "task_id": np.int32(t)}
+            {"input_word_ids": np.ones(n, np.int32), "task_id": np.int32(t),
+             "label_id": np.int32(0)}
             for n in lengths),
         output_signature={"input_word_ids": tf.TensorSpec([None], tf.int32),
-                          "task_id": tf.TensorSpec([], tf.int32)}))
+                          "task_id": tf.TensorSpec([], tf.int32),
+                          "label_id": tf.TensorSpec([], tf.int32)}).repeat())
   probs = [0.5, 0.2, 0.3]
   batch, steps = 32, 300
   ds = pipeline.train_dataset(per_task, probs, batch, seed=3,

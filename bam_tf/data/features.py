@@ -28,7 +28,8 @@ from bam_tf.tasks.task import Example, TaskSpec
 
 # Bump whenever the record layout or featurisation semantics change: every
 # cache built before then is ignored and rebuilt.
-FEATURE_FORMAT_VERSION = 1
+FEATURE_FORMAT_VERSION = 2   # 2: original C* deletion, 200-char words,
+                             # empty text_b packed as a single sentence
 TOKENIZE_BATCH = 1024
 
 
@@ -99,6 +100,12 @@ def _tokenized_batches(examples: Sequence[Example],
   signature-bound tf.function, traced once per tokenizer and re-used for
   every (task, split) -- a map() would re-trace and re-optimise the large
   tf_text graph (seconds) for every file.
+
+  A pair task's row whose text_b gives no wordpieces ("", or e.g. " ") is
+  packed as a single sentence, [CLS] a [SEP] with segment ids 0, by
+  `tokenize_pair` itself, row by row, as the original `featurize` does
+  (`if example.text_b:` ... `if tokens_b:`). A split that mixes None and
+  strings as text_b is a reader bug and refused.
   """
   pair = examples[0].text_b is not None
   if any((ex.text_b is not None) != pair for ex in examples):

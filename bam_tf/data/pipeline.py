@@ -1,8 +1,9 @@
 """tf.data input: per-task featurised TFRecords -> mixed, padded batches.
 
-Training batches mix examples of all tasks: each task's records are repeated
-and shuffled, then `sample_from_datasets` draws from them with the sampling
-plan's probabilities. Batches are padded to their longest example (dynamic
+Training batches are random draws from the run's shuffled pool of all tasks'
+examples (bam_tf.data.train_pool), as the original's; with the
+'proportional' scheme, `sample_from_datasets` mixes per-task streams
+instead. Batches are padded to their longest example (dynamic
 padding) or to max_seq_length; the attention mask makes both give the same
 results. With length bucketing, batches are drawn from buckets of similar
 length, so little of a batch is padding: on a mix of short (CoLA) and long
@@ -14,8 +15,6 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow as tf
 
 from bam_tf.data import features as features_lib
-
-SHUFFLE_BUFFER = 10000
 
 
 def _finalize(record):
@@ -82,21 +81,22 @@ def task_dataset(record_path: str, loader=None) -> tf.data.Dataset:
                                  num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def train_dataset(per_task: List[tf.data.Dataset], probabilities: List[float],
-                  batch_size: int, seed: int, dynamic_padding: bool,
-                  max_seq_length: int, length_bucketing: bool = False
-                  ) -> tf.data.Dataset:
-  """Infinite stream of mixed-task training batches.
+def train_dataset(streams: List[tf.data.Dataset],
+                  probabilities: Optional[List[float]], batch_size: int,
+                  seed: int, dynamic_padding: bool, max_seq_length: int,
+                  length_bucketing: bool = False) -> tf.data.Dataset:
+  """Endless training batches from endless record streams.
 
-  `per_task` holds each task's records (`task_dataset`, or the student's
-  records with teacher outputs joined in). `length_bucketing` (needs
-  dynamic padding) batches the sampled stream by length: every example is
-  still drawn with the plan's probabilities, only the batching differs.
+  One stream (the multi-task pool of bam_tf.data.train_pool, already in
+  its shuffled order) is batched as it comes: random batches that mix tasks
+  and lengths, as the original's. Several streams (one per task,
+  --task_sampling=proportional) are mixed by `sample_from_datasets` with
+  `probabilities`. `length_bucketing` (needs dynamic padding) batches the
+  stream by length instead: every example is still drawn as before, only
+  the batching differs.
   """
-  streams = []
-  for i, ds in enumerate(per_task):
-    streams.append(ds.cache().shuffle(SHUFFLE_BUFFER, seed=seed + 7919 * i,
-                                      reshuffle_each_iteration=True).repeat())
+  streams = [s.map(_finalize, num_parallel_calls=tf.data.AUTOTUNE)
+             for s in streams]
   if len(streams) == 1:
     mixed = streams[0]
   else:
@@ -142,7 +142,3 @@ def pad_batch(features: Dict[str, tf.Tensor], batch_size: int,
   out["example_mask"] = tf.ensure_shape(
       tf.cast(tf.range(batch_size) < n, tf.int32), [batch_size])
   return out
-
-
-def describe(plan_probabilities: Dict[str, float]) -> str:
-  return ", ".join(f"{k} {v:.3f}" for k, v in plan_probabilities.items())

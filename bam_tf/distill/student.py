@@ -3,16 +3,13 @@
 Teacher outputs are checked against the student's own featurised train data
 (every example id, label list, data fingerprint) before anything is written,
 then joined into the student's train records by example id, so the train
-step reads teacher probabilities straight from the batch.
+step reads teacher probabilities straight from the batch (the trial's pool,
+bam_tf.data.train_pool, gives records without a teacher zeros there).
 """
 
-import functools
 import os
-from typing import Dict, List
+from typing import Dict
 
-import tensorflow as tf
-
-from bam_tf.data import pipeline
 from bam_tf.distill import teacher_outputs
 
 STUDENT_FEATURES_DIR = "student_features"
@@ -44,25 +41,3 @@ def join_records(config, data, targets) -> Dict[str, str]:
                                          target, out)
     paths[task_name] = out
   return paths
-
-
-def train_task_datasets(config, data, student_paths) -> List[tf.data.Dataset]:
-  """Per-task train datasets that all carry `teacher_probs` (classification,
-  zero-padded to the widest label set) and `teacher_value` (regression).
-
-  Tasks without a teacher get zeros there (their targets stay gold), so all
-  tasks' records share one structure and can be mixed in a batch.
-  """
-  width = max(t.num_labels for t in config.tasks)
-  loader = functools.partial(teacher_outputs.load_student_dataset,
-                             probs_width=width)
-  out = []
-  for task in config.tasks:
-    if task.name in student_paths:
-      ds = pipeline.task_dataset(student_paths[task.name], loader=loader)
-    else:
-      ds = pipeline.task_dataset(data.records[task.name]["train"]).map(
-          lambda r: dict(r, teacher_probs=tf.zeros([width], tf.float32),
-                         teacher_value=tf.constant(0.0, tf.float32)))
-    out.append(ds)
-  return out

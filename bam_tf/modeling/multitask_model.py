@@ -147,9 +147,12 @@ class MultiTaskModel(tf_keras.Model):
 
 
 def build_multitask_model(tasks: List[TaskSpec], encoder_layer,
-                          head_dropout: float = 0.1,
-                          initializer_range: float = 0.02) -> MultiTaskModel:
-  """Wires inputs -> shared encoder -> pooled [CLS] -> per-task heads."""
+                          head_dropout: float = 0.1) -> MultiTaskModel:
+  """Wires inputs -> shared encoder -> pooled [CLS] -> per-task heads.
+
+  Heads are initialised as the original's `tf.layers.dense`: Glorot-uniform
+  kernel, zero bias.
+  """
   inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k)
             for k in INPUT_KEYS}
   inputs["task_id"] = tf_keras.Input(shape=(), dtype=tf.int32, name="task_id")
@@ -165,8 +168,8 @@ def build_multitask_model(tasks: List[TaskSpec], encoder_layer,
         # float32 heads under a mixed precision policy (logits, softmax and
         # losses in float32).
         dtype="float32",
-        kernel_initializer=tf_keras.initializers.TruncatedNormal(
-            stddev=initializer_range))(x)
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros")(x)
   # task_id is part of the signature so that serving and the train step see
   # the same inputs; the heads themselves do not read it.
   return MultiTaskModel(inputs=inputs, outputs=outputs, name="bam_multitask")

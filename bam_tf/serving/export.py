@@ -16,8 +16,10 @@ pair task (so a single-sentence task's own signature takes `text_a` only,
 and `serving_default` of a model with a pair task takes both). Row by row,
 an EMPTY text_b ("") means "no second sentence": the row is packed as
 [CLS] a [SEP] with single-sentence truncation, like the original BERT/BAM
-code (`if example.text_b:`); anything else, even whitespace, is packed as
-the pair [CLS] a [SEP] b [SEP]. One batch may mix both kinds of rows.
+code (`if example.text_b:` ... `if tokens_b:`), and so is a text_b that
+gives no wordpieces (e.g. " "); anything else is packed as the pair
+[CLS] a [SEP] b [SEP]. Training and evaluation featurise the same way. One
+batch may mix both kinds of rows.
 
 Outputs per task: classification `<task>_probabilities` float32
 [None, num_labels] and `<task>_label` tf.string [None] (the argmax label
@@ -171,7 +173,8 @@ def pack_rows(tokenizer, text_a: tf.Tensor,
   """Padded model inputs; rows with an empty text_b are single sentences.
 
   Only the kinds of rows present are tokenised (all pairs / all singles are
-  the common cases).
+  the common cases). A non-empty text_b that gives no wordpieces (" ") is
+  made a single sentence by the tokenizer itself, as in training.
   """
   if text_b is None:
     return tokenizer(text_a)

@@ -103,6 +103,9 @@ def read_examples(task: TaskSpec, data_dir: str, split: str,
   max_rows keeps the first rows only (the original's debug mode: 50).
   add_swapped adds (b, a) copies for `double_unordered` tasks; by default it
   does so for the train split only, as the original does.
+  An empty second text stays "" (not None), also in a swapped copy's text_a:
+  the tokenizer packs a row whose text_b gives no wordpieces as a single
+  sentence, and an empty text_a as [CLS] [SEP] b [SEP], as the original.
   """
   path = check_split_file(task, data_dir, split)
   layout = task.splits[split]
