@@ -176,14 +176,24 @@ def build_model(config, bundle, plan, total_steps):
 
 def predict(config, model, data: PreparedData, task_index: int, task,
             split: str, strategy=None) -> Dict[str, np.ndarray]:
-  """Every example of the split exactly once: batches are padded to the
-  full global eval batch with padding examples, which are dropped."""
+  """Every example of the split exactly once, in example-id order.
+
+  Inference batches are grouped by length (dynamic padding: predictions do
+  not depend on the batching, and the evaluator restores the order), so
+  little of a batch is padding. Only where replicas need equal shares or a
+  TPU one shape is the last batch completed with padding examples, which
+  are dropped.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  equal_batches = (config.static_shapes or
+                   strategy.num_replicas_in_sync > 1)
   ds = pipeline.eval_dataset(data.records[task.name][split],
                              config.eval_batch_size,
                              config.use_dynamic_padding,
                              config.max_seq_length,
-                             pad_task_id=len(config.tasks),
-                             length_bucketing=config.use_length_bucketing)
+                             pad_task_id=(len(config.tasks) if equal_batches
+                                          else None),
+                             length_bucketing=config.use_dynamic_padding)
   return evaluator.predict_task(model, task_index, task, ds, strategy)
 
 

@@ -60,9 +60,15 @@ flags.DEFINE_list("bench_variants", ["xla", "mixed_bfloat16"],
                   "(xla, mixed_bfloat16, mixed_float16, keras_encoder, "
                   "xla_keras_encoder: the encoder rebuilt in Python, "
                   "without / with XLA).")
+flags.DEFINE_integer("bench_infer_examples", 1024, "inference phase: "
+                     "examples predicted per split.")
+flags.DEFINE_list("bench_infer_batches", ["32", "64", "128"], "inference "
+                  "phase: inference batch sizes to time.")
 flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
                                    "input", "eval", "variants"],
-                  "Which parts to run.")
+                  "Which parts to run (also: inference, the teacher-output "
+                  "pass against training; profile, the train step by op "
+                  "type).")
 
 
 def set_benchmark_defaults():
@@ -312,6 +318,60 @@ def breakdown_phase(config, bundle, gemm_gflops, steps, repeats, vocab):
   return out
 
 
+def _trace_op_times(logdir: str):
+  """{op type: seconds} summed over the TF op events of a profiler trace
+  (events named "op_name:OpType" on the executor's tf_Compute threads;
+  function-call ops, which span the ops inside them, are left out). Fused
+  kernels appear under their own type, e.g. _FusedMatMul, so the table
+  shows what grappler fused."""
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  path = max(tf.io.gfile.glob(os.path.join(logdir, "plugins", "profile", "*",
+                                           "*.xplane.pb")))
+  space = xplane_pb2.XSpace()
+  space.ParseFromString(tf.io.gfile.GFile(path, "rb").read())
+  calls = {"PartitionedCall", "StatefulPartitionedCall"}
+  times = {}
+  for plane in space.planes:
+    names = {k: m.name for k, m in plane.event_metadata.items()}
+    for line in plane.lines:
+      if not line.name.startswith("tf_Compute"):
+        continue
+      for event in line.events:
+        name = names.get(event.metadata_id, "")
+        parts = name.split(":")
+        if len(parts) != 2 or not parts[1] or parts[1] in calls:
+          continue
+        times[parts[1]] = (times.get(parts[1], 0.0) +
+                           event.duration_ps * 1e-12)
+  return times
+
+
+def profile_phase(config, bundle, steps, vocab):
+  """Op types of the fixed-shape multi-task train step, by time, from a TF
+  profiler trace of `steps` steps (after a warm-up step): which matmuls,
+  bias adds, GELUs, layer norms, softmaxes and dropouts ran fused and which
+  as separate ops. On 2 cores two ops may overlap, so the op times can sum
+  to more than the wall time."""
+  b, l = config.train_batch_size, config.max_seq_length
+  model = make_model(config, bundle, distill=False)
+  ds = tf.data.Dataset.from_tensors(
+      synthetic_batch(config.tasks, b, l, vocab, False)).repeat()
+  timer = StepTimer(model, ds)
+  timer.run(1)
+  logdir = tempfile.mkdtemp(prefix="bam_tf_profile_")
+  tf.profiler.experimental.start(logdir)
+  t0 = time.perf_counter()
+  timer.run(steps)
+  wall = (time.perf_counter() - t0) / steps
+  tf.profiler.experimental.stop()
+  times = _trace_op_times(logdir)
+  total = sum(times.values())
+  top = sorted(times.items(), key=lambda kv: -kv[1])[:25]
+  return {"wall_s_per_step": wall, "op_s_per_step": total / steps,
+          "by_op_type_s_per_step": {k: v / steps for k, v in top},
+          "by_op_type_share": {k: v / total for k, v in top}}
+
+
 def elementwise_costs(b: int, l: int, hidden: int, heads: int, layers: int,
                       repeats: int) -> dict:
   """Seconds per training step of the encoder's big non-matmul ops, forward
@@ -516,6 +576,87 @@ def eval_phase(config, bundle, tokenizer, data, repeats):
   return res
 
 
+def _head_records(path: str, n: int, folder: str) -> str:
+  """The first n records of a featurised file, as a file of their own."""
+  out = os.path.join(folder, os.path.basename(path))
+  with tf.io.TFRecordWriter(out) as writer:
+    for raw in tf.data.TFRecordDataset(path).take(n):
+      writer.write(raw.numpy())
+  return out
+
+
+def inference_phase(config, bundle, data, steps, repeats):
+  """The teacher-output pass against training, for the first task alone.
+
+  Training: the single-task recipe's real batches (the trial's pool, random
+  batches of config.train_batch_size), s/step, and the recipe's 3-epoch
+  training time from it. Inference: up to --bench_infer_examples examples
+  of each featurised split, predicted the old way (batches of 32 in file
+  order, each padded to its longest and the last completed to 32) and the
+  current way (runner.predict: length-grouped batches, nothing padded on
+  one device, one trace for every shape) at several batch sizes. The
+  teacher-output pass predicts every split once (dev doubles as the
+  evaluation), so its time = all examples / seq/s.
+  """
+  from bam_tf.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  task = config.tasks[0]
+  cfg = sub_config(config, [task], task_sampling="loss_weights")
+  model = make_model(cfg, bundle, False)
+  sizes = {split: int(m["count"]) for split, m in
+           data.manifests[task.name].items()}
+  plan = sampling.sampling_plan({task.name: sizes["train"]}, "loss_weights")
+  recipe_steps = plan.train_steps(cfg.train_batch_size, 3.0)
+  timer = StepTimer(model, mix_dataset(cfg, data, [task], True, False,
+                                       False))
+  train = measure({"train": timer}, steps, repeats, cfg.train_batch_size)
+  train = train["train"]
+  res = {"task": task.name, "split_sizes": sizes,
+         "train_s_per_step": train["s_per_step"],
+         "train_seq_per_s": train["seq_per_s"],
+         "recipe_steps_3_epochs": recipe_steps,
+         "train_3_epochs_s": recipe_steps * train["s_per_step"]}
+  n = FLAGS.bench_infer_examples
+  folder = tempfile.mkdtemp(prefix="bam_tf_bench_infer_")
+  subset = {split: _head_records(path, n, folder)
+            for split, path in data.records[task.name].items()}
+  counted = {split: min(n, c) for split, c in sizes.items()}
+  sub_data = runner.PreparedData({task.name: subset}, data.manifests)
+
+  def old_way():
+    for path in subset.values():
+      ds = pipeline.eval_dataset(path, 32, True, cfg.max_seq_length,
+                                 pad_task_id=1)
+      evaluator.predict_task(model, 0, task, ds)
+
+  def new_way(batch):
+    def run():
+      c = dataclasses.replace(cfg, eval_batch_size=batch)
+      for split in subset:
+        runner.predict(c, model, sub_data, 0, task, split)
+    return run
+
+  variants = {"old_batch32_file_order": old_way}
+  for batch in FLAGS.bench_infer_batches:
+    variants[f"grouped_batch{batch}"] = new_way(int(batch))
+  runs = {k: [] for k in variants}
+  for fn in variants.values():
+    fn()  # trace and warm up
+  for _ in range(repeats):
+    for k, fn in variants.items():
+      t0 = time.perf_counter()
+      fn()
+      runs[k].append(time.perf_counter() - t0)
+  total = sum(sizes.values())
+  for k, times in runs.items():
+    seq_per_s = sum(counted.values()) / statistics.median(times)
+    res[k] = {"seq_per_s": seq_per_s,
+              "over_training_seq_per_s": seq_per_s / train["seq_per_s"],
+              "teacher_pass_s": total / seq_per_s,
+              "teacher_pass_share_of_3_epochs":
+                  total / seq_per_s / res["train_3_epochs_s"]}
+  return res
+
+
 def variants_phase(config, bundle_fn, steps, repeats, vocab):
   """The multi-task fixed-shape step with XLA and with mixed precision,
   each against the plain step, measured in one interleaved run."""
@@ -618,6 +759,15 @@ def main(argv):
   data = None
   if phases & {"mix", "input", "eval"}:
     data = prepared_data(config, tokenizer)
+  if "inference" in phases:
+    first = sub_config(config, config.tasks[:1])
+    teacher_data = runner.featurize(first, tokenizer, lambda t: [
+        s for s in t.splits if os.path.isfile(
+            readers.split_path(t, config.data_dir, s))])
+    report["inference"] = inference_phase(config, bundle, teacher_data,
+                                          steps, repeats)
+    print_table(f"teacher-output pass vs training "
+                f"({config.task_names[0]})", report["inference"])
   if "mix" in phases:
     report["real_mix"] = mix_phase(config, bundle, data, steps, repeats)
     report["peak_rss_mb_after_mix"] = peak_rss_mb()
@@ -632,6 +782,12 @@ def main(argv):
     report["eval"] = eval_phase(config, bundle, tokenizer, data, repeats)
     report["peak_rss_mb_after_eval"] = peak_rss_mb()
     print_table("evaluation and serving", report["eval"])
+  if "profile" in phases:
+    report["profile"] = profile_phase(config, bundle, steps, vocab)
+    print_table(f"train step by op type (s/step, profiler) "
+                f"[{config.train_batch_size}, {config.max_seq_length}]",
+                dict(report["profile"]["by_op_type_s_per_step"],
+                     wall_s_per_step=report["profile"]["wall_s_per_step"]))
   if "variants" in phases:
     report["variants"] = variants_phase(
         config, lambda: encoders.build_encoder(config), steps, repeats, vocab)

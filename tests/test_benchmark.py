@@ -95,3 +95,20 @@ def test_python_encoder_like_matches_shapes():
   assert flags.FLAGS["train_batch_size"].default is None
   assert flags.FLAGS["task_names"].default == ["rte"]
   assert flags.FLAGS["model_dir"].default == ""
+
+
+def test_peer_comparison_skips_cleanly_without_torch(tmp_path):
+  """The PyTorch peer is optional: without it the script says how to
+  install it, writes nothing and exits 0."""
+  out = tmp_path / "peer.json"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "benchmarks",
+                                    "peer_comparison.py"),
+       f"--peer_python={tmp_path / 'no_python'}", f"--output={out}"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stdout[-2000:]
+  assert "peer comparison skipped: no peer Python at" in proc.stdout
+  assert ".venv-peer/bin/pip install torch transformers" in proc.stdout
+  assert "--peer_python=.venv-peer/bin/python" in proc.stdout
+  assert not out.exists()

@@ -30,7 +30,7 @@ def test_multi_task_defaults_and_explicit_wins(tmp_path, glue_dir):
   assert (c.learning_rate, c.num_train_epochs, c.train_batch_size) == (
       1e-4, 6.0, 128)
   assert (c.layerwise_lr_decay, c.weight_decay_rate, c.warmup_proportion,
-          c.max_seq_length, c.eval_batch_size) == (0.9, 0.01, 0.1, 128, 8)
+          c.max_seq_length, c.eval_batch_size) == (0.9, 0.01, 0.1, 128, 128)
   c = _config(tmp_path, glue_dir, "--task_names=cola,rte",
               "--learning_rate=3e-5", "--train_batch_size=16")
   assert (c.learning_rate, c.num_train_epochs, c.train_batch_size) == (

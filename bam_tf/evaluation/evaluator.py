@@ -35,24 +35,39 @@ def _replica_fn(model, task_index: int, task: TaskSpec):
   return fn
 
 
-def _predict_step(model, task_index: int, task: TaskSpec, strategy):
-  """One traced function per (model, task, strategy), reused across splits.
+def _relaxed_signature(element_spec):
+  """The batch's spec with every dimension unknown: one trace serves every
+  batch and sequence length (no retracing per shape)."""
+  return [{k: tf.TensorSpec([None] * v.shape.rank, v.dtype)
+           for k, v in element_spec.items()}]
+
+
+def _predict_step(model, task_index: int, task: TaskSpec, strategy,
+                  element_spec):
+  """One traced function per (model, task, strategy, batch fields), reused
+  across splits.
 
   Runs the replica function with `strategy.run` and gathers every replica's
-  rows (in replica order, i.e. the order of the global batch).
+  rows (in replica order, i.e. the order of the global batch). On one
+  device it is traced once for any batch shape; a multi-replica strategy
+  gets batches of one size (padded) and relaxes shapes as it retraces.
   """
   cache = model.__dict__.setdefault("_bam_predict_steps", {})
-  key = (task_index, id(strategy))
+  key = (task_index, id(strategy), tuple(sorted(element_spec)))
   if key not in cache:
     fn = _replica_fn(model, task_index, task)
 
-    @tf.function(reduce_retracing=True)
     def step(features):
       per_replica = strategy.run(fn, args=(features,))
       return tf.nest.map_structure(
           lambda v: distribution.gather(strategy, v), per_replica)
 
-    cache[key] = step
+    if strategy.num_replicas_in_sync == 1 and not isinstance(
+        strategy, tf.distribute.TPUStrategy):
+      cache[key] = tf.function(
+          step, input_signature=_relaxed_signature(element_spec))
+    else:
+      cache[key] = tf.function(step, reduce_retracing=True)
   return cache[key]
 
 
@@ -70,7 +85,8 @@ def predict_task(model, task_index: int, task: TaskSpec,
   is counted exactly once.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  step = _predict_step(model, task_index, task, strategy)
+  step = _predict_step(model, task_index, task, strategy,
+                       dataset.element_spec)
   dataset = distribution.for_strategy(dataset, strategy)
   dist_ds = strategy.experimental_distribute_dataset(dataset)
   parts = {k: [] for k in _FIELDS + ("logits", "out")}

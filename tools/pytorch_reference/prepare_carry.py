@@ -24,6 +24,9 @@ from bam_tf.modeling import minilm  # noqa: E402
 
 flags.DEFINE_string("data_dir", "../shared/glue_data", "glue_data root.")
 flags.DEFINE_string("out", ".devcarry", "Folder to write.")
+flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "Weights as "
+                  "float16 (to travel to an accelerator machine) or exactly "
+                  "(float32, for runs on this machine).")
 FLAGS = flags.FLAGS
 
 
@@ -37,8 +40,9 @@ def main(argv):
                   os.path.join(FLAGS.out, "glue", task))
   st, vocab, config = minilm.find_minilm_files()
   weights = minilm.load_hf_weights(st)
-  np.savez(os.path.join(FLAGS.out, "minilm_fp16.npz"),
-           **{k: v.astype(np.float16) for k, v in weights.items()
+  name = "minilm_fp16.npz" if FLAGS.dtype == "float16" else "minilm_fp32.npz"
+  np.savez(os.path.join(FLAGS.out, name),
+           **{k: v.astype(FLAGS.dtype) for k, v in weights.items()
               if v.dtype.kind == "f"})
   shutil.copy(vocab, os.path.join(FLAGS.out, "vocab.txt"))
   with open(os.path.join(FLAGS.out, "config.json"), "w") as f:
