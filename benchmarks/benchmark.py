@@ -68,7 +68,7 @@ flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
                                    "input", "eval", "variants"],
                   "Which parts to run (also: inference, the teacher-output "
                   "pass against training; profile, the train step by op "
-                  "type).")
+                  "type; fusion, EinsumDense vs fusable MatMul).")
 
 
 def set_benchmark_defaults():
@@ -370,6 +370,62 @@ def profile_phase(config, bundle, steps, vocab):
   return {"wall_s_per_step": wall, "op_s_per_step": total / steps,
           "by_op_type_s_per_step": {k: v / steps for k, v in top},
           "by_op_type_share": {k: v / total for k, v in top}}
+
+
+def fusion_phase(config, bundle, repeats):
+  """The feed-forward block's first half at the encoder's shapes (tokens of
+  a [batch, max_seq_length] step x hidden -> 4 hidden, bias, exact GELU),
+  forward and forward + backward, in two formulations of the same math:
+  Model Garden's EinsumDense (what the exported encoder runs) and a 2-D
+  MatMul + BiasAdd + GELU (which grappler's remapper may fuse into one
+  oneDNN kernel). Reports seconds per call and the op types each ran."""
+  b, l, h = config.train_batch_size, config.max_seq_length, bundle.hidden_size
+  inter = 4 * h
+  rng = np.random.default_rng(0)
+  x3 = tf.Variable(rng.standard_normal((b, l, h)).astype(np.float32))
+  w = tf.Variable((rng.standard_normal((h, inter)) * 0.02).astype(np.float32))
+  bias = tf.Variable(np.zeros(inter, np.float32))
+
+  def einsum_form():
+    return tf.nn.gelu(tf.einsum("abc,cd->abd", x3, w) + bias,
+                      approximate=False)
+
+  def matmul_form():
+    y = tf.nn.bias_add(tf.matmul(tf.reshape(x3, [b * l, h]), w), bias)
+    return tf.reshape(tf.nn.gelu(y, approximate=False), [b, l, inter])
+
+  def with_grads(fn):
+    def run():
+      with tf.GradientTape() as tape:
+        y = fn()
+        loss = tf.reduce_sum(y * y)
+      grads = tape.gradient(loss, [x3, w, bias])
+      return loss + sum(tf.reduce_sum(g) for g in grads)
+    return run
+
+  funcs = {"einsum_forward": tf.function(einsum_form),
+           "matmul_forward": tf.function(matmul_form),
+           "einsum_fwd_bwd": tf.function(with_grads(einsum_form)),
+           "matmul_fwd_bwd": tf.function(with_grads(matmul_form))}
+  np.testing.assert_allclose(funcs["einsum_forward"]().numpy(),
+                             funcs["matmul_forward"]().numpy(), atol=1e-4)
+  res = {k: [] for k in funcs}
+  for f in funcs.values():
+    f()
+  for _ in range(repeats):
+    for k, f in funcs.items():
+      t0 = time.perf_counter()
+      for _ in range(5):
+        f().numpy()
+      res[k].append((time.perf_counter() - t0) / 5)
+  out = {k: statistics.median(v) for k, v in res.items()}
+  for k, f in funcs.items():
+    logdir = tempfile.mkdtemp(prefix="bam_tf_fusion_")
+    tf.profiler.experimental.start(logdir)
+    f().numpy()
+    tf.profiler.experimental.stop()
+    out[k + "_ops"] = ", ".join(sorted(_trace_op_times(logdir)))
+  return out
 
 
 def elementwise_costs(b: int, l: int, hidden: int, heads: int, layers: int,
@@ -782,6 +838,10 @@ def main(argv):
     report["eval"] = eval_phase(config, bundle, tokenizer, data, repeats)
     report["peak_rss_mb_after_eval"] = peak_rss_mb()
     print_table("evaluation and serving", report["eval"])
+  if "fusion" in phases:
+    report["fusion"] = fusion_phase(config, bundle, repeats)
+    print_table("feed-forward block: EinsumDense vs MatMul + BiasAdd + GELU "
+                "(s per call)", report["fusion"])
   if "profile" in phases:
     report["profile"] = profile_phase(config, bundle, steps, vocab)
     print_table(f"train step by op type (s/step, profiler) "
