@@ -68,7 +68,10 @@ flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
                                    "input", "eval", "variants"],
                   "Which parts to run (also: inference, the teacher-output "
                   "pass against training; profile, the train step by op "
-                  "type; fusion, EinsumDense vs fusable MatMul).")
+                  "type; fusion, EinsumDense vs fusable MatMul; optimizer, the "
+                  "fused Adam kernel vs elementwise ops; recipe, the "
+                  "small Single->Multi recipe stage by stage, projected from "
+                  "timed steps, with its floor at the matmul peak).")
 
 
 def set_benchmark_defaults():
@@ -713,6 +716,170 @@ def inference_phase(config, bundle, data, steps, repeats):
   return res
 
 
+def _elementwise_adam(optimizer):
+  """`optimizer` updating through the elementwise ops bam_tf used before
+  the fused kernel (the reference side of the optimizer phase)."""
+
+  def update(grad, var, m, v, lr, beta_1, beta_2, eps, decays):
+    next_m = beta_1 * m + (1.0 - beta_1) * grad
+    next_v = beta_2 * v + (1.0 - beta_2) * tf.square(grad)
+    upd = next_m / (tf.sqrt(next_v) + eps)
+    if decays:
+      upd += tf.cast(optimizer.weight_decay_rate, var.dtype.base_dtype) * var
+    return tf.group(var.assign_sub(lr * upd), m.assign(next_m),
+                    v.assign(next_v))
+  optimizer._fused_update = update  # pylint: disable=protected-access
+  return optimizer
+
+
+def optimizer_phase(config, bundle, steps, repeats, vocab):
+  """The multi-task fixed-shape step with the optimizer's fused Adam kernel
+  against the same update as elementwise ops, interleaved (the two models
+  share the encoder, as every phase here: same shapes, same work)."""
+  b, l = config.train_batch_size, config.max_seq_length
+  ds = tf.data.Dataset.from_tensors(
+      synthetic_batch(config.tasks, b, l, vocab, False)).repeat()
+  timers, models = {}, {}
+  for name in ("elementwise", "fused"):
+    tf_keras.utils.set_random_seed(config.seed)
+    models[name] = make_model(config, bundle, False)
+    if name == "elementwise":
+      _elementwise_adam(distribution.inner_optimizer(
+          models[name].optimizer))
+    timers[name] = StepTimer(models[name], ds, jit_compile=config.jit_compile)
+  res = measure(timers, steps, repeats, b)
+  res["fused_over_elementwise"] = paired_ratio(res, "fused", "elementwise")
+  # The update alone (fixed gradients, every trainable variable, the word
+  # embeddings' as IndexedSlices like the real step's): what the kernel
+  # changes, without the rest of the step's noise around it.
+  def update_fn(model):
+    variables = model.trainable_variables
+    grads = [tf.IndexedSlices(tf.ones([b * l, v.shape[1]]),
+                              tf.zeros([b * l], tf.int32),
+                              tf.constant(v.shape.as_list()))
+             if "word_embeddings" in v.name else tf.ones(v.shape) * 1e-3
+             for v in variables]
+    @tf.function
+    def update():
+      model.optimizer.apply_gradients(zip(grads, variables))
+    return update
+  updates = {name: update_fn(model) for name, model in models.items()}
+  runs = {k: [] for k in updates}
+  for fn in updates.values():
+    fn()
+  for _ in range(repeats):
+    for k, fn in updates.items():
+      t0 = time.perf_counter()
+      for _ in range(steps):
+        fn()
+      float(models[k].optimizer.iterations.numpy())
+      runs[k].append((time.perf_counter() - t0) / steps)
+  res["update_alone_s"] = {k: statistics.median(v) for k, v in runs.items()}
+  res["update_alone_fused_over_elementwise"] = statistics.median(
+      f / e for f, e in zip(runs["fused"], runs["elementwise"]))
+  return res
+
+
+def _pass_tokens(dataset, batches: int, flops_fn):
+  """Real tokens, padded tokens and model FLOPs of `batches` batches."""
+  real = padded = 0
+  flops = 0.0
+  for batch in dataset.take(batches):
+    b, seq = batch["input_mask"].shape
+    real += int(tf.reduce_sum(batch["input_mask"]))
+    padded += b * seq
+    flops += flops_fn(b, seq)
+  return real, padded, flops
+
+
+def recipe_phase(config, bundle, tokenizer, peak, steps, repeats):
+  """The small Single->Multi recipe, stage by stage: a single-task teacher
+  per task (3 epochs of batches of 32), then the annealed multi-task student
+  (the original's multiples, 6 epochs of batches of 128), each with the
+  inference pass its trial 0 makes (every split of its tasks).
+
+  Per stage: the recipe's steps; one pass of its real batches counted
+  (real and padded tokens, model FLOPs) as the recipe batches them (random)
+  and as --length_bucketing would; s/step timed on the real batches; the
+  projected stage time (steps x s/step + examples / inference seq/s); and
+  the floor: the stage's padded FLOPs at this run's fp32 matmul peak (no
+  implementation can train those batches faster here), with random and
+  with length-bucketed batches.
+  """
+  data = runner.featurize(config, tokenizer, lambda t: [
+      s for s in t.splits if os.path.isfile(
+          readers.split_path(t, config.data_dir, s))])
+  params = None
+  stages = [(f"teacher_{t.name}", [t], configure.SINGLE_TASK_DEFAULTS,
+             False) for t in config.tasks]
+  stages.append(("student", config.tasks, configure.MULTI_TASK_DEFAULTS,
+                 True))
+  folder = tempfile.mkdtemp(prefix="bam_tf_bench_recipe_")
+  res = {"peak_gflops": peak, "stages": {}}
+  for name, tasks, defaults, distill in stages:
+    cfg = sub_config(config, tasks, distill=distill,
+                     train_batch_size=defaults["train_batch_size"],
+                     num_train_epochs=defaults["num_train_epochs"],
+                     learning_rate=defaults["learning_rate"],
+                     task_sampling=("multiples" if len(tasks) > 1
+                                    else "loss_weights"))
+    plan = sampling.sampling_plan(data.train_sizes(tasks), cfg.task_sampling,
+                                  cfg.sampling_exponent,
+                                  recipe_scheme=cfg.task_sampling)
+    batch = cfg.train_batch_size
+    per_pass = plan.steps_per_epoch(batch)
+    total = plan.train_steps(batch, cfg.num_train_epochs)
+    model = make_model(cfg, bundle, distill)
+    if params is None:
+      params = non_embedding_params(model, bundle.num_layers)
+    flops_fn = lambda b, seq: step_flops(params, bundle.num_layers,
+                                         bundle.hidden_size, b, seq)
+    stage = {"steps": total, "batch": batch, "batches_per_pass": per_pass}
+    for batching, bucketing in (("random", False), ("bucketed", True)):
+      real, padded, flops = _pass_tokens(
+          mix_dataset(cfg, data, tasks, True, bucketing, distill), per_pass,
+          flops_fn)
+      passes = total / per_pass
+      stage[batching] = {
+          "real_tokens_per_pass": real, "padded_tokens_per_pass": padded,
+          "padding_fraction": 1 - real / padded,
+          "tflop_total": flops * passes / 1e12,
+          "floor_at_peak_s": flops * passes / (peak * 1e9) if peak else None}
+    timer = StepTimer(model, mix_dataset(cfg, data, tasks, True, False,
+                                         distill))
+    timed_run = measure({"train": timer}, steps, repeats, batch)["train"]
+    stage["s_per_step"] = timed_run["s_per_step"]
+    stage["train_s"] = total * timed_run["s_per_step"]
+    infer_s = 0.0
+    for i, task in enumerate(tasks):
+      sizes = {s: int(m["count"]) for s, m in
+               data.manifests[task.name].items()}
+      head = _head_records(data.records[task.name]["train"],
+                           FLAGS.bench_infer_examples, folder)
+      sub = runner.PreparedData({task.name: {"train": head}},
+                                data.manifests)
+      icfg = dataclasses.replace(cfg, eval_batch_size=config.eval_batch_size)
+      runner.predict(icfg, model, sub, i, task, "train")  # trace
+      med, _ = timed(lambda i=i, task=task, sub=sub, icfg=icfg:
+                     runner.predict(icfg, model, sub, i, task, "train"),
+                     repeats, warmup=0)
+      n = min(FLAGS.bench_infer_examples, sizes["train"])
+      infer_s += sum(sizes.values()) / (n / med)
+    stage["inference_s"] = infer_s
+    stage["projected_s"] = stage["train_s"] + infer_s
+    stage["measured_gflops"] = (stage["random"]["tflop_total"] * 1e12 /
+                                stage["train_s"] / 1e9)
+    res["stages"][name] = stage
+    print_table(f"recipe stage {name}", stage)
+  all_stages = res["stages"].values()
+  res["projected_total_s"] = sum(s["projected_s"] for s in all_stages)
+  for batching in ("random", "bucketed"):
+    if peak:
+      res[f"floor_at_peak_total_s_{batching}"] = sum(
+          s[batching]["floor_at_peak_s"] for s in all_stages)
+  return res
+
+
 def variants_phase(config, bundle_fn, steps, repeats, vocab):
   """The multi-task fixed-shape step with XLA and with mixed precision,
   each against the plain step, measured in one interleaved run."""
@@ -848,6 +1015,17 @@ def main(argv):
                 f"[{config.train_batch_size}, {config.max_seq_length}]",
                 dict(report["profile"]["by_op_type_s_per_step"],
                      wall_s_per_step=report["profile"]["wall_s_per_step"]))
+  if "optimizer" in phases:
+    report["optimizer"] = optimizer_phase(config, bundle, steps, repeats,
+                                          vocab)
+    print_table("optimizer update: fused Adam kernel vs elementwise ops "
+                f"[{config.train_batch_size}, {config.max_seq_length}]",
+                report["optimizer"])
+  if "recipe" in phases:
+    report["recipe"] = recipe_phase(config, bundle, tokenizer, peak, steps,
+                                    repeats)
+    print_table("the small Single->Multi recipe (seconds)", {
+        k: v for k, v in report["recipe"].items() if k != "stages"})
   if "variants" in phases:
     report["variants"] = variants_phase(
         config, lambda: encoders.build_encoder(config), steps, repeats, vocab)

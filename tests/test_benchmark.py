@@ -97,6 +97,51 @@ def test_python_encoder_like_matches_shapes():
   assert flags.FLAGS["model_dir"].default == ""
 
 
+def test_pass_tokens_counts_real_padded_and_flops():
+  """The recipe phase's floor rests on these counts: real tokens from the
+  masks, padded tokens = batch x padded length, FLOPs per batch shape."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+  import benchmark  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  lengths = [3, 7, 2, 5, 4]
+  ds = tf.data.Dataset.from_tensor_slices(
+      tf.ragged.constant([[1] * n for n in lengths])).map(
+          lambda m: {"input_mask": m}).padded_batch(2)
+  seen = []
+  real, padded, flops = benchmark._pass_tokens(  # pylint: disable=protected-access
+      ds.repeat(), 2, lambda b, seq: seen.append((b, seq)) or b * seq * 10.0)
+  assert real == 3 + 7 + 2 + 5
+  assert padded == 2 * 7 + 2 * 5
+  assert seen == [(2, 7), (2, 5)]
+  assert flops == 10.0 * padded
+
+
+def test_elementwise_reference_equals_the_fused_update():
+  """The optimizer phase's 'before' side computes the same update as the
+  fused kernel, so the phase times two implementations of one rule."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+  import benchmark  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from bam_tf.training import optimization  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  w0 = rng.normal(size=(4, 3)).astype(np.float32)
+  grads = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3)]
+  results = []
+  for reference in (False, True):
+    opt = optimization.create_optimizer(
+        learning_rate=1e-2, num_train_steps=10, warmup_steps=0,
+        weight_decay_rate=0.01, layerwise_lr_decay=0.0, num_layers=None)
+    if reference:
+      benchmark._elementwise_adam(opt)  # pylint: disable=protected-access
+    var = tf.Variable(w0, name="layer/kernel")
+    for g in grads:
+      opt.apply_gradients([(tf.constant(g), var)])
+    results.append(var.numpy())
+  assert not np.allclose(results[0], w0, atol=1e-3)
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=5e-7)
+
+
 def test_peer_comparison_skips_cleanly_without_torch(tmp_path):
   """The PyTorch peer is optional: without it the script says how to
   install it, writes nothing and exits 0."""

@@ -105,7 +105,9 @@ def test_layerwise_update_matches_hand_computation():
     exp_upd, m1, v1 = _expected_update(before[n], grads[n], *state[n], lr_t,
                                        mult, decays)
     got_upd = before[n] - variables[n].numpy()
-    np.testing.assert_allclose(got_upd, exp_upd, rtol=2e-4, atol=1e-9,
+    # atol: w is rounded to float32 twice (the decay, then the fused Adam
+    # kernel); |w| < 2 gives at most 2 ulp = 2.4e-7.
+    np.testing.assert_allclose(got_upd, exp_upd, rtol=2e-4, atol=2.5e-7,
                                err_msg=n)
     np.testing.assert_allclose(opt.get_slot(variables[n], "m").numpy(), m1,
                                rtol=1e-5)
@@ -238,6 +240,40 @@ def test_global_norm_clipping():
   np.testing.assert_allclose(clipped_run, run([x / 10 for x in g], None),
                              rtol=1e-6)
   assert not np.allclose(clipped_run, run(g, None))
+
+
+def test_fused_update_in_a_graph_matches_the_rule_over_steps():
+  """The default (uncorrected) update runs through TF's fused Adam kernel
+  after the weight decay; inside a tf.function, over several steps, it must
+  follow the original's rule step by step (decay from the pre-update w)."""
+  rng = np.random.default_rng(3)
+  variables = _vars(rng)
+  opt = _make(total=10, warmup=0)
+  grads = [{n: rng.normal(size=(3, 2)).astype(np.float32) for n in NAMES}
+           for _ in range(5)]
+
+  @tf.function
+  def step(g):
+    opt.apply_gradients([(g[n], variables[n]) for n in NAMES])
+
+  w = {n: v.numpy().astype(np.float64) for n, v in variables.items()}
+  m = {n: np.zeros((3, 2)) for n in NAMES}
+  v = {n: np.zeros((3, 2)) for n in NAMES}
+  for t, g in enumerate(grads):
+    step({n: tf.constant(x) for n, x in g.items()})
+    for n, depth in NAMES.items():
+      decays = not ("bias" in n or "layer_norm" in n)
+      upd, m[n], v[n] = _expected_update(
+          w[n], g[n], m[n], v[n], BASE_LR * (1 - t / 10),
+          DECAY ** (N_LAYERS + 2 - depth), decays)
+      w[n] = w[n] - upd
+  for n in NAMES:
+    # atol: 5 updates of about lr = 1e-2, each exact to ~1e-4 in float32;
+    # a lost weight decay (lr * wd * w = 1e-4 a step) is far outside it.
+    np.testing.assert_allclose(variables[n].numpy(), w[n], rtol=1e-5,
+                               atol=5e-6, err_msg=n)
+    np.testing.assert_allclose(opt.get_slot(variables[n], "v").numpy(),
+                               v[n], rtol=1e-4, err_msg=n)
 
 
 def test_sparse_gradient_is_densified():
