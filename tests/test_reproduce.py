@@ -282,7 +282,28 @@ def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):
   stages = reproduce.plan_stages(preset["methods"], trials=3)
   assert len(stages) == 21  # 7 flagfiles x 3 trials
   assert {s.model_dir for s in stages} == {
-      f"runs/small/{n}" for n in ("single_cola", "single_mrpc", "single_sts",
-                                  "single_rte", "multi", "single_to_multi",
-                                  "single_to_multi_lambda0")}
+      f"runs/small_exact/{n}" for n in (
+          "single_cola", "single_mrpc", "single_sts", "single_rte", "multi",
+          "single_to_multi", "single_to_multi_lambda0")}
   assert set(preset["baselines"]) <= {m for m, _ in preset["methods"]}
+
+
+def test_small_bucketing_preset_pairs_each_teacher_with_its_bucketed_twin(
+    monkeypatch):
+  monkeypatch.chdir(REPO_ROOT)
+  preset = reproduce.PRESETS["small_bucketing"]
+  stages = reproduce.plan_stages(preset["methods"], trials=3)
+  assert len(stages) == 24  # 8 flagfiles x 3 trials
+  tasks = ("cola", "mrpc", "sts", "rte")
+  assert {s.model_dir for s in stages} == (
+      {f"runs/small_exact/single_{t}" for t in tasks}
+      | {f"runs/small_exact/single_{t}_bucketed" for t in tasks})
+  for t in tasks:  # the twins differ in --length_bucketing and model_dir only
+    plain = open(f"official_configs/small/single_{t}.cfg").read().split()
+    twin = open(f"official_configs/small/single_{t}_bucketed.cfg").read().split()
+    flags_of = lambda words: {w for w in words if w.startswith("--")}
+    assert flags_of(twin) - flags_of(plain) == {
+        "--length_bucketing", f"--model_dir=runs/small_exact/single_{t}_bucketed",
+        "--num_trials=3"}
+    assert flags_of(plain) - flags_of(twin) == {
+        f"--model_dir=runs/small_exact/single_{t}", "--num_trials=5"}
