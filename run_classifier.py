@@ -11,7 +11,7 @@ from absl import app
 from absl import logging
 
 from bam_tf import configure
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
 
 configure.define_flags()
 

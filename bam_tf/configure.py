@@ -4,16 +4,19 @@ Defaults follow the original code: multi-task runs use lr 1e-4, 6 epochs,
 batch 128; single-task runs use lr 5e-5, 3 epochs, batch 32. A flag given
 explicitly (command line or flagfile) always wins over those defaults. Values
 are checked here, before any work starts, with messages naming the flag.
+
+Each setting is declared once, in `SETTINGS`: its flag, its `BamConfig`
+field, its check and whether a rerun may change it all come from there.
 """
 
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import flags
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import ConfigError
 from bam_tf.tasks import registry
 from bam_tf.tasks.task import TaskSpec
 
@@ -25,222 +28,326 @@ REGRESSION_HEADS = ("linear", "sigmoid")
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
+_FLAG_DEFAULT = object()  # Setting.field_default: the same as the flag's.
+_TYPES = {"enum": str, "integer": int, "float": float, "bool": bool,
+          "string": str, "list": List[str]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One setting of a run, declared once.
+
+  kind is the flag's absl DEFINE_<kind>, or "derived": a field `resolve`
+  computes, with no flag, never read back from a config.json.
+  """
+  name: str
+  kind: str
+  # The flag's (None: `resolve` sets it); a derived field's own.
+  default: Any = None
+  help: str = ""
+  values: Tuple[str, ...] = ()  # An enum's choices.
+  # The field's: the flag's unless given; required fields (the first
+  # config's) have none, so BamConfig(...) and config.json must give them.
+  field_default: Any = _FLAG_DEFAULT
+  required: bool = False
+  type: Any = None  # The field's annotation, where the kind's is not it.
+  from_flag: Optional[Callable[[Any], Any]] = None  # Flag -> field value.
+  # The per-value check, and the message when it fails ({value} = value).
+  check: Optional[Callable[[Any], bool]] = None
+  message: str = ""
+  # Used when the flag is not given (original code).
+  single_task_default: Any = None
+  multi_task_default: Any = None
+  debug_default: Any = None
+  # May change between invocations on the same model_dir: how long to run,
+  # how to report and where it runs (a run may resume on other hardware),
+  # not what is trained.
+  rerun_safe: bool = False
+
+  @property
+  def derived(self) -> bool:
+    return self.kind == "derived"
+
+  def field_default_value(self) -> Any:
+    """The field's default; a fresh list or dict on each call."""
+    default = (self.default if self.field_default is _FLAG_DEFAULT
+               else self.field_default)
+    if isinstance(default, tuple):
+      return list(default)
+    return dict(default) if isinstance(default, dict) else default
+
+  def field(self) -> Tuple:
+    """(name, type[, dataclasses.field]) for make_dataclass."""
+    annotation = self.type or _TYPES[self.kind]
+    if self.required:
+      return (self.name, annotation)
+    if isinstance(self.field_default_value(), (list, dict)):
+      return (self.name, annotation,
+              dataclasses.field(default_factory=self.field_default_value))
+    return (self.name, annotation,
+            dataclasses.field(default=self.field_default_value()))
+
+  def define_flag(self):
+    if self.kind == "enum":
+      flags.DEFINE_enum(self.name, self.default, list(self.values),
+                        self.help)
+    elif self.kind == "list":
+      flags.DEFINE_list(self.name, list(self.default), self.help)
+    else:
+      getattr(flags, f"DEFINE_{self.kind}")(self.name, self.default,
+                                            self.help)
+
+
+def _lower_case(flag_value: str) -> Optional[bool]:
+  return None if flag_value == "auto" else flag_value == "true"
+
+
+def _trial_numbers(values: List[str]) -> bool:
+  return all(t.strip().isdigit() for t in values)
+
+
+def _one_of(values: Tuple[str, ...]) -> str:
+  return f"must be one of {', '.join(values)}, got {{value!r}}"
+
+
+_S = Setting
+SETTINGS: Tuple[Setting, ...] = (
+    _S("mode", "enum", "train", "train: train and evaluate; "
+       "inspect_data: report on the data; predict: GLUE test-set "
+       "files from a finished run; export: SavedModel serving raw "
+       "text.", values=MODES, required=True, rerun_safe=True),
+    _S("trial", "integer", 0, "The trial of a finished run that predict "
+       "and export use.", rerun_safe=True),
+    _S("export_dir", "string", "", "Where --mode=export writes (default "
+       "model_dir/export/trial_<t>).", rerun_safe=True),
+    _S("task_names", "list", ("rte",), "Tasks to train, e.g. cola,mrpc,sts,"
+       "rte (original names or GLUE spellings).", required=True),
+    _S("custom_tasks", "string", "", "JSON file or inline JSON declaring "
+       "your own tasks (see bam_tf/tasks/registry.py)."),
+    _S("data_dir", "string", "", "glue_data root: one folder per task.",
+       required=True),
+    _S("model_dir", "string", "", "Everything a run writes goes here.",
+       required=True),
+    _S("cache_dir", "string", "", "Shared cache of exported encoders and "
+       "featurised TFRecords (default $BAM_TF_CACHE or "
+       "~/.cache/bam_tf).", required=True, rerun_safe=True),
+    # Encoder.
+    _S("hub_module_url", "string", "", "TF-Hub-format BERT encoder handle "
+       "or path; empty = the embedded MiniLM-L6 encoder.", required=True),
+    _S("hub_preprocessor_url", "string", "", "Matching TF-Hub preprocessor "
+       "(its vocab is used when the encoder carries none).", required=True),
+    _S("vocab_file", "string", "", "WordPiece vocab (overrides the "
+       "encoder's).", required=True,
+       check=lambda v: not v or os.path.isfile(v),
+       message="{value!r} does not exist"),
+    _S("do_lower_case", "enum", "auto", "Lower-case text; auto = what the "
+       "encoder says.", values=("auto", "true", "false"), required=True,
+       type=Optional[bool], from_flag=_lower_case),
+    _S("bert_checkpoint_dir", "string", "", "Original Google BERT TF1 "
+       "folder (bert_config.json, vocab.txt, bert_model.ckpt).",
+       required=True),
+    _S("debug", "bool", False, "Tiny random encoder (3 layers, hidden 144) "
+       "on the first 50 rows of each file: smoke runs in seconds.",
+       required=True),
+    # Input.
+    _S("max_seq_length", "integer", 128, "Maximum tokens per example.",
+       required=True, check=lambda v: v >= 8,
+       message="must be at least 8, got {value}"),
+    _S("double_unordered", "bool", True, "Add (b, a) copies of MRPC and "
+       "STS-B train pairs, as the original does.", required=True),
+    _S("dynamic_padding", "bool", True, "Pad each batch to its longest "
+       "example instead of max_seq_length (same results, faster).",
+       required=True),
+    _S("length_bucketing", "bool", False, "Batch TRAINING examples of "
+       "similar length together (needs dynamic padding): much less "
+       "padding on mixes of short and long tasks. Off by default: "
+       "the original drew batches at random. Inference always "
+       "groups by length (it does not change predictions)."),
+    _S("task_sampling", "enum", None, "How tasks are mixed. multiples "
+       "(default for multi-task runs, the original code's): copies of each "
+       "train set and loss weights from the original's fixed GLUE size "
+       "table, in one pool shuffled once per trial; loss_weights (default "
+       "for single-task and --debug runs, the original without "
+       "multiples): each train set once, losses weighted "
+       "1/|D|^(1-exponent); proportional (the paper's wording): a "
+       "sampler with p ~ |D|^exponent that trains the default "
+       "scheme's number of steps.", values=SAMPLING_SCHEMES, required=True,
+       type=Optional[str], check=lambda v: v in SAMPLING_SCHEMES,
+       message=_one_of(SAMPLING_SCHEMES)),
+    _S("sampling_exponent", "float", 0.75, "Exponent of the task sampling "
+       "(1.0 = plain example mixing, 'no task sampling').", required=True),
+    # Optimisation.
+    _S("learning_rate", "float", None, "Peak learning rate (default 1e-4 "
+       "multi-task, 5e-5 single-task).", required=True,
+       check=lambda v: v > 0, message="must be > 0, got {value}",
+       single_task_default=5e-5, multi_task_default=1e-4),
+    _S("num_train_epochs", "float", None, "Epochs (default 6 multi-task, "
+       "3 single-task).", required=True, check=lambda v: v > 0,
+       message="must be > 0, got {value}", single_task_default=3.0,
+       multi_task_default=6.0, debug_default=3.0),
+    _S("train_batch_size", "integer", None, "Global batch (default 128 "
+       "multi-task, 32 single-task).", required=True, check=lambda v: v > 0,
+       message="must be > 0, got {value}", single_task_default=32,
+       multi_task_default=128, debug_default=32),
+    _S("eval_batch_size", "integer", 128, "Inference batch (dev "
+       "evaluation, teacher outputs, --mode=predict). Batches are "
+       "grouped by length; the size does not change predictions "
+       "(the original evaluated in batches of 8): 128 predicts "
+       "1.5x faster than 32 on 2 CPU cores (docs/PERFORMANCE.md).",
+       required=True, check=lambda v: v > 0,
+       message="must be > 0, got {value}", rerun_safe=True),
+    _S("warmup_proportion", "float", 0.1, "Linear warmup share of steps.",
+       required=True, check=lambda v: 0 <= v < 1,
+       message="must be in [0, 1), got {value}"),
+    _S("weight_decay_rate", "float", 0.01, "Decoupled weight decay.",
+       required=True, check=lambda v: v >= 0, message="must be >= 0"),
+    _S("layerwise_lr_decay", "float", 0.9, "Per-layer lr decay (1.0 = "
+       "off).", required=True, check=lambda v: 0 < v <= 1,
+       message="must be in (0, 1], got {value}"),
+    _S("clip_norm", "float", 1.0, "Global-norm gradient clipping.",
+       required=True, check=lambda v: v > 0, message="must be > 0"),
+    _S("adam_bias_correction", "bool", False, "Bias-corrected Adam moments "
+       "(Keras/PyTorch). Off = the original BERT/BAM "
+       "AdamWeightDecayOptimizer, which has no bias correction."),
+    _S("loss_reduction", "enum", "sum", "sum: the "
+       "training objective is the loss summed over the global batch "
+       "(original code; with --clip_norm=1.0 the clip acts on "
+       "nearly every step); mean: divided by the global batch size "
+       "(the usual PyTorch/Keras convention).", values=("sum", "mean"),
+       check=lambda v: v in ("sum", "mean"),
+       message="must be 'sum' or 'mean', got {value!r}"),
+    _S("head_dropout", "float", 0.1, "Dropout before each task head.",
+       required=True, check=lambda v: 0 <= v < 1,
+       message="must be in [0, 1)"),
+    _S("regression_head", "enum", "linear", "linear: dense to 1 unit "
+       "(original code); sigmoid: sigmoid of it (paper).",
+       values=REGRESSION_HEADS, required=True),
+    # Runs.
+    _S("num_trials", "integer", 1, "Train+eval this many times with "
+       "distinct seeds; every trial is kept.", required=True,
+       check=lambda v: v >= 1, message="must be >= 1", rerun_safe=True),
+    _S("seed", "integer", 1, "Seed of the first trial (trial t: seed + t).",
+       required=True),
+    _S("retrain_trials", "list", (), "Trials to train and evaluate again "
+       "although results.json has them, e.g. when their teacher "
+       "outputs or predictions were lost with the machine (same "
+       "seed; the new record replaces the old). Checkpoints left in "
+       "the trial dir are used: a finished one is only evaluated "
+       "again, a killed one resumes.", check=_trial_numbers,
+       message="must be trial numbers, e.g. 0,1", rerun_safe=True),
+    _S("save_checkpoints_steps", "integer", 500, "Checkpoint every N "
+       "steps.", required=True, check=lambda v: v > 0,
+       message="must be > 0", rerun_safe=True),
+    _S("keep_checkpoint_max", "integer", 2, "Checkpoints kept.",
+       required=True, rerun_safe=True),
+    _S("log_every_steps", "integer", 10, "Progress line every N steps.",
+       required=True, check=lambda v: v > 0, message="must be > 0",
+       rerun_safe=True),
+    _S("overwrite", "bool", False, "Delete what --model_dir holds when it "
+       "was written with another configuration (otherwise such a "
+       "run is refused).", rerun_safe=True),
+    _S("max_train_steps", "integer", 0, "Stop after this many steps (0 = "
+       "as many as the epochs need); for smoke runs.", required=True,
+       check=lambda v: v >= 0, message="must be >= 0"),
+    # Hardware.
+    _S("strategy", "enum", "one_device", "tf.distribute "
+       "strategy: one_device (the default strategy), mirrored (all "
+       "local GPUs), multi_worker_mirrored (workers from TF_CONFIG), "
+       "tpu (--tpu). --train_batch_size/--eval_batch_size are global "
+       "batches, split across replicas.", values=STRATEGIES,
+       check=lambda v: v in STRATEGIES, message=_one_of(STRATEGIES),
+       rerun_safe=True),
+    _S("tpu", "string", "", "TPU name or grpc:// address for "
+       "--strategy=tpu (empty = the local TPU VM).", rerun_safe=True),
+    _S("deterministic", "bool", False, "tf.config.experimental."
+       "enable_op_determinism(): bit-identical reruns also where "
+       "kernels are not deterministic by default (GPU). On CPU the "
+       "same seed already repeats exactly.", rerun_safe=True),
+    _S("jit_compile", "bool", False, "Compile the train step with XLA "
+       "(see docs/PERFORMANCE.md for when it pays).", rerun_safe=True),
+    _S("mixed_precision", "enum", "none", "Keras mixed "
+       "precision policy (heads and losses stay float32; "
+       "mixed_float16 adds dynamic loss scaling).", values=MIXED_PRECISION,
+       check=lambda v: v in MIXED_PRECISION, message=_one_of(MIXED_PRECISION)),
+    # Distillation.
+    _S("teacher_output_trials", "list", ("0",), "Trials that write teacher "
+       "outputs (train/dev/test predictions) after training; empty "
+       "= none.", field_default=(), check=_trial_numbers,
+       message="must be trial numbers, e.g. 0,1", rerun_safe=True),
+    _S("distill", "bool", False, "Train a student on teacher outputs."),
+    _S("teachers", "string", "", "Teachers per task: 'rte:DIR,mrpc:DIR' "
+       "(single-task teachers), 'all:DIR' (one multi-task "
+       "teacher), 'rte:DIR1+DIR2' (an ensemble). DIR = a "
+       "teacher run's model_dir."),
+    _S("teacher_trial", "integer", 0, "Which trial of each teacher run to "
+       "take outputs from."),
+    _S("distill_schedule", "enum", "annealing", "annealing: lambda = "
+       "step/total (teacher annealing); fixed: target = (1-w) gold + w "
+       "teacher; pure: teacher only.",
+       values=("annealing", "fixed", "pure")),
+    _S("distill_weight", "float", 0.5, "w of the fixed schedule.",
+       check=lambda v: 0 <= v <= 1, message="must be in [0, 1]"),
+    _S("init_from", "string", "", "Start from the final encoder and "
+       "matching heads of another run's model_dir (trial "
+       "--teacher_trial), e.g. single-task fine-tuning after "
+       "multi-task training (Table 3)."),
+    _S("distill_temperature", "float", 1.0, "Softmax temperature applied "
+       "to teacher logits.", check=lambda v: v > 0, message="must be > 0"),
+    # Derived by `resolve`: {task name: [teacher model_dir, ...]}; teachers
+    # given as flagfiles (trained first if their outputs are missing); the
+    # tasks themselves.
+    _S("teacher_dirs", "derived", {}, type=Dict[str, List[str]]),
+    _S("teacher_flagfiles", "derived", {}, type=Dict[str, str]),
+    _S("tasks", "derived", (), type=List[TaskSpec]),
+)
+del _S
+
 # Defaults that depend on the number of tasks (original code).
-MULTI_TASK_DEFAULTS = dict(learning_rate=1e-4, num_train_epochs=6.0,
-                           train_batch_size=128)
-SINGLE_TASK_DEFAULTS = dict(learning_rate=5e-5, num_train_epochs=3.0,
-                            train_batch_size=32)
+MULTI_TASK_DEFAULTS = {s.name: s.multi_task_default for s in SETTINGS
+                       if s.multi_task_default is not None}
+SINGLE_TASK_DEFAULTS = {s.name: s.single_task_default for s in SETTINGS
+                        if s.single_task_default is not None}
 # The original's debug mode: batch 32, 3 epochs (and no dataset multiples).
-DEBUG_DEFAULTS = dict(num_train_epochs=3.0, train_batch_size=32)
+DEBUG_DEFAULTS = {s.name: s.debug_default for s in SETTINGS
+                  if s.debug_default is not None}
+# Settings that may change between invocations on the same model_dir.
+RERUN_SAFE = frozenset(s.name for s in SETTINGS if s.rerun_safe)
 
 
 def define_flags():
   """Defines every flag once (safe to call repeatedly)."""
   if "task_names" in FLAGS:
     return
-  d = flags
-  d.DEFINE_enum("mode", "train", MODES, "train: train and evaluate; "
-                "inspect_data: report on the data; predict: GLUE test-set "
-                "files from a finished run; export: SavedModel serving raw "
-                "text.")
-  d.DEFINE_integer("trial", 0, "The trial of a finished run that predict "
-                   "and export use.")
-  d.DEFINE_string("export_dir", "", "Where --mode=export writes (default "
-                  "model_dir/export/trial_<t>).")
-  d.DEFINE_list("task_names", ["rte"], "Tasks to train, e.g. cola,mrpc,sts,"
-                "rte (original names or GLUE spellings).")
-  d.DEFINE_string("custom_tasks", "", "JSON file or inline JSON declaring "
-                  "your own tasks (see bam_tf/tasks/registry.py).")
-  d.DEFINE_string("data_dir", "", "glue_data root: one folder per task.")
-  d.DEFINE_string("model_dir", "", "Everything a run writes goes here.")
-  d.DEFINE_string("cache_dir", "", "Shared cache of exported encoders and "
-                  "featurised TFRecords (default $BAM_TF_CACHE or "
-                  "~/.cache/bam_tf).")
-  # Encoder.
-  d.DEFINE_string("hub_module_url", "", "TF-Hub-format BERT encoder handle "
-                  "or path; empty = the embedded MiniLM-L6 encoder.")
-  d.DEFINE_string("hub_preprocessor_url", "", "Matching TF-Hub preprocessor "
-                  "(its vocab is used when the encoder carries none).")
-  d.DEFINE_string("vocab_file", "", "WordPiece vocab (overrides the "
-                  "encoder's).")
-  d.DEFINE_enum("do_lower_case", "auto", ["auto", "true", "false"],
-                "Lower-case text; auto = what the encoder says.")
-  d.DEFINE_string("bert_checkpoint_dir", "", "Original Google BERT TF1 "
-                  "folder (bert_config.json, vocab.txt, bert_model.ckpt).")
-  d.DEFINE_bool("debug", False, "Tiny random encoder (3 layers, hidden 144) "
-                "on the first 50 rows of each file: smoke runs in seconds.")
-  # Input.
-  d.DEFINE_integer("max_seq_length", 128, "Maximum tokens per example.")
-  d.DEFINE_bool("double_unordered", True, "Add (b, a) copies of MRPC and "
-                "STS-B train pairs, as the original does.")
-  d.DEFINE_bool("dynamic_padding", True, "Pad each batch to its longest "
-                "example instead of max_seq_length (same results, faster).")
-  d.DEFINE_bool("length_bucketing", False, "Batch TRAINING examples of "
-                "similar length together (needs dynamic padding): much less "
-                "padding on mixes of short and long tasks. Off by default: "
-                "the original drew batches at random. Inference always "
-                "groups by length (it does not change predictions).")
-  d.DEFINE_enum("task_sampling", None, SAMPLING_SCHEMES,
-                "How tasks are mixed. multiples (default for multi-task "
-                "runs, the original code's): copies of each train set and "
-                "loss weights from the original's fixed GLUE size table, in "
-                "one pool shuffled once per trial; loss_weights (default for "
-                "single-task and --debug runs, the original without "
-                "multiples): each train set once, losses weighted "
-                "1/|D|^(1-exponent); proportional (the paper's wording): a "
-                "sampler with p ~ |D|^exponent that trains the default "
-                "scheme's number of steps.")
-  d.DEFINE_float("sampling_exponent", 0.75, "Exponent of the task sampling "
-                 "(1.0 = plain example mixing, 'no task sampling').")
-  # Optimisation.
-  d.DEFINE_float("learning_rate", None, "Peak learning rate (default 1e-4 "
-                 "multi-task, 5e-5 single-task).")
-  d.DEFINE_float("num_train_epochs", None, "Epochs (default 6 multi-task, "
-                 "3 single-task).")
-  d.DEFINE_integer("train_batch_size", None, "Global batch (default 128 "
-                   "multi-task, 32 single-task).")
-  d.DEFINE_integer("eval_batch_size", 128, "Inference batch (dev "
-                   "evaluation, teacher outputs, --mode=predict). Batches are "
-                   "grouped by length; the size does not change predictions "
-                   "(the original evaluated in batches of 8): 128 predicts "
-                   "1.5x faster than 32 on 2 CPU cores (docs/PERFORMANCE.md).")
-  d.DEFINE_float("warmup_proportion", 0.1, "Linear warmup share of steps.")
-  d.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay.")
-  d.DEFINE_float("layerwise_lr_decay", 0.9, "Per-layer lr decay (1.0 = off).")
-  d.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping.")
-  d.DEFINE_bool("adam_bias_correction", False, "Bias-corrected Adam moments "
-                "(Keras/PyTorch). Off = the original BERT/BAM "
-                "AdamWeightDecayOptimizer, which has no bias correction.")
-  d.DEFINE_enum("loss_reduction", "sum", ["sum", "mean"], "sum: the "
-                "training objective is the loss summed over the global batch "
-                "(original code; with --clip_norm=1.0 the clip acts on "
-                "nearly every step); mean: divided by the global batch size "
-                "(the usual PyTorch/Keras convention).")
-  d.DEFINE_float("head_dropout", 0.1, "Dropout before each task head.")
-  d.DEFINE_enum("regression_head", "linear", REGRESSION_HEADS,
-                "linear: dense to 1 unit (original code); sigmoid: sigmoid "
-                "of it (paper).")
-  # Runs.
-  d.DEFINE_integer("num_trials", 1, "Train+eval this many times with "
-                   "distinct seeds; every trial is kept.")
-  d.DEFINE_integer("seed", 1, "Seed of the first trial (trial t: seed + t).")
-  d.DEFINE_list("retrain_trials", [], "Trials to train and evaluate again "
-                "although results.json has them, e.g. when their teacher "
-                "outputs or predictions were lost with the machine (same "
-                "seed; the new record replaces the old). Checkpoints left in "
-                "the trial dir are used: a finished one is only evaluated "
-                "again, a killed one resumes.")
-  d.DEFINE_integer("save_checkpoints_steps", 500, "Checkpoint every N steps.")
-  d.DEFINE_integer("keep_checkpoint_max", 2, "Checkpoints kept.")
-  d.DEFINE_integer("log_every_steps", 10, "Progress line every N steps.")
-  d.DEFINE_bool("overwrite", False, "Delete what --model_dir holds when it "
-                "was written with another configuration (otherwise such a "
-                "run is refused).")
-  d.DEFINE_integer("max_train_steps", 0, "Stop after this many steps (0 = "
-                   "as many as the epochs need); for smoke runs.")
-  # Hardware.
-  d.DEFINE_enum("strategy", "one_device", STRATEGIES, "tf.distribute "
-                "strategy: one_device (the default strategy), mirrored (all "
-                "local GPUs), multi_worker_mirrored (workers from TF_CONFIG), "
-                "tpu (--tpu). --train_batch_size/--eval_batch_size are global "
-                "batches, split across replicas.")
-  d.DEFINE_string("tpu", "", "TPU name or grpc:// address for "
-                  "--strategy=tpu (empty = the local TPU VM).")
-  d.DEFINE_bool("deterministic", False, "tf.config.experimental."
-                "enable_op_determinism(): bit-identical reruns also where "
-                "kernels are not deterministic by default (GPU). On CPU the "
-                "same seed already repeats exactly.")
-  d.DEFINE_bool("jit_compile", False, "Compile the train step with XLA "
-                "(see docs/PERFORMANCE.md for when it pays).")
-  d.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "Keras mixed "
-                "precision policy (heads and losses stay float32; "
-                "mixed_float16 adds dynamic loss scaling).")
-  # Distillation.
-  d.DEFINE_list("teacher_output_trials", ["0"], "Trials that write teacher "
-                "outputs (train/dev/test predictions) after training; empty "
-                "= none.")
-  d.DEFINE_bool("distill", False, "Train a student on teacher outputs.")
-  d.DEFINE_string("teachers", "", "Teachers per task: 'rte:DIR,mrpc:DIR' "
-                  "(single-task teachers), 'all:DIR' (one multi-task "
-                  "teacher), 'rte:DIR1+DIR2' (an ensemble). DIR = a "
-                  "teacher run's model_dir.")
-  d.DEFINE_integer("teacher_trial", 0, "Which trial of each teacher run to "
-                   "take outputs from.")
-  d.DEFINE_enum("distill_schedule", "annealing", ["annealing", "fixed",
-                                                 "pure"],
-                "annealing: lambda = step/total (teacher annealing); fixed: "
-                "target = (1-w) gold + w teacher; pure: teacher only.")
-  d.DEFINE_float("distill_weight", 0.5, "w of the fixed schedule.")
-  d.DEFINE_string("init_from", "", "Start from the final encoder and "
-                  "matching heads of another run's model_dir (trial "
-                  "--teacher_trial), e.g. single-task fine-tuning after "
-                  "multi-task training (Table 3).")
-  d.DEFINE_float("distill_temperature", 1.0, "Softmax temperature applied "
-                 "to teacher logits.")
+  for setting in SETTINGS:
+    if not setting.derived:
+      setting.define_flag()
 
 
-@dataclasses.dataclass
-class BamConfig:
-  """Every setting of a run, resolved and validated."""
-  mode: str
-  task_names: List[str]
-  data_dir: str
-  model_dir: str
-  cache_dir: str
-  hub_module_url: str
-  hub_preprocessor_url: str
-  vocab_file: str
-  do_lower_case: Optional[bool]
-  bert_checkpoint_dir: str
-  debug: bool
-  max_seq_length: int
-  double_unordered: bool
-  dynamic_padding: bool
-  task_sampling: Optional[str]
-  sampling_exponent: float
-  learning_rate: float
-  num_train_epochs: float
-  train_batch_size: int
-  eval_batch_size: int
-  warmup_proportion: float
-  weight_decay_rate: float
-  layerwise_lr_decay: float
-  clip_norm: float
-  head_dropout: float
-  regression_head: str
-  num_trials: int
-  seed: int
-  save_checkpoints_steps: int
-  keep_checkpoint_max: int
-  log_every_steps: int
-  max_train_steps: int
-  teacher_output_trials: List[str] = dataclasses.field(default_factory=list)
-  retrain_trials: List[str] = dataclasses.field(default_factory=list)
-  distill: bool = False
-  teachers: str = ""
-  teacher_trial: int = 0
-  distill_schedule: str = "annealing"
-  distill_weight: float = 0.5
-  distill_temperature: float = 1.0
-  init_from: str = ""
-  trial: int = 0
-  export_dir: str = ""
-  overwrite: bool = False
-  custom_tasks: str = ""
-  strategy: str = "one_device"
-  tpu: str = ""
-  mixed_precision: str = "none"
-  loss_reduction: str = "sum"
-  adam_bias_correction: bool = False
-  length_bucketing: bool = False
-  deterministic: bool = False
-  jit_compile: bool = False
-  teacher_dirs: Dict[str, List[str]] = dataclasses.field(
-      default_factory=dict)
-  # Teachers given as flagfiles: trained first if their outputs are missing.
-  teacher_flagfiles: Dict[str, str] = dataclasses.field(default_factory=dict)
-  # Filled in by `resolve`: not flags.
-  tasks: List[TaskSpec] = dataclasses.field(default_factory=list)
+def missing_settings(saved: Dict) -> List[str]:
+  """Required settings a config.json lacks (written by another version)."""
+  return [s.name for s in SETTINGS if s.required and s.name not in saved]
+
+
+class _BamConfigBase:
+  """What BamConfig computes from its fields (the fields: `SETTINGS`)."""
+
+  @classmethod
+  def from_json(cls, saved: Dict, need_data: bool = True, **overrides):
+    """Rebuilds a resolved, validated config from a run's config.json.
+
+    Derived fields are computed again and unknown keys (settings since
+    removed) ignored; a setting an older config.json lacks takes its
+    default. need_data=False skips the --data_dir checks: a finished run
+    exports or predicts where its training data may be gone.
+    """
+    values = {s.name: saved[s.name] for s in SETTINGS
+              if not s.derived and s.name in saved}
+    values.update(overrides)
+    missing = missing_settings(values)
+    if missing:
+      raise ConfigError(f"the saved config lacks {missing}; was it written "
+                        "by another version of bam_tf?")
+    return resolve(cls(**values), need_data=need_data)
 
   @property
   def teacher_output_trial_ids(self) -> List[int]:
@@ -249,10 +356,6 @@ class BamConfig:
   @property
   def retrain_trial_ids(self) -> List[int]:
     return [int(t) for t in self.retrain_trials]
-
-  @property
-  def is_multi_task(self) -> bool:
-    return len(self.tasks) > 1
 
   @property
   def recipe_scheme(self) -> str:
@@ -292,8 +395,12 @@ class BamConfig:
     return d
 
 
-class ConfigError(BamError):
-  """A flag value that cannot be used; the message names the flag."""
+# Keyword-only: the fields follow SETTINGS whether or not they have defaults.
+BamConfig = dataclasses.make_dataclass(
+    "BamConfig", [s.field() for s in SETTINGS], bases=(_BamConfigBase,),
+    kw_only=True, namespace={
+        "__module__": __name__,
+        "__doc__": "Every setting of a run, resolved and validated."})
 
 
 def _check(cond: bool, flag: str, message: str):
@@ -305,16 +412,19 @@ def config_from_flags(flag_values=None) -> BamConfig:
   """Builds the config from parsed absl flags, applying the task defaults."""
   fv = flag_values or FLAGS
   define_flags()
-  names = [f.name for f in dataclasses.fields(BamConfig)
-           if f.name not in ("tasks", "teacher_dirs", "teacher_flagfiles")]
-  values = {n: fv[n].value for n in names}
-  lower = values["do_lower_case"]
-  values["do_lower_case"] = None if lower == "auto" else lower == "true"
+  values = {}
+  for s in SETTINGS:
+    if not s.derived:
+      value = fv[s.name].value
+      values[s.name] = s.from_flag(value) if s.from_flag else value
   return resolve(BamConfig(**values))
 
 
-def resolve(config: BamConfig) -> BamConfig:
-  """Applies single/multi-task defaults to unset values and validates."""
+def resolve(config: BamConfig, need_data: bool = True) -> BamConfig:
+  """Applies single/multi-task defaults to unset values and validates.
+
+  need_data=False: see `validate`.
+  """
   try:
     custom = registry.load_custom_tasks(config.custom_tasks)
     config.tasks = registry.get_tasks(config.task_names, custom)
@@ -335,7 +445,7 @@ def resolve(config: BamConfig) -> BamConfig:
     config.cache_dir = os.environ.get(
         "BAM_TF_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
                                      "bam_tf"))
-  validate(config)
+  validate(config, need_data=need_data)
   config.teacher_dirs = parse_teachers(config)
   return config
 
@@ -391,52 +501,25 @@ def parse_teachers(config: BamConfig) -> Dict[str, List[str]]:
   return out
 
 
-def validate(config: BamConfig):
-  """Checks values before any work; raises ConfigError naming the flag."""
+def validate(config: BamConfig, need_data: bool = True):
+  """Checks values before any work; raises ConfigError naming the flag.
+
+  Each setting's own check comes from `SETTINGS`; the rules that tie
+  settings together are here. need_data=False skips the --data_dir checks
+  (a finished run exports or predicts without its training data).
+  """
   c = config
-  _check(c.learning_rate > 0, "learning_rate", f"must be > 0, got "
-         f"{c.learning_rate}")
-  _check(c.num_train_epochs > 0, "num_train_epochs", "must be > 0, got "
-         f"{c.num_train_epochs}")
-  _check(c.train_batch_size > 0, "train_batch_size", "must be > 0, got "
-         f"{c.train_batch_size}")
-  _check(c.eval_batch_size > 0, "eval_batch_size", "must be > 0, got "
-         f"{c.eval_batch_size}")
-  _check(0 <= c.warmup_proportion < 1, "warmup_proportion",
-         f"must be in [0, 1), got {c.warmup_proportion}")
-  _check(c.weight_decay_rate >= 0, "weight_decay_rate", "must be >= 0")
-  _check(0 < c.layerwise_lr_decay <= 1, "layerwise_lr_decay",
-         f"must be in (0, 1], got {c.layerwise_lr_decay}")
-  _check(c.clip_norm > 0, "clip_norm", "must be > 0")
-  _check(0 <= c.head_dropout < 1, "head_dropout", "must be in [0, 1)")
-  _check(c.max_seq_length >= 8, "max_seq_length",
-         f"must be at least 8, got {c.max_seq_length}")
-  _check(c.num_trials >= 1, "num_trials", "must be >= 1")
-  _check(c.save_checkpoints_steps > 0, "save_checkpoints_steps", "must be > 0")
-  _check(c.log_every_steps > 0, "log_every_steps", "must be > 0")
-  _check(c.max_train_steps >= 0, "max_train_steps", "must be >= 0")
-  _check(all(t.strip().isdigit() for t in c.teacher_output_trials),
-         "teacher_output_trials", "must be trial numbers, e.g. 0,1")
-  _check(all(t.strip().isdigit() for t in c.retrain_trials),
-         "retrain_trials", "must be trial numbers, e.g. 0,1")
-  _check(0 <= c.distill_weight <= 1, "distill_weight", "must be in [0, 1]")
-  _check(c.distill_temperature > 0, "distill_temperature", "must be > 0")
-  _check(c.task_sampling in SAMPLING_SCHEMES, "task_sampling",
-         f"must be one of {', '.join(SAMPLING_SCHEMES)}, got "
-         f"{c.task_sampling!r}")
-  _check(c.strategy in STRATEGIES, "strategy",
-         f"must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
-  _check(c.loss_reduction in ("sum", "mean"), "loss_reduction",
-         f"must be 'sum' or 'mean', got {c.loss_reduction!r}")
-  _check(c.mixed_precision in MIXED_PRECISION, "mixed_precision",
-         f"must be one of {', '.join(MIXED_PRECISION)}, got "
-         f"{c.mixed_precision!r}")
+  for setting in SETTINGS:
+    if setting.check is not None:
+      value = getattr(c, setting.name)
+      _check(setting.check(value), setting.name,
+             setting.message.format(value=value))
   _check(not c.tpu or c.strategy == "tpu", "tpu",
          "given without --strategy=tpu")
   _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),
          "mixed_precision", "TPUs compute in bfloat16: use mixed_bfloat16 "
          "with --strategy=tpu")
-  if c.mode in ("train", "inspect_data", "predict"):
+  if need_data and c.mode in ("train", "inspect_data", "predict"):
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
     _check(os.path.isdir(c.data_dir), "data_dir",
            f"{c.data_dir!r} is not a directory")
@@ -449,48 +532,22 @@ def validate(config: BamConfig):
   if c.bert_checkpoint_dir:
     _check(not c.hub_module_url, "bert_checkpoint_dir",
            "give either --bert_checkpoint_dir or --hub_module_url, not both")
-  if c.vocab_file:
-    _check(os.path.isfile(c.vocab_file), "vocab_file",
-           f"{c.vocab_file!r} does not exist")
-
-
-def check_against_encoder(config: BamConfig, max_position_embeddings: int):
-  """Checks that need the encoder loaded (positions it has)."""
-  _check(config.max_seq_length <= max_position_embeddings, "max_seq_length",
-         f"{config.max_seq_length} is above the encoder's "
-         f"{max_position_embeddings} position embeddings")
-
-
-# Settings that may change between invocations on the same model_dir: how
-# long to run and how to report, not what is trained.
-RERUN_SAFE = frozenset({
-    "mode", "num_trials", "log_every_steps", "save_checkpoints_steps",
-    "keep_checkpoint_max", "eval_batch_size", "cache_dir", "overwrite",
-    "teacher_output_trials", "retrain_trials", "trial", "export_dir",
-    # Where it runs, not what is trained: a run may resume on other hardware.
-    "strategy", "tpu", "deterministic", "jit_compile"})
-
-
-def _field_defaults() -> Dict:
-  out = {}
-  for f in dataclasses.fields(BamConfig):
-    if f.default is not dataclasses.MISSING:
-      out[f.name] = f.default
-  return out
 
 
 def config_differences(saved: Dict, config: BamConfig) -> List[str]:
   """Fields of a model_dir's config.json that this run would change."""
   current = config.to_json_dict()
-  # A config.json written before a field existed holds that field's default.
+  # A config.json written before a setting existed holds that setting's
+  # default (derived fields are not settings: always written).
   saved = dict(saved)
-  for key, value in _field_defaults().items():
-    saved.setdefault(key, value)
+  for s in SETTINGS:
+    if not (s.derived or s.required):
+      saved.setdefault(s.name, s.field_default_value())
   return sorted(k for k in set(saved) | set(current)
                 if k not in RERUN_SAFE and saved.get(k) != current.get(k))
 
 
 def save_config(config: BamConfig, path: str):
-  from bam_tf.outputs import files  # pylint: disable=g-import-not-at-top
+  from bam_tf.common import files  # pylint: disable=g-import-not-at-top
   files.write_text_atomic(path, json.dumps(config.to_json_dict(), indent=2,
                                            sort_keys=True))

@@ -18,21 +18,21 @@ import tf_keras
 from absl import logging
 
 from bam_tf import configure
+from bam_tf.common import files
+from bam_tf.common import replicas
 from bam_tf.data import features as features_lib
 from bam_tf.data import inspect as inspect_lib
 from bam_tf.data import pipeline
 from bam_tf.data import sampling
 from bam_tf.data import train_pool
-from bam_tf.data.tokenization import InGraphTokenizer
 from bam_tf.distill import recipe
-from bam_tf.distill import schedule as schedule_lib
 from bam_tf.distill import student
 from bam_tf.distill import teacher_outputs
 from bam_tf.evaluation import evaluator
 from bam_tf.evaluation import metrics
 from bam_tf.modeling import encoders
-from bam_tf.modeling.multitask_model import build_multitask_model
-from bam_tf.outputs import files
+from bam_tf.modeling.multitask_model import MultiTaskModel
+from bam_tf.modeling.teacher_annealing import DistillSchedule
 from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import readers
@@ -70,14 +70,6 @@ def featurize(config, tokenizer, splits_fn) -> PreparedData:
       records[task.name][split] = path
       manifests[task.name][split] = manifest
   return PreparedData(records, manifests)
-
-
-def load_encoder_and_tokenizer(config):
-  bundle = encoders.build_encoder(config)
-  configure.check_against_encoder(config, bundle.max_position_embeddings)
-  tokenizer = InGraphTokenizer(bundle.vocab_file, bundle.do_lower_case,
-                               config.max_seq_length)
-  return bundle, tokenizer
 
 
 def plan_training(config, data: PreparedData):
@@ -154,16 +146,23 @@ def train_streams(config, plan, sources, seed: int, folder: str):
 def build_model(config, bundle, plan, total_steps):
   """Model and optimizer; call under the strategy's scope and the precision
   policy (run_trial does), like the encoder in `bundle`."""
-  model = build_multitask_model(config.tasks, bundle.layer,
-                                head_dropout=config.head_dropout)
-  model.configure_bam(config.tasks, plan.loss_weights, config.regression_head,
-                      loss_divisor=(float(config.train_batch_size)
-                                    if config.loss_reduction == "mean"
-                                    else 1.0))
+  schedule = None
+  if config.distill:
+    schedule = DistillSchedule(config.distill_schedule, total_steps,
+                               config.distill_weight)
+  model = MultiTaskModel(
+      bundle.layer, config.tasks, loss_weights=plan.loss_weights,
+      regression_head=config.regression_head,
+      loss_divisor=(float(config.train_batch_size)
+                    if config.loss_reduction == "mean" else 1.0),
+      head_dropout=config.head_dropout, distill_schedule=schedule,
+      teacher_tasks=[t.name for t in config.tasks
+                     if config.teacher_dirs.get(t.name)])
   depth_fn = lambda name: encoders.variable_depth(name, bundle.num_layers)
   optimizer = optimization.create_optimizer(
       learning_rate=config.learning_rate, num_train_steps=total_steps,
-      warmup_steps=int(total_steps * config.warmup_proportion),
+      warmup_steps=optimization.warmup_steps_from_proportion(
+          total_steps, config.warmup_proportion),
       weight_decay_rate=config.weight_decay_rate,
       layerwise_lr_decay=config.layerwise_lr_decay,
       num_layers=bundle.num_layers, depth_fn=depth_fn,
@@ -174,7 +173,7 @@ def build_model(config, bundle, plan, total_steps):
   return model
 
 
-def predict(config, model, data: PreparedData, task_index: int, task,
+def predict(config, model, data: PreparedData, task,
             split: str, strategy=None) -> Dict[str, np.ndarray]:
   """Every example of the split exactly once, in example-id order.
 
@@ -194,7 +193,7 @@ def predict(config, model, data: PreparedData, task_index: int, task,
                              pad_task_id=(len(config.tasks) if equal_batches
                                           else None),
                              length_bucketing=config.use_dynamic_padding)
-  return evaluator.predict_task(model, task_index, task, ds, strategy)
+  return evaluator.predict_task(model, task, ds, strategy)
 
 
 def evaluate(config, model, data: PreparedData, trial_dir: str,
@@ -204,8 +203,8 @@ def evaluate(config, model, data: PreparedData, trial_dir: str,
   Returns (metrics per task, predictions per task).
   """
   per_task, all_preds = {}, {}
-  for i, task in enumerate(config.tasks):
-    preds = predict(config, model, data, i, task, task.dev_split, strategy)
+  for task in config.tasks:
+    preds = predict(config, model, data, task, task.dev_split, strategy)
     per_task[task.name] = evaluator.score(task, preds)
     all_preds[task.name] = preds
     if write:
@@ -220,10 +219,10 @@ def write_teacher_outputs(config, model, data: PreparedData, trial: int,
                           write: bool = True):
   """Predictions on every featurised split, for students to learn from."""
   out_dir = teacher_outputs.teacher_outputs_dir(config.model_dir, trial)
-  for i, task in enumerate(config.tasks):
+  for task in config.tasks:
     for split, manifest in data.manifests[task.name].items():
       preds = (dev_predictions[task.name] if split == task.dev_split
-               else predict(config, model, data, i, task, split, strategy))
+               else predict(config, model, data, task, split, strategy))
       if not write:  # other workers take part in predicting only
         continue
       parts = manifest["key_parts"]
@@ -250,7 +249,7 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   built under `strategy.scope()` and the precision policy, as
   train_and_evaluate does."""
   strategy = strategy or tf.distribute.get_strategy()
-  chief = distribution.is_chief(strategy)
+  chief = replicas.is_chief(strategy)
   seed = config.trial_seed(trial)
   trial_dir = config.trial_dir(trial)
   os.makedirs(trial_dir, exist_ok=True)
@@ -259,11 +258,6 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   if config.init_from:
     warm_start.init_from(model, bundle.layer, config.init_from,
                          config.teacher_trial)
-  if config.distill:
-    model.configure_distillation(
-        schedule_lib.DistillSchedule(config.distill_schedule, total_steps,
-                                     config.distill_weight),
-        teacher_tasks=list(student_paths))
   sources = [student_paths.get(t.name, data.records[t.name]["train"])
              for t in config.tasks]
   # Other workers of a multi-worker run write the same pool (same seed) to
@@ -277,7 +271,7 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
       streams, probabilities, config.train_batch_size, seed,
       config.use_dynamic_padding, config.max_seq_length,
       config.use_length_bucketing)
-  train_ds = distribution.for_strategy(train_ds, strategy)
+  train_ds = replicas.for_strategy(train_ds, strategy)
   lr = model.optimizer.learning_rate
   logging.info("Trial %d (seed %d): %d steps, batch %d over %d replica(s), "
                "lr %g", trial, seed, total_steps, config.train_batch_size,
@@ -354,11 +348,11 @@ def make_strategy(config, strategy=None):
 def train_and_evaluate(config, strategy=None) -> Dict:
   """`strategy`: an already created one (tests); default from --strategy."""
   strategy = make_strategy(config, strategy)
-  chief = distribution.is_chief(strategy)
+  chief = replicas.is_chief(strategy)
   rng_state.use_checkpointable_dropout()
   if config.distill:
     recipe.ensure_teachers(config)  # a recipe's teacher stages come first
-  bundle, tokenizer = load_encoder_and_tokenizer(config)
+  bundle, tokenizer = encoders.load_encoder_and_tokenizer(config)
   data = featurize(config, tokenizer, _splits_to_featurize(config))
   # Teachers are validated before anything is written to model_dir.
   targets = student.load_targets(config, data) if config.distill else {}
@@ -401,10 +395,10 @@ def predict_test_sets(config) -> Dict[str, int]:
   run_config.eval_batch_size = config.eval_batch_size
   data = featurize(run_config, tokenizer, glue_submission.test_splits)
   per_split = []
-  for i, task in enumerate(run_config.tasks):
+  for task in run_config.tasks:
     for split in glue_submission.test_splits(task):
-      per_split.append((task, split, predict(run_config, model, data, i,
-                                             task, split)))
+      per_split.append((task, split, predict(run_config, model, data, task,
+                                             split)))
   counts = {(t.name, s): data.manifests[t.name][s]["count"]
             for t, s, _ in per_split}
   out_dir = os.path.join(config.model_dir, "glue_submission",
@@ -431,7 +425,7 @@ def run(config) -> int:
     print(f"exported SavedModel to {path}")
     return 0
   if config.mode == "inspect_data":
-    _, tokenizer = load_encoder_and_tokenizer(config)
+    _, tokenizer = encoders.load_encoder_and_tokenizer(config)
     return inspect_lib.inspect(config, tokenizer)
   if config.mode == "train":
     train_and_evaluate(config)

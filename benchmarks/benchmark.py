@@ -39,12 +39,11 @@ from absl import logging  # noqa: E402
 
 from bam_tf import configure  # noqa: E402
 from bam_tf import runner  # noqa: E402
+from bam_tf.common import files  # noqa: E402
 from bam_tf.data import pipeline  # noqa: E402
 from bam_tf.data import sampling  # noqa: E402
-from bam_tf.distill import schedule as schedule_lib  # noqa: E402
 from bam_tf.modeling import encoders  # noqa: E402
 from bam_tf.modeling import multitask_model  # noqa: E402
-from bam_tf.outputs import files  # noqa: E402
 from bam_tf.tasks import readers  # noqa: E402
 from bam_tf.training import distribution  # noqa: E402
 
@@ -141,13 +140,12 @@ def make_model(config, bundle, distill: bool):
                                 config.task_sampling,
                                 config.sampling_exponent,
                                 recipe_scheme=config.recipe_scheme)
+  if distill:  # every task learns from a teacher, annealed
+    config = dataclasses.replace(
+        config, distill=True, distill_schedule="annealing",
+        teacher_dirs={t.name: ["(benchmark)"] for t in config.tasks})
   with distribution.precision_policy(config):
-    model = runner.build_model(config, bundle, plan, total_steps=10 ** 6)
-  if distill:
-    model.configure_distillation(
-        schedule_lib.DistillSchedule("annealing", 10 ** 6),
-        teacher_tasks=[t.name for t in config.tasks])
-  return model
+    return runner.build_model(config, bundle, plan, total_steps=10 ** 6)
 
 
 def non_embedding_params(model, num_layers: int) -> int:
@@ -597,13 +595,13 @@ def eval_phase(config, bundle, tokenizer, data, repeats):
   for bucketing in (False, True):
     def evaluate(bucketing=bucketing):
       n = 0
-      for i, task in enumerate(config.tasks):
+      for task in config.tasks:
         ds = pipeline.eval_dataset(
             data.records[task.name][task.dev_split], config.eval_batch_size,
             True, config.max_seq_length, pad_task_id=len(config.tasks),
             length_bucketing=bucketing)
         # At most 16 batches a task: enough for a rate, not a whole dev set.
-        n += len(evaluator.predict_task(model, i, task, ds.take(16))["eid"])
+        n += len(evaluator.predict_task(model, task, ds.take(16))["eid"])
       return n
     counted = []
     med, _ = timed(lambda f=evaluate: counted.append(f()), repeats)
@@ -685,13 +683,13 @@ def inference_phase(config, bundle, data, steps, repeats):
     for path in subset.values():
       ds = pipeline.eval_dataset(path, 32, True, cfg.max_seq_length,
                                  pad_task_id=1)
-      evaluator.predict_task(model, 0, task, ds)
+      evaluator.predict_task(model, task, ds)
 
   def new_way(batch):
     def run():
       c = dataclasses.replace(cfg, eval_batch_size=batch)
       for split in subset:
-        runner.predict(c, model, sub_data, 0, task, split)
+        runner.predict(c, model, sub_data, task, split)
     return run
 
   variants = {"old_batch32_file_order": old_way}
@@ -851,7 +849,7 @@ def recipe_phase(config, bundle, tokenizer, peak, steps, repeats):
     stage["s_per_step"] = timed_run["s_per_step"]
     stage["train_s"] = total * timed_run["s_per_step"]
     infer_s = 0.0
-    for i, task in enumerate(tasks):
+    for task in tasks:
       sizes = {s: int(m["count"]) for s, m in
                data.manifests[task.name].items()}
       head = _head_records(data.records[task.name]["train"],
@@ -859,9 +857,9 @@ def recipe_phase(config, bundle, tokenizer, peak, steps, repeats):
       sub = runner.PreparedData({task.name: {"train": head}},
                                 data.manifests)
       icfg = dataclasses.replace(cfg, eval_batch_size=config.eval_batch_size)
-      runner.predict(icfg, model, sub, i, task, "train")  # trace
-      med, _ = timed(lambda i=i, task=task, sub=sub, icfg=icfg:
-                     runner.predict(icfg, model, sub, i, task, "train"),
+      runner.predict(icfg, model, sub, task, "train")  # trace
+      med, _ = timed(lambda task=task, sub=sub, icfg=icfg:
+                     runner.predict(icfg, model, sub, task, "train"),
                      repeats, warmup=0)
       n = min(FLAGS.bench_infer_examples, sizes["train"])
       infer_s += sum(sizes.values()) / (n / med)
@@ -935,7 +933,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config = configure.config_from_flags()
-  bundle, tokenizer = runner.load_encoder_and_tokenizer(config)
+  bundle, tokenizer = encoders.load_encoder_and_tokenizer(config)
   vocab = _vocab_size(bundle)
   steps, repeats = FLAGS.bench_steps, FLAGS.bench_repeats
   phases = set(FLAGS.bench_phases)

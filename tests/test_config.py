@@ -1,5 +1,7 @@
 """Flag -> config resolution: task defaults, explicit flags, validation."""
 
+import dataclasses
+
 import pytest
 from absl import flags
 
@@ -21,7 +23,7 @@ def test_single_task_defaults(tmp_path, glue_dir):
   c = _config(tmp_path, glue_dir, "--task_names=rte")
   assert (c.learning_rate, c.num_train_epochs, c.train_batch_size) == (
       5e-5, 3.0, 32)
-  assert not c.is_multi_task
+  assert len(c.tasks) == 1
 
 
 def test_multi_task_defaults_and_explicit_wins(tmp_path, glue_dir):
@@ -61,10 +63,12 @@ def test_invalid_values_name_the_flag(tmp_path, glue_dir, arg, message):
 def test_missing_data_dir_and_encoder_positions(tmp_path, glue_dir):
   with pytest.raises(configure.ConfigError, match="--data_dir"):
     _config(tmp_path, glue_dir, f"--data_dir={tmp_path}/missing")
-  c = _config(tmp_path, glue_dir, "--max_seq_length=600")
+  # Checked where the encoder is loaded (the debug encoder has 512).
+  from bam_tf.modeling import encoders  # pylint: disable=g-import-not-at-top
+  c = _config(tmp_path, glue_dir, "--max_seq_length=600", "--debug")
   with pytest.raises(configure.ConfigError, match="--max_seq_length: 600 is "
                      "above the encoder's 512 position embeddings"):
-    configure.check_against_encoder(c, 512)
+    encoders.load_encoder_and_tokenizer(c)
 
 
 def test_unknown_flag_is_an_error(tmp_path, glue_dir):
@@ -91,3 +95,100 @@ def test_model_dir_with_another_configuration_is_refused(tmp_path, glue_dir):
   runner.claim_model_dir(_config(model_dir, glue_dir, "--task_names=rte",
                                  "--learning_rate=2e-5", "--overwrite"))
   assert not (model_dir / "marker").exists()
+
+
+def test_flags_fields_and_rerun_safe_come_from_one_table():
+  configure.define_flags()
+  configure.define_flags()  # idempotent
+  settings = {s.name: s for s in configure.SETTINGS}
+  assert len(settings) == len(configure.SETTINGS)
+  fields = {f.name: f for f in dataclasses.fields(configure.BamConfig)}
+  assert set(fields) == set(settings)
+  for name, s in settings.items():
+    if s.derived:
+      assert name not in flags.FLAGS
+      continue
+    flag = flags.FLAGS[name]
+    default = list(s.default) if s.kind == "list" else s.default
+    assert flag.default == default and flag.help.endswith(s.help), name
+    if s.kind == "enum":
+      assert list(flag.parser.enum_values) == list(s.values), name
+    has_default = fields[name].default is not dataclasses.MISSING or (
+        fields[name].default_factory is not dataclasses.MISSING)
+    assert has_default != s.required, name
+  assert {"tasks", "teacher_dirs", "teacher_flagfiles"} == {
+      n for n, s in settings.items() if s.derived}
+  assert configure.RERUN_SAFE == {n for n, s in settings.items()
+                                  if s.rerun_safe}
+  assert {"mode", "num_trials", "strategy"} <= configure.RERUN_SAFE
+  assert "learning_rate" not in configure.RERUN_SAFE
+  assert configure.MULTI_TASK_DEFAULTS == dict(
+      learning_rate=1e-4, num_train_epochs=6.0, train_batch_size=128)
+  assert configure.SINGLE_TASK_DEFAULTS == dict(
+      learning_rate=5e-5, num_train_epochs=3.0, train_batch_size=32)
+  assert configure.DEBUG_DEFAULTS == dict(num_train_epochs=3.0,
+                                          train_batch_size=32)
+
+
+def test_keyword_construction_keeps_field_defaults(tmp_path, glue_dir):
+  c = _config(tmp_path, glue_dir, "--task_names=rte")
+  required = {s.name: getattr(c, s.name) for s in configure.SETTINGS
+              if s.required}
+  bare = configure.BamConfig(**required)
+  # The field default differs from the flag's (["0"]) as it always has.
+  assert bare.teacher_output_trials == [] and bare.tasks == []
+  assert (bare.distill, bare.strategy, bare.loss_reduction) == (
+      False, "one_device", "sum")
+  bare.retrain_trials.append("1")  # instances do not share lists
+  assert configure.BamConfig(**required).retrain_trials == []
+  with pytest.raises(TypeError):
+    configure.BamConfig(**dict(required, learning_rate=None, nope=1))
+
+
+@pytest.mark.parametrize("value,expected", [("auto", None), ("true", True),
+                                            ("false", False)])
+def test_do_lower_case_flag_to_field(tmp_path, glue_dir, value, expected):
+  c = _config(tmp_path, glue_dir, f"--do_lower_case={value}")
+  assert c.do_lower_case is expected
+
+
+def test_from_json_round_trips(tmp_path, glue_dir):
+  c = _config(tmp_path, glue_dir, "--task_names=cola,rte",
+              "--do_lower_case=false", "--retrain_trials=1",
+              "--learning_rate=3e-5")
+  saved = c.to_json_dict()
+  again = configure.BamConfig.from_json(saved)
+  assert again == c and again.to_json_dict() == saved
+  assert [t.name for t in again.tasks] == ["cola", "rte"]
+  assert configure.BamConfig.from_json(
+      saved, learning_rate=1e-5).learning_rate == 1e-5
+
+
+def test_from_json_old_and_unknown_keys(tmp_path, glue_dir):
+  saved = _config(tmp_path, glue_dir, "--task_names=rte").to_json_dict()
+  saved["a_setting_since_removed"] = 3
+  for key in ("loss_reduction", "length_bucketing", "teacher_output_trials",
+              "teacher_dirs", "tasks"):
+    saved.pop(key)
+  c = configure.BamConfig.from_json(saved)
+  assert (c.loss_reduction, c.length_bucketing, c.teacher_output_trials) == (
+      "sum", False, [])
+  assert [t.name for t in c.tasks] == ["rte"]
+  saved.pop("learning_rate")
+  assert configure.missing_settings(saved) == ["learning_rate"]
+  with pytest.raises(configure.ConfigError, match="learning_rate"):
+    configure.BamConfig.from_json(saved)
+
+
+def test_from_json_without_the_training_data(tmp_path, glue_dir):
+  saved = _config(tmp_path, glue_dir, "--task_names=sts").to_json_dict()
+  saved["data_dir"] = str(tmp_path / "gone")
+  with pytest.raises(configure.ConfigError, match="^--data_dir: .* is not a "
+                     "directory"):
+    configure.BamConfig.from_json(saved)
+  c = configure.BamConfig.from_json(saved, need_data=False)
+  assert c.data_dir == saved["data_dir"] and c.tasks[0].name == "sts"
+  # Only the data_dir checks are skipped.
+  with pytest.raises(configure.ConfigError, match="--learning_rate: must be "
+                     "> 0"):
+    configure.BamConfig.from_json(saved, need_data=False, learning_rate=0.0)

@@ -17,9 +17,9 @@ from bam_tf.data import features
 from bam_tf.data import pipeline
 from bam_tf.data.tokenization import InGraphTokenizer
 from bam_tf.distill import teacher_outputs
-from bam_tf.distill.schedule import DistillSchedule
-from bam_tf.modeling.multitask_model import build_multitask_model
 from bam_tf.modeling.multitask_model import model_inputs
+from bam_tf.modeling.multitask_model import MultiTaskModel
+from bam_tf.modeling.teacher_annealing import DistillSchedule
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers
 
@@ -78,10 +78,9 @@ def _model():
   encoder = networks.BertEncoder(
       vocab_size=30522, hidden_size=16, num_layers=1, num_attention_heads=2,
       inner_dim=32, max_sequence_length=32, dict_outputs=True)
-  model = build_multitask_model([RTE, STS], encoder)
-  model.configure_bam([RTE, STS], {}, "linear")
-  model.configure_distillation(DistillSchedule("annealing", 10), ["rte",
-                                                                  "sts"])
+  model = MultiTaskModel(encoder, [RTE, STS],
+                         distill_schedule=DistillSchedule("annealing", 10),
+                         teacher_tasks=["rte", "sts"])
   return model
 
 

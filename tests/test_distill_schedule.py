@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bam_tf.distill.schedule import DistillSchedule, blend
+from bam_tf.modeling.teacher_annealing import DistillSchedule, blend
 
 
 def test_annealing_rises_linearly_from_0_to_1():

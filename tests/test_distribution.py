@@ -33,7 +33,7 @@ from bam_tf import runner
 from bam_tf.data import pipeline
 from bam_tf.evaluation import evaluator
 from bam_tf.modeling import encoders
-from bam_tf.modeling.multitask_model import build_multitask_model
+from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.tasks import registry
 from bam_tf.training import distribution
 from bam_tf.training import optimization
@@ -76,8 +76,9 @@ def _build(strategy, config=None, seed=7):
         vocab_size=VOCAB, hidden_size=16, num_layers=LAYERS,
         num_attention_heads=2, inner_dim=32, max_sequence_length=SEQ,
         dropout_rate=0.0, attention_dropout_rate=0.0, dict_outputs=True)
-    model = build_multitask_model(tasks, encoder, head_dropout=0.0)
-    model.configure_bam(tasks, {"rte": 1.0, "sts": 2.0}, "linear")
+    model = MultiTaskModel(encoder, tasks,
+                           loss_weights={"rte": 1.0, "sts": 2.0},
+                           head_dropout=0.0)
     opt = optimization.create_optimizer(
         learning_rate=1e-3, num_train_steps=20, warmup_steps=2,
         layerwise_lr_decay=0.9, num_layers=LAYERS,
@@ -185,8 +186,7 @@ def test_distributed_eval_counts_every_example_once(tmp_path,
     ds = pipeline.eval_dataset(path, batch, dynamic, SEQ,
                                pad_task_id=len(tasks) if pad else None,
                                length_bucketing=buckets)
-    return evaluator.predict_task(model, task_index, tasks[task_index], ds,
-                                  strategy)
+    return evaluator.predict_task(model, tasks[task_index], ds, strategy)
 
   if bucketing:  # the batches really are grouped by length
     ds = pipeline.eval_dataset(path, batch, True, SEQ, length_bucketing=True)

@@ -103,7 +103,7 @@ def export_dir(run_dir, restored, tmp_path_factory):
   return path
 
 
-def in_memory(model, tokenizer, task_index, task, text_a, text_b):
+def in_memory(model, tokenizer, task, text_a, text_b):
   """The model's own outputs, computed without the serving code."""
   single = text_b is None or text_b[0] is None
   inputs = tokenizer(tf.constant(text_a),
@@ -111,7 +111,7 @@ def in_memory(model, tokenizer, task_index, task, text_a, text_b):
   inputs["task_id"] = tf.zeros([len(text_a)], tf.int32)
   logits = model(inputs, training=False)[task.name]
   if task.is_regression:
-    scaled = model.task_predictions(task_index, logits)
+    scaled = model.regression_output(logits)
     return {"score": task.unscale(scaled.numpy())}
   return {"probabilities": tf.nn.softmax(logits, axis=-1).numpy()}
 
@@ -120,12 +120,12 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
                                              tmp_path):
   config, model, tokenizer = restored
   assert [t.name for t in config.tasks] == list(TASKS)
-  tasks = {t.name: (i, t) for i, t in enumerate(config.tasks)}
-  rows = {name: dev_rows(tasks[name][1]) for name in TASKS}
+  tasks = {t.name: t for t in config.tasks}
+  rows = {name: dev_rows(tasks[name]) for name in TASKS}
   assert rows["sst"][2][0] is None and rows["rte"][2][0] is not None
 
   calls = {}
-  for name, (_, task) in tasks.items():
+  for name, task in tasks.items():
     _, a, b = rows[name]
     calls[name] = {"signature": name, "inputs": {"text_a": a}}
     if export.is_pair_task(task):
@@ -160,11 +160,11 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
   assert got["modules"].size == 0, got["modules"]
 
   expected = {}
-  for name, (i, task) in tasks.items():
+  for name, task in tasks.items():
     _, a, b = rows[name]
-    expected[name] = in_memory(model, tokenizer, i, task, a, b)
+    expected[name] = in_memory(model, tokenizer, task, a, b)
 
-  for name, (i, task) in tasks.items():
+  for name, task in tasks.items():
     eids = rows[name][0]
     saved = np.load(os.path.join(run_dir, "trial_0", "predictions",
                                  f"{name}_{task.dev_split}.npz"))
@@ -194,10 +194,10 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
   np.testing.assert_allclose(got["default_pairs/rte_probabilities"],
                              got["rte/rte_probabilities"], rtol=0, atol=TOL)
   assert list(got["default_pairs/rte_label"]) == list(got["rte/rte_label"])
-  sts_index, sts_task = tasks["sts"]
+  sts_task = tasks["sts"]
   np.testing.assert_allclose(
       got["default_pairs/sts_score"],
-      in_memory(model, tokenizer, sts_index, sts_task, rte_a, rte_b)["score"],
+      in_memory(model, tokenizer, sts_task, rte_a, rte_b)["score"],
       rtol=0, atol=TOL)
   np.testing.assert_allclose(got["default_singles/sst_probabilities"],
                              got["sst/sst_probabilities"], rtol=0, atol=TOL)
@@ -212,7 +212,7 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
   assert meta["source"] == run_dir
   assert [t["name"] for t in meta["tasks"]] == list(TASKS)
   for info in meta["tasks"]:
-    task = tasks[info["name"]][1]
+    task = tasks[info["name"]]
     assert info["label_list"] == list(task.label_list)
     assert info["pair"] == export.is_pair_task(task)
   assert meta["tokenizer"]["vocab_sha256"] == tokenizer.vocab_sha256

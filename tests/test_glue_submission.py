@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
 from bam_tf.outputs import glue_submission
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers

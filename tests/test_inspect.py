@@ -1,5 +1,6 @@
 """--mode=inspect_data: counts against the official ones, bad files fail."""
 
+import json
 import os
 import shutil
 import types
@@ -28,8 +29,8 @@ def test_shared_tasks_match_official_counts(glue_dir, tokenizer, capsys,
                                  str(tmp_path)), tokenizer)
   out = capsys.readouterr().out
   assert code == 0
-  rows = {(r["task"], r["split"]): r for r in inspect.read_report(
-      str(tmp_path))}
+  with open(tmp_path / "data_report.json", encoding="utf-8") as f:
+    rows = {(r["task"], r["split"]): r for r in json.load(f)}
   assert rows[("rte", "train")]["count"] == 2490
   assert rows[("rte", "train")]["status"] == "ok"
   assert rows[("mrpc", "dev")]["count"] == 408
@@ -38,6 +39,9 @@ def test_shared_tasks_match_official_counts(glue_dir, tokenizer, capsys,
   # A task absent here is listed with its official count, not an error.
   assert rows[("qnli", "train")]["status"] == "missing"
   assert "104743" in out and "missing: task folder" in out
+  # The same table as printed, for people reading the model_dir.
+  table = (tmp_path / "data_report.txt").read_text(encoding="utf-8")
+  assert table.splitlines()[0] in out
 
 
 def test_malformed_file_exits_non_zero(glue_dir, tokenizer, tmp_path,

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras
 from official.nlp.modeling import networks
 
-from bam_tf.modeling.multitask_model import build_multitask_model
+from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.tasks import registry
 
 
@@ -16,8 +16,8 @@ def _model(loss_weights, regression_head="linear"):
       vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
       inner_dim=32, max_sequence_length=16, dict_outputs=True)
   tasks = registry.get_tasks(["mnli", "sts", "rte"])
-  model = build_multitask_model(tasks, encoder, head_dropout=0.1)
-  model.configure_bam(tasks, loss_weights, regression_head)
+  model = MultiTaskModel(encoder, tasks, loss_weights=loss_weights,
+                         regression_head=regression_head, head_dropout=0.1)
   return model, tasks
 
 
@@ -100,8 +100,8 @@ def test_mean_loss_reduction_divides_the_update_by_the_batch():
         inner_dim=32, max_sequence_length=16, dict_outputs=True,
         dropout_rate=0.0, attention_dropout_rate=0.0)
     tasks = registry.get_tasks(["mnli", "sts", "rte"])
-    model = build_multitask_model(tasks, encoder, head_dropout=0.0)
-    model.configure_bam(tasks, {}, "linear", loss_divisor=divisor)
+    model = MultiTaskModel(encoder, tasks, loss_divisor=divisor,
+                           head_dropout=0.0)
     # A large step: the weight deltas stand well above float32 rounding.
     model.compile(optimizer=tf_keras.optimizers.SGD(100.0))
     before = [w.numpy().copy() for w in model.trainable_variables]
@@ -114,3 +114,50 @@ def test_mean_loss_reduction_divides_the_update_by_the_batch():
     np.testing.assert_allclose(d_mean * 5.0, d_sum, rtol=1e-3, atol=2e-5)
     moved += int(np.any(d_sum != 0))
   assert moved > 10
+
+
+def test_get_config_rebuilds_the_same_model():
+  """One constructor, with get_config: from_config (through JSON) builds a
+  model with the same heads, loss weights, schedule and teacher tasks, and,
+  given the same weights, the same outputs."""
+  import json  # pylint: disable=g-import-not-at-top
+  from bam_tf.modeling import encoders  # pylint: disable=g-import-not-at-top
+  from bam_tf.modeling.teacher_annealing import DistillSchedule  # pylint: disable=g-import-not-at-top
+  tf_keras.utils.set_random_seed(3)
+  # bam_tf's own encoder layer (exact GELU by name): Model Garden's default
+  # activation is a lambda, which Keras cannot serialise.
+  encoder = encoders.bert_encoder_layer(
+      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
+      intermediate_size=32, max_sequence_length=16)
+  tasks = registry.get_tasks(["mnli", "sts", "rte"])
+  model = MultiTaskModel(encoder, tasks, loss_weights={"sts": 2.0},
+                         regression_head="sigmoid", loss_divisor=4.0,
+                         head_dropout=0.2,
+                         distill_schedule=DistillSchedule("fixed", 7, 0.3),
+                         teacher_tasks=["sts"])
+  config = json.loads(json.dumps(model.get_config()))
+  assert config["loss_weights"] == {"mnli": 1.0, "sts": 2.0, "rte": 1.0}
+  assert config["teacher_tasks"] == ["sts"]
+  rebuilt = MultiTaskModel.from_config(config)
+  assert json.loads(json.dumps(rebuilt.get_config())) == config
+  assert [t.name for t in rebuilt.tasks] == ["mnli", "sts", "rte"]
+  assert rebuilt.tasks[1] == tasks[1]  # TaskSpecs survive the round trip
+  assert rebuilt.distill_schedule == DistillSchedule("fixed", 7, 0.3)
+  assert rebuilt.get_layer("dropout_rte").rate == 0.2
+  rebuilt.set_weights(model.get_weights())
+  inputs = {k: v for k, v in _batch().items()
+            if k not in ("label_id", "label_value")}
+  want, got = model(inputs), rebuilt(inputs)
+  for name in want:
+    np.testing.assert_array_equal(want[name].numpy(), got[name].numpy())
+
+
+def test_constructor_refuses_unknown_tasks_and_heads():
+  encoder = networks.BertEncoder(
+      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
+      inner_dim=32, max_sequence_length=16, dict_outputs=True)
+  tasks = registry.get_tasks(["rte"])
+  with pytest.raises(ValueError, match=r"\['mrpc'\]"):
+    MultiTaskModel(encoder, tasks, teacher_tasks=["mrpc"])
+  with pytest.raises(ValueError, match="regression_head"):
+    MultiTaskModel(encoder, tasks, regression_head="tanh")

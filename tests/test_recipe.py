@@ -17,7 +17,7 @@ import bam_tf  # noqa: F401
 from bam_tf import runner
 from bam_tf.data import sampling
 from bam_tf.data import train_pool
-from bam_tf.modeling.multitask_model import build_multitask_model
+from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.tasks import readers
 from bam_tf.tasks import registry
 from conftest import REPO_ROOT, resolve_flags, run_classifier
@@ -278,7 +278,7 @@ def test_heads_are_glorot_uniform_with_zero_bias():
       vocab_size=30, hidden_size=384, num_layers=1, num_attention_heads=2,
       inner_dim=32, max_sequence_length=8, dict_outputs=True)
   tasks = registry.get_tasks(["mnli", "sts"])
-  model = build_multitask_model(tasks, encoder)
+  model = MultiTaskModel(encoder, tasks)
   for task in tasks:
     kernel, bias = model.get_layer(f"head_{task.name}").get_weights()
     fan_in, fan_out = kernel.shape

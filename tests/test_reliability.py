@@ -12,7 +12,7 @@ import tensorflow as tf
 import tf_keras
 from official.nlp.modeling import networks
 
-from bam_tf.modeling.multitask_model import build_multitask_model
+from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.tasks import glue
 from bam_tf.training import callbacks as callbacks_lib
 from conftest import REPO_ROOT
@@ -20,7 +20,7 @@ from conftest import REPO_ROOT
 _WRITER = """
 import sys
 sys.path.insert(0, {root!r})
-from bam_tf.outputs import files
+from bam_tf.common import files
 i = 0
 while True:
   i += 1
@@ -51,8 +51,7 @@ def test_non_finite_loss_stops_with_step_and_task(tmp_path):
       vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
       inner_dim=32, max_sequence_length=16, dict_outputs=True)
   tasks = [glue.GLUE_TASKS["rte"], glue.GLUE_TASKS["sts"]]
-  model = build_multitask_model(tasks, encoder)
-  model.configure_bam(tasks, {}, "linear")
+  model = MultiTaskModel(encoder, tasks)
   model.compile(optimizer=tf_keras.optimizers.SGD(1e-3))
   n = 4
   good = {"input_word_ids": np.ones((n, 5), np.int32),

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from bam_tf.evaluation import metrics
-from bam_tf.reports import plots
-from bam_tf.reports import report as rp
-from bam_tf.reports import statistics as st
 from bam_tf.tasks.glue import GLUE_TASKS
+from bam_tf_experiments import plots
+from bam_tf_experiments import report as rp
+from bam_tf_experiments import statistics as st
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_TRIALS = 6

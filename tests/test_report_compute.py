@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bam_tf.reports import report as rp
+from bam_tf_experiments import report as rp
 
 
 def _run(path, tasks, seconds, config_extra=None):

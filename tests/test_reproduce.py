@@ -1,4 +1,4 @@
-"""bam_tf.tools.reproduce: the trial-major plan, skipping of finished
+"""bam_tf_experiments.reproduce: the trial-major plan, skipping of finished
 trials, its errors and lock, and a real two-method comparison at --debug
 size that runs, logs its stages, reports, does nothing when rerun, and
 trains a trial whose dev predictions were lost again, exactly."""
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bam_tf.outputs import results as results_lib
-from bam_tf.reports import report
-from bam_tf.tools import reproduce
+from bam_tf_experiments import report
+from bam_tf_experiments import reproduce
 from conftest import REPO_ROOT
 
 

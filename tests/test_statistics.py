@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from bam_tf.evaluation import metrics
-from bam_tf.reports import statistics as st
 from bam_tf.tasks.glue import GLUE_TASKS
+from bam_tf_experiments import statistics as st
 
 
 # ------------------------------------------------------------ Holm

@@ -6,6 +6,7 @@ GLUE examples); only the predictions are made up, so the expected targets
 can be computed by hand.
 """
 
+import dataclasses
 import json
 import os
 
@@ -288,21 +289,22 @@ def test_joined_tasks_of_both_kinds_mix(tmp_path, students):
 
 def test_join_refuses_missing_and_unused_targets(tmp_path, students):
   st = students["rte"]
-  table = {int(e): [0.5, 0.5] for e in st.eids}
-  e0 = int(st.eids[0])
-  del table[e0]
+  d, _, _, _ = make_teacher(tmp_path, "t", st)
+  full = load(st, [d])
+  e0 = int(full.eids[0])
   out = str(tmp_path / "s.tfrecord")
   with pytest.raises(to.TeacherError,
                      match=r"no teacher target for 1 example ids.*%d" % e0):
-    to.join_teacher_targets(st.path, table, out)
-  table[e0] = [0.5, 0.5]
-  table[99999] = [0.5, 0.5]
+    to.join_teacher_targets(st.path, dataclasses.replace(
+        full, eids=full.eids[1:], probs=full.probs[1:]), out)
   with pytest.raises(to.TeacherError, match="1 teacher targets have no "
                      "record.*99999"):
-    to.join_teacher_targets(st.path, table, out)
+    to.join_teacher_targets(st.path, dataclasses.replace(
+        full, eids=np.append(full.eids, 99999),
+        probs=np.vstack([full.probs, [[0.5, 0.5]]]).astype(np.float32)), out)
   assert not os.path.exists(out)
-  del table[99999]
-  assert to.join_teacher_targets(st.path, table, out)["count"] == len(table)
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp_")]
+  assert to.join_teacher_targets(st.path, full, out)["count"] == len(st.eids)
 
 
 # ------------------------------------------------------ validation failures

@@ -15,15 +15,14 @@ import hashlib
 import json
 import os
 import random
-import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 import tensorflow as tf
 
+from bam_tf.common import files
+from bam_tf.common.files import file_sha256
 from bam_tf.data.tokenization import InGraphTokenizer
-from bam_tf.outputs import files
-from bam_tf.outputs.files import file_sha256
 from bam_tf.tasks.task import Example, TaskSpec
 
 # Bump whenever the record layout or featurisation semantics change: every
@@ -124,13 +123,17 @@ def _tokenized_batches(examples: Sequence[Example],
            types.flat_values.numpy(), out["num_tokens"].numpy())
 
 
-def _atomic_target(path: str) -> str:
-  """Temp file beside `path`; os.replace from it is atomic."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path),
-                             prefix="." + os.path.basename(path) + ".",
-                             suffix=".tmp")
-  os.close(fd)
-  return tmp
+def write_records_atomic(path: str, records: Iterable[bytes]) -> int:
+  """Writes serialised records as a TFRecord at `path` atomically (see
+  files.atomic_path); returns how many. Every TFRecord bam_tf writes (feature
+  caches, teacher outputs, students' joined files, train pools) goes here."""
+  n = 0
+  with files.atomic_path(path) as tmp:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for r in records:
+        writer.write(r)
+        n += 1
+  return n
 
 
 def write_features(examples: Sequence[Example], task_spec: TaskSpec,
@@ -175,16 +178,7 @@ def write_features(examples: Sequence[Example], task_spec: TaskSpec,
             features=tf.train.Features(feature=feats)).SerializeToString()
       start += len(num)
   assert start == len(examples)
-  tmp = _atomic_target(path)
-  try:
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for i in order:
-        writer.write(records[i])
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  write_records_atomic(path, (records[i] for i in order))
   return {"count": len(examples), "num_truncated": int(num_truncated),
           "max_num_tokens": int(max_num_tokens)}
 

@@ -11,7 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from bam_tf.outputs import files
+from bam_tf.common import files
 from bam_tf.tasks import readers
 from bam_tf.tasks.task import TaskSpec
 
@@ -95,10 +95,6 @@ def format_table(rows: List[Dict], max_seq_length: int) -> str:
 
 
 REPORT_JSON = "data_report.json"
-
-
-def read_report(model_dir: str) -> List[Dict]:
-  return files.read_json(os.path.join(model_dir, REPORT_JSON))
 
 
 def inspect(config, tokenizer) -> int:

@@ -59,7 +59,7 @@ import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from bam_tf.outputs.files import file_sha256
+from bam_tf.common.files import file_sha256
 
 CLS_TOKEN = "[CLS]"
 SEP_TOKEN = "[SEP]"

@@ -83,17 +83,9 @@ def write_pool(sources: Sequence[str], copies: Sequence[int], batch_size: int,
   records = [read_serialized(p) for p in sources]
   order = pool_order([len(r) for r in records], copies, batch_size, seed)
   pad = padding_record(pad_task_id)
-  tmp = out_path + ".tmp"
-  tf.io.gfile.makedirs(os.path.dirname(out_path) or ".")
-  try:
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for source, row in order:
-        writer.write(pad if source < 0 else records[source][row])
-    tf.io.gfile.rename(tmp, out_path, overwrite=True)
-  except BaseException:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
-    raise
+  features_lib.write_records_atomic(
+      out_path, (pad if source < 0 else records[source][row]
+                 for source, row in order))
   return {"records": int(len(order)),
           "padding": int(np.sum(order[:, 0] < 0)),
           "per_source": [int(np.sum(order[:, 0] == s))
@@ -140,5 +132,5 @@ def pool_path(folder: str, task_name: str = "") -> str:
 
 def remove_pools(paths: List[str]):
   for path in paths:
-    if tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
+    if os.path.exists(path):
+      os.remove(path)

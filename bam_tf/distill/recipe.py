@@ -16,8 +16,8 @@ import sys
 
 from absl import logging
 
+from bam_tf.common.errors import BamError
 from bam_tf.distill import teacher_outputs
-from bam_tf.errors import BamError
 from bam_tf.outputs import results as results_lib
 
 # Flags of the student's command line that its teachers inherit, so that a

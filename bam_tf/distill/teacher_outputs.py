@@ -26,17 +26,16 @@ import json
 import math
 import os
 import re
-import tempfile
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 import bam_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
+from bam_tf.common import files
+from bam_tf.common.errors import BamError
 from bam_tf.data import features as features_lib
-from bam_tf.errors import BamError
-from bam_tf.outputs import files
 from bam_tf.tasks.task import CLASSIFICATION, REGRESSION, TaskSpec
 
 # Bump when the record layout or its meaning changes; readers refuse others.
@@ -98,32 +97,6 @@ def _softmax(x: np.ndarray) -> np.ndarray:
   x = x - np.max(x, axis=-1, keepdims=True)
   e = np.exp(x)
   return e / np.sum(e, axis=-1, keepdims=True)
-
-
-def _write_records_atomic(path: str, records: Iterable[bytes]) -> int:
-  """TFRecord via a temp file in the same folder + rename; returns count."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".",
-                             dir=folder)
-  os.close(fd)
-  n = 0
-  try:
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for r in records:
-        writer.write(r)
-        n += 1
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-      os.fsync(fd)
-    finally:
-      os.close(fd)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return n
 
 
 def _utc_now() -> str:
@@ -193,7 +166,7 @@ def write_teacher_outputs(out_dir: str, task: TaskSpec, split: str,
           feature=feats)).SerializeToString()
 
   path, manifest_path = teacher_paths(out_dir, task.name, split)
-  count = _write_records_atomic(path, records())
+  count = features_lib.write_records_atomic(path, records())
   manifest = {key: None for key in (
       "data_sha256", "examples_sha256", "vocab_sha256", "do_lower_case",
       "max_seq_length", "model_dir", "trial")}
@@ -426,43 +399,22 @@ def student_manifest_path(out_path: str) -> str:
   return os.path.splitext(out_path)[0] + ".json"
 
 
-def _targets_by_eid(targets: Union[TeacherTargets, Mapping]
-                    ) -> Tuple[str, int, Dict[int, np.ndarray], Dict]:
-  """(kind, width, {eid: float32 vector}, manifest info)."""
-  if isinstance(targets, TeacherTargets):
-    arr = targets.targets
-    kind = targets.kind
-    info = {"task": targets.task, "sources": list(targets.sources),
-            "temperature": targets.temperature}
-    table = {int(e): np.atleast_1d(np.asarray(v, np.float32))
-             for e, v in zip(targets.eids, arr)}
-  else:
-    table = {int(e): np.atleast_1d(np.asarray(v, np.float32))
-             for e, v in targets.items()}
-    first = next(iter(targets.values()), None)
-    kind = REGRESSION if first is not None and np.ndim(first) == 0 \
-        else CLASSIFICATION
-    info = {"task": None, "sources": [], "temperature": None}
-  widths = {len(v) for v in table.values()}
-  if len(widths) > 1:
-    raise TeacherError("teacher targets have mixed widths %s" % sorted(widths))
-  width = widths.pop() if widths else 1
-  return kind, width, table, info
-
-
-def join_teacher_targets(features_path: str,
-                         targets: Union[TeacherTargets, Mapping],
+def join_teacher_targets(features_path: str, targets: TeacherTargets,
                          out_path: str) -> Dict:
   """Student train file = featurised records + teacher target, by eid.
 
-  `targets` is a TeacherTargets or {eid: probs vector | scalar value}
-  (a scalar means regression). Every record keeps all its fields and its
-  position; classification records gain `teacher_probs` (float list),
-  regression ones `teacher_value` (one float). Written atomically, manifest
-  (student_manifest_path) last. Every record needs a target and every
-  target a record.
+  `targets` is load_teacher_targets' result. Every record keeps all its
+  fields and its position; classification records gain `teacher_probs`
+  (float list), regression ones `teacher_value` (one float). Written
+  atomically, manifest (student_manifest_path) last. Every record needs a
+  target and every target a record.
   """
-  kind, width, table, info = _targets_by_eid(targets)
+  kind = targets.kind
+  values = np.asarray(targets.targets, np.float32)
+  if values.ndim == 1:  # regression: one value per example
+    values = values[:, None]
+  width = values.shape[1]
+  table = {int(e): v for e, v in zip(targets.eids, values)}
   field = "teacher_value" if kind == REGRESSION else "teacher_probs"
   try:
     eids = feature_eids(features_path)
@@ -479,7 +431,7 @@ def join_teacher_targets(features_path: str,
     raise TeacherError(
         "%s: no teacher target for %d example ids (first: %s; targets from "
         "%s)" % (features_path, len(missing), _ids(missing),
-                 ", ".join(info["sources"]) or "the given dict"))
+                 ", ".join(targets.sources) or "no teacher file"))
   unused = np.setdiff1d(known, eids)
   if len(unused):
     raise TeacherError("%d teacher targets have no record in %s (first: %s)"
@@ -497,7 +449,7 @@ def join_teacher_targets(features_path: str,
   manifest_path = student_manifest_path(out_path)
   if os.path.exists(manifest_path):
     os.remove(manifest_path)
-  count = _write_records_atomic(out_path, records())
+  count = features_lib.write_records_atomic(out_path, records())
   manifest = {
       "count": int(count),
       "kind": kind,
@@ -508,7 +460,8 @@ def join_teacher_targets(features_path: str,
       "written": _utc_now(),
       "format_version": STUDENT_FORMAT_VERSION,
   }
-  manifest.update(info)
+  manifest.update({"task": targets.task, "sources": list(targets.sources),
+                   "temperature": targets.temperature})
   files.write_json_atomic(manifest_path, manifest)
   return manifest
 

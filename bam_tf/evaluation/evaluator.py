@@ -5,23 +5,23 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.common import replicas
 from bam_tf.evaluation import metrics
 from bam_tf.modeling.multitask_model import model_inputs
 from bam_tf.tasks.task import TaskSpec
-from bam_tf.training import distribution
 
 
 _FIELDS = ("eid", "label_id", "label_value")
 
 
-def _replica_fn(model, task_index: int, task: TaskSpec):
+def _replica_fn(model, task: TaskSpec):
   """Per-replica outputs plus the features that identify the rows."""
 
   def fn(features):
     logits = tf.cast(model(model_inputs(features),
                            training=False)[task.name], tf.float32)
     if task.is_regression:
-      out = model.task_predictions(task_index, logits)
+      out = model.regression_output(logits)
     else:
       out = tf.nn.softmax(logits, axis=-1)
     result = {k: features[k] for k in _FIELDS}
@@ -42,8 +42,7 @@ def _relaxed_signature(element_spec):
            for k, v in element_spec.items()}]
 
 
-def _predict_step(model, task_index: int, task: TaskSpec, strategy,
-                  element_spec):
+def _predict_step(model, task: TaskSpec, strategy, element_spec):
   """One traced function per (model, task, strategy, batch fields), reused
   across splits.
 
@@ -53,14 +52,14 @@ def _predict_step(model, task_index: int, task: TaskSpec, strategy,
   gets batches of one size (padded) and relaxes shapes as it retraces.
   """
   cache = model.__dict__.setdefault("_bam_predict_steps", {})
-  key = (task_index, id(strategy), tuple(sorted(element_spec)))
+  key = (task.name, id(strategy), tuple(sorted(element_spec)))
   if key not in cache:
-    fn = _replica_fn(model, task_index, task)
+    fn = _replica_fn(model, task)
 
     def step(features):
       per_replica = strategy.run(fn, args=(features,))
       return tf.nest.map_structure(
-          lambda v: distribution.gather(strategy, v), per_replica)
+          lambda v: replicas.gather(strategy, v), per_replica)
 
     if strategy.num_replicas_in_sync == 1 and not isinstance(
         strategy, tf.distribute.TPUStrategy):
@@ -71,8 +70,7 @@ def _predict_step(model, task_index: int, task: TaskSpec, strategy,
   return cache[key]
 
 
-def predict_task(model, task_index: int, task: TaskSpec,
-                 dataset: tf.data.Dataset,
+def predict_task(model, task: TaskSpec, dataset: tf.data.Dataset,
                  strategy: Optional[tf.distribute.Strategy] = None
                  ) -> Dict[str, np.ndarray]:
   """Per-example outputs of one task's head, in file order.
@@ -85,9 +83,8 @@ def predict_task(model, task_index: int, task: TaskSpec,
   is counted exactly once.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  step = _predict_step(model, task_index, task, strategy,
-                       dataset.element_spec)
-  dataset = distribution.for_strategy(dataset, strategy)
+  step = _predict_step(model, task, strategy, dataset.element_spec)
+  dataset = replicas.for_strategy(dataset, strategy)
   dist_ds = strategy.experimental_distribute_dataset(dataset)
   parts = {k: [] for k in _FIELDS + ("logits", "out")}
   for features in dist_ds:

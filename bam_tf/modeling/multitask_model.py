@@ -6,15 +6,16 @@ examples (task_id = number of tasks) contribute nothing. The loss is summed
 over the batch, as the original does.
 """
 
-from typing import Dict, List
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 
-from bam_tf.distill import schedule as schedule_lib
+from bam_tf.modeling import teacher_annealing
 from bam_tf.tasks.task import TaskSpec
 
 INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+REGRESSION_HEADS = ("linear", "sigmoid")
 
 
 def head_name(task: TaskSpec) -> str:
@@ -29,34 +30,104 @@ def model_inputs(features):
 class MultiTaskModel(tf_keras.Model):
   """Functional multi-task model with the BAM train step.
 
-  Built with `build_multitask_model`; `configure_bam` attaches the tasks and
-  loss weights, `configure_distillation` the teacher-annealing schedule (the
-  batch then carries `teacher_probs`, the teacher's probabilities, and
-  `teacher_value`, its scaled prediction for regression tasks).
+  One constructor builds the whole graph, as keras-hub's task models do:
+  inputs -> shared `encoder` -> pooled [CLS] -> dropout -> one dense head
+  per task. Heads are initialised as the original's `tf.layers.dense`
+  (Glorot-uniform kernel, zero bias) and stay float32 under a mixed
+  precision policy.
+
+  Args:
+    encoder: a layer called on dict(input_word_ids, input_mask,
+      input_type_ids) that returns at least 'pooled_output'.
+    tasks: the TaskSpecs, in task_id order.
+    loss_weights: task name -> weight of its loss (default 1.0 each).
+    regression_head: 'linear' (original code) or 'sigmoid' (paper).
+    loss_divisor: the objective is the batch's summed loss divided by it
+      (1 = the original's sum; the global batch size = a mean).
+    head_dropout: dropout before each head.
+    distill_schedule: a teacher_annealing.DistillSchedule (or its config);
+      with it the batch carries `teacher_probs` (teacher probabilities) and
+      `teacher_value` (its scaled prediction for regression tasks), blended
+      into the targets of `teacher_tasks`.
+    teacher_tasks: names of the tasks that have a teacher.
   """
 
-  def configure_bam(self, tasks: List[TaskSpec], loss_weights: Dict[str,
-                                                                   float],
-                    regression_head: str, loss_divisor: float = 1.0):
-    """`loss_divisor`: the objective is the batch's summed loss divided by
-    it (1 = the original's sum; the global batch size = a mean)."""
-    self.tasks = list(tasks)
-    self.loss_divisor = float(loss_divisor)
-    self.task_loss_weights = tf.constant(
-        [float(loss_weights.get(t.name, 1.0)) for t in tasks], tf.float32)
+  def __init__(self, encoder, tasks: Sequence[TaskSpec], *,
+               loss_weights: Optional[Dict[str, float]] = None,
+               regression_head: str = "linear", loss_divisor: float = 1.0,
+               head_dropout: float = 0.1, distill_schedule=None,
+               teacher_tasks: Sequence[str] = (), **kwargs):
+    tasks = [t if isinstance(t, TaskSpec) else TaskSpec.from_config(t)
+             for t in tasks]
+    names = [t.name for t in tasks]
+    loss_weights = dict(loss_weights or {})
+    unknown = (set(loss_weights) | set(teacher_tasks)) - set(names)
+    if unknown:
+      raise ValueError(f"loss weights or teachers for tasks {sorted(unknown)} "
+                       f"that are not among the model's tasks {names}")
+    if regression_head not in REGRESSION_HEADS:
+      raise ValueError(f"regression_head must be one of {REGRESSION_HEADS}, "
+                       f"got {regression_head!r}")
+    if isinstance(distill_schedule, dict):
+      distill_schedule = teacher_annealing.DistillSchedule(**distill_schedule)
+
+    inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k)
+              for k in INPUT_KEYS}
+    # task_id is part of the signature so that serving and the train step
+    # see the same inputs; the heads themselves do not read it.
+    inputs["task_id"] = tf_keras.Input(shape=(), dtype=tf.int32,
+                                       name="task_id")
+    pooled = encoder({k: inputs[k] for k in INPUT_KEYS})["pooled_output"]
+    outputs = {}
+    for task in tasks:
+      x = tf_keras.layers.Dropout(head_dropout,
+                                  name=f"dropout_{task.name}")(pooled)
+      outputs[task.name] = tf_keras.layers.Dense(
+          task.num_labels, name=head_name(task), dtype="float32",
+          kernel_initializer="glorot_uniform", bias_initializer="zeros")(x)
+    kwargs.setdefault("name", "bam_multitask")
+    super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    self.encoder = encoder
+    self.tasks = tasks
     self.regression_head = regression_head
+    self.loss_divisor = float(loss_divisor)
+    self.head_dropout = float(head_dropout)
+    self.task_loss_weights = tf.constant(
+        [float(loss_weights.get(name, 1.0)) for name in names], tf.float32)
+    self.distill_schedule = distill_schedule
+    self.teacher_tasks = frozenset(teacher_tasks)
     # train_step returns logs already reduced over replicas.
     self.distribute_reduction_method = "first"
-    self.distill_schedule = None
-    self.teacher_tasks = frozenset()
     # lambda of teacher annealing; 1.0 = gold labels only.
     self.distill_lambda = tf.Variable(1.0, trainable=False, dtype=tf.float32,
                                       name="distill_lambda")
 
-  def configure_distillation(self, schedule, teacher_tasks):
-    """Blends teacher outputs into the targets of `teacher_tasks`."""
-    self.distill_schedule = schedule
-    self.teacher_tasks = frozenset(teacher_tasks)
+  def get_config(self):
+    weights = self.task_loss_weights.numpy().tolist()
+    return {
+        "name": self.name,
+        "encoder": tf_keras.layers.serialize(self.encoder),
+        "tasks": [t.get_config() for t in self.tasks],
+        "loss_weights": {t.name: w for t, w in zip(self.tasks, weights)},
+        "regression_head": self.regression_head,
+        "loss_divisor": self.loss_divisor,
+        "head_dropout": self.head_dropout,
+        "distill_schedule": (None if self.distill_schedule is None
+                             else self.distill_schedule.get_config()),
+        "teacher_tasks": sorted(self.teacher_tasks),
+    }
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
+    from bam_tf.modeling import minilm  # pylint: disable=g-import-not-at-top
+    objects = {"KerasLayer": hub.KerasLayer, "exact_gelu": minilm.exact_gelu}
+    objects.update(custom_objects or {})
+    config = dict(config)
+    config["encoder"] = tf_keras.layers.deserialize(config["encoder"],
+                                                   custom_objects=objects)
+    return cls(**config)
 
   def _target(self, task, features, gold):
     if task.name not in self.teacher_tasks:
@@ -66,11 +137,10 @@ class MultiTaskModel(tf_keras.Model):
     else:
       teacher = tf.cast(features["teacher_probs"], tf.float32)
       teacher = teacher[:, :task.num_labels]
-    return schedule_lib.blend(self.distill_lambda, gold, teacher)
+    return teacher_annealing.blend(self.distill_lambda, gold, teacher)
 
-  def task_predictions(self, task_index: int, logits: tf.Tensor) -> tf.Tensor:
-    """Regression prediction on the scaled label space."""
-    del task_index
+  def regression_output(self, logits: tf.Tensor) -> tf.Tensor:
+    """A regression head's prediction on the scaled label space."""
     pred = tf.squeeze(logits, -1)
     if self.regression_head == "sigmoid":
       pred = tf.sigmoid(pred)
@@ -79,10 +149,10 @@ class MultiTaskModel(tf_keras.Model):
   def per_example_losses(self, features, outputs) -> tf.Tensor:
     """[batch, num_tasks] losses of each head on each example (unmasked)."""
     columns = []
-    for i, task in enumerate(self.tasks):
+    for task in self.tasks:
       logits = tf.cast(outputs[task.name], tf.float32)
       if task.is_regression:
-        pred = self.task_predictions(i, logits)
+        pred = self.regression_output(logits)
         target = self._target(task, features,
                               tf.cast(features["label_value"], tf.float32))
         columns.append(tf.square(pred - target))
@@ -130,7 +200,7 @@ class MultiTaskModel(tf_keras.Model):
     # aggregation (bam_tf.training.optimization).
     self.optimizer.apply_gradients(zip(grads, variables))
     # Logged values over the global batch: every replica returns the same
-    # all-reduced logs, and Keras keeps the first (configure_bam sets
+    # all-reduced logs, and Keras keeps the first (the constructor sets
     # distribute_reduction_method; its default would sum them).
     task_sums = per_task * counts
     ctx = tf.distribute.get_replica_context()
@@ -144,32 +214,3 @@ class MultiTaskModel(tf_keras.Model):
       logs[f"loss_{task.name}"] = per_task[i]
       logs[f"count_{task.name}"] = counts[i]
     return logs
-
-
-def build_multitask_model(tasks: List[TaskSpec], encoder_layer,
-                          head_dropout: float = 0.1) -> MultiTaskModel:
-  """Wires inputs -> shared encoder -> pooled [CLS] -> per-task heads.
-
-  Heads are initialised as the original's `tf.layers.dense`: Glorot-uniform
-  kernel, zero bias.
-  """
-  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k)
-            for k in INPUT_KEYS}
-  inputs["task_id"] = tf_keras.Input(shape=(), dtype=tf.int32, name="task_id")
-  encoder_outputs = encoder_layer(
-      {k: inputs[k] for k in INPUT_KEYS})
-  pooled = encoder_outputs["pooled_output"]
-  outputs = {}
-  for task in tasks:
-    x = tf_keras.layers.Dropout(head_dropout,
-                                name=f"dropout_{task.name}")(pooled)
-    outputs[task.name] = tf_keras.layers.Dense(
-        task.num_labels, name=head_name(task),
-        # float32 heads under a mixed precision policy (logits, softmax and
-        # losses in float32).
-        dtype="float32",
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros")(x)
-  # task_id is part of the signature so that serving and the train step see
-  # the same inputs; the heads themselves do not read it.
-  return MultiTaskModel(inputs=inputs, outputs=outputs, name="bam_multitask")

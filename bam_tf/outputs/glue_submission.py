@@ -12,8 +12,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from bam_tf.errors import BamError
-from bam_tf.outputs import files
+from bam_tf.common import files
+from bam_tf.common.errors import BamError
 from bam_tf.tasks.task import TaskSpec
 
 # (task, split) -> leaderboard file name.

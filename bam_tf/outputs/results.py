@@ -8,7 +8,7 @@ import os
 import statistics
 from typing import Dict, List
 
-from bam_tf.outputs import files
+from bam_tf.common import files
 
 RESULTS_JSON = "results.json"
 RESULTS_TXT = "results.txt"

@@ -38,7 +38,6 @@ Command line:
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -49,9 +48,11 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow as tf
 
 from bam_tf import configure
-from bam_tf.errors import BamError
-from bam_tf.modeling.multitask_model import INPUT_KEYS, head_name
-from bam_tf.tasks import registry
+from bam_tf.common.errors import BamError
+from bam_tf.modeling import encoders
+from bam_tf.modeling.multitask_model import head_name
+from bam_tf.modeling.multitask_model import INPUT_KEYS
+from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.tasks.task import TaskSpec
 from bam_tf.training import warm_start
 
@@ -60,8 +61,6 @@ METADATA_FILE = "bam_export.json"
 DEFAULT_SIGNATURE = "serving_default"
 TEXT_A = "text_a"
 TEXT_B = "text_b"
-# BamConfig fields rebuilt by `configure.resolve`, never read from the file.
-_DERIVED_FIELDS = ("tasks", "teacher_dirs", "teacher_flagfiles")
 
 
 class ExportError(BamError):
@@ -91,27 +90,13 @@ def load_run_config(model_dir: str) -> configure.BamConfig:
                       "run (run_classifier.py writes config.json)")
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
-  fields = {f.name: f for f in dataclasses.fields(configure.BamConfig)}
-  values = {k: v for k, v in saved.items()
-            if k in fields and k not in _DERIVED_FIELDS}
-  missing = [name for name, f in fields.items()
-             if name not in values and name not in _DERIVED_FIELDS
-             and f.default is dataclasses.MISSING
-             and f.default_factory is dataclasses.MISSING]
+  missing = configure.missing_settings(saved)
   if missing:
     raise ExportError(f"{path} lacks {missing}; was it written by another "
                       "version of bam_tf?")
-  values.update(model_dir=model_dir, distill=False, teachers="",
-                init_from="")
-  try:
-    return configure.resolve(configure.BamConfig(**values))
-  except configure.ConfigError as e:
-    if not str(e).startswith("--data_dir"):
-      raise
-  config = configure.BamConfig(**values)  # data_dir gone: not needed here
-  config.tasks = registry.get_tasks(
-      config.task_names, registry.load_custom_tasks(config.custom_tasks))
-  return config
+  return configure.BamConfig.from_json(
+      saved, need_data=False, model_dir=model_dir, distill=False,
+      teachers="", init_from="")
 
 
 def restore_final(model, encoder_layer, model_dir: str, trial: int = 0):
@@ -142,19 +127,15 @@ def restore_run(model_dir: str, trial: int = 0):
   The model is built without optimizer or sampling plan (serving needs
   neither); the tokenizer is the one training used.
   """
-  # Imported here: runner pulls in the training stack, which the rest of
-  # this module (and loading an export) does not need.
-  from bam_tf import runner  # pylint: disable=g-import-not-at-top
-  from bam_tf.modeling.multitask_model import build_multitask_model  # pylint: disable=g-import-not-at-top
   config = load_run_config(model_dir)
   path = final_checkpoint_path(model_dir, trial)
   if not tf.io.gfile.exists(path + ".index"):  # before the slow encoder load
     raise ExportError(f"{path} not found; trial {trial} of {model_dir} has "
                       "not finished")
-  bundle, tokenizer = runner.load_encoder_and_tokenizer(config)
-  model = build_multitask_model(config.tasks, bundle.layer,
-                                head_dropout=config.head_dropout)
-  model.configure_bam(config.tasks, {}, config.regression_head)
+  bundle, tokenizer = encoders.load_encoder_and_tokenizer(config)
+  model = MultiTaskModel(bundle.layer, config.tasks,
+                         regression_head=config.regression_head,
+                         head_dropout=config.head_dropout)
   restore_final(model, bundle.layer, model_dir, trial)
   return config, model, tokenizer, bundle
 
@@ -194,12 +175,12 @@ def pack_rows(tokenizer, text_a: tf.Tensor,
                  lambda: tf.cond(tf.reduce_any(has_b), mixed, singles))
 
 
-def task_outputs(model, task_index: int, task: TaskSpec,
+def task_outputs(model, task: TaskSpec,
                  logits: tf.Tensor) -> Dict[str, tf.Tensor]:
   """Serving outputs of one head (see the module docstring)."""
   logits = tf.cast(logits, tf.float32)
   if task.is_regression:
-    scaled = model.task_predictions(task_index, logits)
+    scaled = model.regression_output(logits)
     return {f"{task.name}_score": tf.cast(task.unscale(scaled), tf.float32)}
   probs = tf.nn.softmax(logits, axis=-1)
   labels = tf.constant(list(task.label_list), tf.string)
@@ -229,11 +210,10 @@ class ServingModule(tf.Module):
     self.metadata = tf.function(
         lambda: {"metadata_json": tf.constant(metadata_json)},
         input_signature=[])
-    index = {t.name: i for i, t in enumerate(model.tasks)}
-    fns = {t.name: self._make_signature(model, tokenizer, [t], index)
+    fns = {t.name: self._make_signature(model, tokenizer, [t])
            for t in tasks}
     fns[DEFAULT_SIGNATURE] = self._make_signature(model, tokenizer,
-                                                  list(tasks), index)
+                                                  list(tasks))
     # Kept out of the object graph (they are saved as signatures): a child
     # named `signatures` would also clash with the loaded `.signatures`.
     object.__setattr__(self, "_serving_signatures", fns)
@@ -243,7 +223,7 @@ class ServingModule(tf.Module):
     return dict(self._serving_signatures)
 
   @staticmethod
-  def _make_signature(model, tokenizer, tasks, index):
+  def _make_signature(model, tokenizer, tasks):
     def outputs(text_a, text_b=None):
       inputs = pack_rows(tokenizer, text_a, text_b)
       inputs = {k: inputs[k] for k in INPUT_KEYS}
@@ -253,8 +233,7 @@ class ServingModule(tf.Module):
       logits = model(inputs, training=False)
       out = {}
       for task in tasks:
-        out.update(task_outputs(model, index[task.name], task,
-                                logits[task.name]))
+        out.update(task_outputs(model, task, logits[task.name]))
       return out
 
     if any(is_pair_task(t) for t in tasks):

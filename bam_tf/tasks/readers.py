@@ -9,7 +9,7 @@ import csv
 import os
 from typing import List, Optional
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
 from bam_tf.tasks.task import Example, SplitLayout, TaskSpec
 
 

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Dict, List
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
 from bam_tf.tasks import glue
 from bam_tf.tasks.task import CLASSIFICATION, REGRESSION, SplitLayout, TaskSpec
 

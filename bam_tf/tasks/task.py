@@ -61,6 +61,19 @@ class TaskSpec:
     lo, hi = self.label_range
     return value * hi + lo
 
+  def get_config(self) -> Dict:
+    """JSON-able fields (a model's get_config carries its tasks)."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_config(cls, config: Dict) -> "TaskSpec":
+    values = dict(config)
+    values["splits"] = {name: SplitLayout(**layout)
+                        for name, layout in values["splits"].items()}
+    values["label_list"] = tuple(values.get("label_list", ()))
+    values["label_range"] = tuple(values.get("label_range", (0.0, 5.0)))
+    return cls(**values)
+
 
 @dataclasses.dataclass(frozen=True)
 class Example:

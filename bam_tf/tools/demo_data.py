@@ -14,7 +14,7 @@ import random
 from absl import app
 from absl import flags
 
-from bam_tf.outputs import files
+from bam_tf.common import files
 
 _SUBJECTS = ["the movie", "this film", "the story", "the acting", "the plot",
              "the soundtrack", "the director's work", "the ending"]

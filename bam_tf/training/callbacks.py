@@ -7,8 +7,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bam_tf.outputs import durations
-from bam_tf.outputs import files
+from bam_tf.common import durations
+from bam_tf.common import files
 
 
 class ProgressLogger(tf_keras.callbacks.Callback):

@@ -13,8 +13,6 @@ under `strategy.scope()`; the runner does this.
 """
 
 import contextlib
-import json
-import os
 from typing import Optional, Sequence
 
 import bam_tf  # noqa: F401  (Keras 2 before TensorFlow)
@@ -22,7 +20,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bam_tf import configure
+from bam_tf.common.errors import ConfigError
 
 
 def make_strategy(config, devices: Optional[Sequence[str]] = None
@@ -48,7 +46,7 @@ def make_strategy(config, devices: Optional[Sequence[str]] = None
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
-  raise configure.ConfigError(f"--strategy: unknown strategy {kind!r}")
+  raise ConfigError(f"--strategy: unknown strategy {kind!r}")
 
 
 def check_batch_sizes(config, num_replicas: int):
@@ -56,62 +54,10 @@ def check_batch_sizes(config, num_replicas: int):
   for flag in ("train_batch_size", "eval_batch_size"):
     value = getattr(config, flag)
     if value % num_replicas:
-      raise configure.ConfigError(
+      raise ConfigError(
           f"--{flag}: {value} is not divisible by the {num_replicas} "
           f"replicas of --strategy={config.strategy} (it is the global "
           "batch, split evenly across replicas)")
-
-
-def _is_default(strategy) -> bool:
-  return type(strategy).__name__ == "_DefaultDistributionStrategy"
-
-
-def is_multi_worker(strategy) -> bool:
-  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def worker_info(strategy):
-  """(task_type, task_id) of this process; (None, None) when single-worker."""
-  if not is_multi_worker(strategy):
-    return None, None
-  resolver = strategy.cluster_resolver
-  return resolver.task_type, resolver.task_id
-
-
-def is_chief(strategy) -> bool:
-  """Whether this process writes checkpoints and results."""
-  task_type, task_id = worker_info(strategy)
-  if task_type is None:
-    return True
-  if task_type == "chief":
-    return True
-  cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-  return task_type == "worker" and task_id == 0 and "chief" not in cluster
-
-
-def dataset_options() -> tf.data.Options:
-  """Shard data across workers by element, not by file (each worker builds
-  the same seeded stream; a featurised split is one file)."""
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = (
-      tf.data.experimental.AutoShardPolicy.DATA)
-  return options
-
-
-def for_strategy(dataset: tf.data.Dataset, strategy) -> tf.data.Dataset:
-  if is_multi_worker(strategy):
-    return dataset.with_options(dataset_options())
-  return dataset
-
-
-def gather(strategy, value):
-  """Per-replica tensors -> one tensor, concatenated along the batch in
-  replica order (every worker's replicas under multi-worker)."""
-  if _is_default(strategy):
-    return value
-  if is_multi_worker(strategy):
-    return strategy.gather(value, axis=0)
-  return tf.concat(strategy.experimental_local_results(value), axis=0)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,6 @@ Adam moments live in optimizer slots (checkpointed with the optimizer via
 ``tf.train.Checkpoint``); when initialising from a pre-trained checkpoint,
 restore only the model, so the moments start at zero as in the original.
 """
-import functools
 import re
 from typing import Callable, Dict, Iterable, Optional
 
@@ -50,8 +49,6 @@ import tensorflow as tf
 import tf_keras
 from official.modeling.optimization import legacy_adamw
 from official.nlp import optimization as nlp_optimization
-
-from bam_tf.modeling import encoders
 
 EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 
@@ -65,7 +62,8 @@ def canonical_name(var_name: str) -> str:
 
 def warmup_steps_from_proportion(num_train_steps: int,
                                  warmup_proportion: float) -> int:
-  """``int(total * proportion)``: the original truncates, not rounds."""
+  """``int(total * proportion)``: the original truncates, not rounds (the
+  ``warmup_steps`` to give ``create_optimizer``)."""
   return int(num_train_steps * warmup_proportion)
 
 
@@ -84,16 +82,6 @@ def lr_schedule(learning_rate: float, num_train_steps: int,
         decay_schedule_fn=schedule,
         warmup_steps=warmup_steps)
   return schedule
-
-
-def clip_gradients(grads, clip_norm: float = 1.0):
-  """``tf.clip_by_global_norm`` over all gradients; returns (grads, norm).
-
-  Not needed with ``create_optimizer`` (it clips in ``apply_gradients``);
-  useful for logging the pre-clip global norm in a custom loop. Clipping
-  twice is harmless: the second clip is a no-op.
-  """
-  return tf.clip_by_global_norm(grads, clip_norm)
 
 
 class LayerwiseAdamWeightDecay(legacy_adamw.AdamWeightDecay):
@@ -130,11 +118,11 @@ class LayerwiseAdamWeightDecay(legacy_adamw.AdamWeightDecay):
     self.num_layers = num_layers
     self.bias_correction = bias_correction
     if self._layerwise_on():
-      if num_layers is None:
-        raise ValueError("num_layers is required for layer-wise lr decay")
-      if depth_fn is None:
-        depth_fn = functools.partial(encoders.variable_depth,
-                                     num_layers=num_layers)
+      # Required rather than defaulted to the encoder's variable_depth, so
+      # that training does not import modeling.
+      if num_layers is None or depth_fn is None:
+        raise ValueError("num_layers and depth_fn are required for "
+                         "layer-wise lr decay")
     self._depth_fn = depth_fn
     self._multipliers: Dict[str, float] = {}
 
@@ -236,7 +224,8 @@ def create_optimizer(learning_rate: float,
   ``bias_correction`` True gives the bias-corrected Adam of Keras/PyTorch
   (not the original, whose early updates are up to ~6x larger; see
   docs/RESULTS.md for what it does to short fine-tunes).
-  ``depth_fn(var_name) -> depth``; default: the encoder's ``variable_depth``.
+  ``depth_fn(var_name) -> depth`` (e.g. the encoder's ``variable_depth``)
+  and ``num_layers`` are required when layer-wise rates are on.
   ``optimizer.learning_rate`` is the schedule; ``optimizer.learning_rate(
   optimizer.iterations)`` is the base lr of the next update (for logging).
   """

@@ -12,8 +12,8 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
-from bam_tf.errors import BamError
-from bam_tf.outputs import files
+from bam_tf.common import files
+from bam_tf.common.errors import BamError
 from bam_tf.training import callbacks as callbacks_lib
 from bam_tf.training import rng_state
 

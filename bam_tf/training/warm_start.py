@@ -11,7 +11,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
 from bam_tf.modeling.multitask_model import head_name
 
 FINAL_DIR = "final"

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
-from bam_tf.errors import BamError
+from bam_tf.common.errors import BamError
 from bam_tf.evaluation import metrics as metrics_lib
 from bam_tf.tasks.task import TaskSpec
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bam_tf.outputs import files
+from bam_tf.common import files
 
 CURVE_TAGS = ("loss", "learning_rate", "lambda")
 

@@ -1,6 +1,6 @@
 """The paper's Table 1 from finished runs, with significance marks.
 
-    python -m bam_tf.reports.report \\
+    python -m bam_tf_experiments.report \\
       --runs='Single:runs/small/single_rte+runs/small/single_cola,Multi:runs/small/multi,Single->Multi:runs/small/single_to_multi' \\
       --baselines=Single,Multi --out_dir=reports/small [--test=bootstrap|mannwhitney|both]
 
@@ -27,12 +27,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from bam_tf.errors import BamError
-from bam_tf.outputs import files
-from bam_tf.reports import compute
-from bam_tf.reports import statistics as st
+from bam_tf.common import files
+from bam_tf.common.errors import BamError
 from bam_tf.tasks import glue
 from bam_tf.tasks.task import TaskSpec
+from bam_tf_experiments import compute
+from bam_tf_experiments import statistics as st
 
 GLUE_ORDER = ("cola", "sst", "mrpc", "sts", "qqp", "mnli", "qnli", "rte")
 AVG = "Avg"
@@ -68,7 +68,7 @@ def parse_runs(specs, flag: str = "--runs",
   """--runs 'Name:dir[+dir...],Name2:dir' (may repeat) -> {name: [dirs]}.
 
   Order is kept (it is the table's row order). `flag` and `item` name what
-  is parsed in errors (bam_tf.tools.reproduce lists flagfiles the same
+  is parsed in errors (bam_tf_experiments.reproduce lists flagfiles the same
   way)."""
   if isinstance(specs, str):
     specs = [specs]
@@ -245,6 +245,35 @@ def build_report(methods: Dict[str, List[str]],
   gets a mark symbol (†, ‡, ...); test: "bootstrap", "mannwhitney" or
   "both". Returns the report dict (what report.json holds, plus
   "markdown")."""
+  tests, baselines, marks = check_settings(methods, baselines, test,
+                                           bootstrap_pvalue)
+  rows = load_methods(methods)
+  columns = table_columns(rows, tasks)
+  notes: List[str] = []
+  trial_scores, stats_table, cells = score_table(rows, columns, notes)
+  results, untested, missing = run_tests(
+      tests, rows, baselines, marks, columns, trial_scores, alpha,
+      n_resamples, seed, bootstrap_pvalue)
+  notes += untested_notes(untested, missing)
+  report = assemble_report(
+      rows, columns, trial_scores, stats_table, cells, results, notes,
+      {"test": test, "alpha": alpha, "n_resamples": n_resamples,
+       "seed": seed, "bootstrap_pvalue": bootstrap_pvalue,
+       "baselines": baselines, "marks": marks})
+  if out_dir and plots:
+    report["plots"], plot_notes = _write_plots(report, rows, out_dir)
+    report["notes"].extend(plot_notes)
+  report["markdown"] = render_markdown(report)
+  if out_dir:
+    write_report(report, out_dir)
+  return report
+
+
+def check_settings(methods: Dict[str, List[str]], baselines: Sequence[str],
+                   test: str, bootstrap_pvalue: str):
+  """Checks the flags before any run is read.
+
+  Returns (the tests to run, the baselines as a list, {baseline: mark})."""
   tests = list(TESTS) if test == "both" else [test]
   if any(t not in TESTS for t in tests):
     raise ReportError(f"--test must be bootstrap, mannwhitney or both, got "
@@ -259,28 +288,45 @@ def build_report(methods: Dict[str, List[str]],
                         f"({', '.join(methods)})")
   if len(baselines) > len(MARKS):
     raise ReportError(f"--baselines: at most {len(MARKS)} baselines")
-  marks = dict(zip(baselines, MARKS))
-  rows = {name: Method(name, dirs) for name, dirs in methods.items()}
+  return tests, baselines, dict(zip(baselines, MARKS))
 
-  if tasks:
-    tasks = [glue.ALIASES.get(t.strip().lower(), t.strip()) for t in tasks]
-    for m in rows.values():
-      missing = [t for t in tasks if t not in m.task_run]
-      if missing:
-        raise ReportError(
-            f"--tasks: method {m.name!r} has no results for {missing} in "
-            f"{[r.path + '/results.json' for r in m.runs]}")
-    columns = _ordered_tasks(tasks)
-  else:
-    columns = _ordered_tasks(t for m in rows.values() for t in m.task_run)
-  notes: List[str] = []
 
-  def avg_tasks(m: Method):
-    used = [t for t in columns if m.spec(t).in_average] if all(
-        t in m.task_run for t in columns) else None
-    return used or None
+def load_methods(methods: Dict[str, List[str]]) -> Dict[str, Method]:
+  """{row name: Method}: every run dir's results.json, in row order."""
+  return {name: Method(name, dirs) for name, dirs in methods.items()}
 
-  # Per method and column: trial scores, summary stats, the table's median.
+
+def table_columns(rows: Dict[str, Method],
+                  tasks: Optional[Sequence[str]]) -> List[str]:
+  """The table's task columns in GLUE order: --tasks (every method must have
+  them) or every task some method has."""
+  if not tasks:
+    return _ordered_tasks(t for m in rows.values() for t in m.task_run)
+  tasks = [glue.ALIASES.get(t.strip().lower(), t.strip()) for t in tasks]
+  for m in rows.values():
+    missing = [t for t in tasks if t not in m.task_run]
+    if missing:
+      raise ReportError(
+          f"--tasks: method {m.name!r} has no results for {missing} in "
+          f"{[r.path + '/results.json' for r in m.runs]}")
+  return _ordered_tasks(tasks)
+
+
+def _avg_tasks(m: Method, columns: Sequence[str]) -> Optional[List[str]]:
+  """The columns m's Avg is over (None: m lacks some column, or none
+  counts)."""
+  used = [t for t in columns if m.spec(t).in_average] if all(
+      t in m.task_run for t in columns) else None
+  return used or None
+
+
+def score_table(rows: Dict[str, Method], columns: Sequence[str],
+                notes: List[str]):
+  """Per method and column (Avg included): trial scores, summary stats and
+  the table's cell (the median; Avg: the mean of the task medians).
+
+  Returns (trial_scores, stats, cells), each {method: {column: ...}}; a
+  method without an Avg gets a note."""
   trial_scores: Dict[str, Dict[str, Dict[int, float]]] = {}
   stats_table: Dict[str, Dict[str, Dict]] = {}
   cells: Dict[str, Dict[str, Optional[float]]] = {}
@@ -291,7 +337,7 @@ def build_report(methods: Dict[str, List[str]],
         trial_scores[m.name][t] = m.scores(t)
         stats_table[m.name][t] = _describe(m.scores(t).values())
         cells[m.name][t] = stats_table[m.name][t]["median"]
-    used = avg_tasks(m)
+    used = _avg_tasks(m, columns)
     if used:
       # As the paper: Avg = mean of the per-task medians (WNLI out).
       cells[m.name][AVG] = float(np.mean([cells[m.name][t] for t in used]))
@@ -302,64 +348,105 @@ def build_report(methods: Dict[str, List[str]],
     else:
       cells[m.name][AVG] = None
       notes.append(f"{m.name}: no Avg (it lacks some of the table's tasks)")
-  all_columns = [AVG] + columns
+  return trial_scores, stats_table, cells
 
-  # Comparisons: every (baseline, other method, column) both sides have.
+
+def run_tests(tests: Sequence[str], rows: Dict[str, Method],
+              baselines: Sequence[str], marks: Dict[str, str],
+              columns: Sequence[str], trial_scores: Dict, alpha: float,
+              n_resamples: int, seed: int, bootstrap_pvalue: str):
+  """Every test's comparisons, Holm-corrected over each test's family.
+
+  Returns (results: {test: {description, correction, comparisons}},
+  untested: {(method, baseline): [columns]} that lacked predictions, the
+  missing prediction files)."""
   results: Dict[str, Dict] = {}
   untested: Dict[tuple, List[str]] = {}
   missing: set = set()
   for test_name in tests:
-    comps = []
-    for b in baselines:
-      base = rows[b]
-      for m in rows.values():
-        if m.name == b:
-          continue
-        for col in all_columns:
-          try:
-            c = _compare(test_name, col, base, m, columns, trial_scores,
-                         avg_tasks, n_resamples, seed, bootstrap_pvalue)
-          except MissingPredictions as e:
-            untested.setdefault((m.name, b), []).append(col)
-            missing.add(e.path)
-            continue
-          if c is not None:
-            c.update({"baseline": b, "method": m.name, "column": col,
-                      "test": test_name, "mark": marks[b]})
-            comps.append(c)
-    if test == "bootstrap" and missing and not comps:
+    comps = compare_all(test_name, rows, baselines, marks, columns,
+                        trial_scores, n_resamples, seed, bootstrap_pvalue,
+                        untested, missing)
+    if list(tests) == ["bootstrap"] and missing and not comps:
       raise ReportError(
           "bootstrap test needs per-example predictions: "
           f"{', '.join(sorted(missing))} not found (use --test=mannwhitney "
           "or --test=both for runs without them)")
-    keyed = {i: c["p_value"] for i, c in enumerate(comps)}
-    adjusted, reject = st.holm_bonferroni(keyed, alpha) if comps else ({}, {})
-    for i, c in enumerate(comps):
-      c["p_adjusted"] = adjusted[i]
-      c["significant"] = bool(reject[i])
+    holm_correct(comps, alpha)
     results[test_name] = {
         "description": TEST_NAMES[test_name],
         "correction": CORRECTION.format(m=len(comps), alpha=alpha),
         "comparisons": comps}
+  return results, untested, missing
 
+
+def compare_all(test_name: str, rows: Dict[str, Method],
+                baselines: Sequence[str], marks: Dict[str, str],
+                columns: Sequence[str], trial_scores: Dict,
+                n_resamples: int, seed: int, bootstrap_pvalue: str,
+                untested: Dict[tuple, List[str]], missing: set) -> List[Dict]:
+  """One test of every (baseline, other method, column) both sides have.
+
+  A comparison whose predictions are missing is left out and recorded in
+  `untested` and `missing`."""
+  comps = []
+  columns_avg = [AVG] + list(columns)
+  for b in baselines:
+    base = rows[b]
+    for m in rows.values():
+      if m.name == b:
+        continue
+      for col in columns_avg:
+        try:
+          c = _compare(test_name, col, base, m, columns, trial_scores,
+                       n_resamples, seed, bootstrap_pvalue)
+        except MissingPredictions as e:
+          untested.setdefault((m.name, b), []).append(col)
+          missing.add(e.path)
+          continue
+        if c is not None:
+          c.update({"baseline": b, "method": m.name, "column": col,
+                    "test": test_name, "mark": marks[b]})
+          comps.append(c)
+  return comps
+
+
+def holm_correct(comps: List[Dict], alpha: float):
+  """Adds p_adjusted and significant (Holm-Bonferroni over comps)."""
+  keyed = {i: c["p_value"] for i, c in enumerate(comps)}
+  adjusted, reject = st.holm_bonferroni(keyed, alpha) if comps else ({}, {})
+  for i, c in enumerate(comps):
+    c["p_adjusted"] = adjusted[i]
+    c["significant"] = bool(reject[i])
+
+
+def untested_notes(untested: Dict[tuple, List[str]],
+                   missing: set) -> List[str]:
+  """The notes naming comparisons left out for missing predictions."""
+  notes = []
   for (name, b), cols in untested.items():
     notes.append(f"bootstrap: {name} vs {b} not tested in "
                  f"{', '.join(cols)} (a median-scoring trial's per-example "
                  "predictions are missing)")
   if missing:
     notes.append("missing predictions: " + ", ".join(sorted(missing)))
+  return notes
 
-  report = {
-      "settings": {"test": test, "alpha": alpha, "n_resamples": n_resamples,
-                   "seed": seed, "bootstrap_pvalue": bootstrap_pvalue,
-                   "baselines": baselines, "marks": marks,
-                   "score": "median over trials of the headline dev score "
-                            "(x100); Avg = mean of the task medians"},
+
+def assemble_report(rows: Dict[str, Method], columns: Sequence[str],
+                    trial_scores: Dict, stats_table: Dict, cells: Dict,
+                    results: Dict, notes: List[str], settings: Dict) -> Dict:
+  """The report dict (what report.json holds), the compute section's notes
+  appended to `notes`; plots and markdown are added later."""
+  return {
+      "settings": dict(settings,
+                       score="median over trials of the headline dev score "
+                             "(x100); Avg = mean of the task medians"),
       "methods": {m.name: {"dirs": [r.path for r in m.runs],
                            "task_dirs": {t: r.path
                                          for t, r in m.task_run.items()}}
                   for m in rows.values()},
-      "columns": all_columns,
+      "columns": [AVG] + list(columns),
       "cells": cells,
       "stats": stats_table,
       "trial_scores": {m: {c: {str(k): v for k, v in s.items()}
@@ -371,17 +458,10 @@ def build_report(methods: Dict[str, List[str]],
       "notes": notes,
       "plots": [],
   }
-  if out_dir and plots:
-    report["plots"], plot_notes = _write_plots(report, rows, out_dir)
-    report["notes"].extend(plot_notes)
-  report["markdown"] = render_markdown(report)
-  if out_dir:
-    write_report(report, out_dir)
-  return report
 
 
 def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
-             avg_tasks, n_resamples, seed, pvalue) -> Optional[Dict]:
+             n_resamples, seed, pvalue) -> Optional[Dict]:
   """One test of "m improves over base" in column col (None: not testable)."""
   if col not in trial_scores[base.name] or col not in trial_scores[m.name]:
     return None
@@ -390,7 +470,7 @@ def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
                              list(trial_scores[m.name][col].values()))
     return r
   if col == AVG:
-    used_b, used_m = avg_tasks(base), avg_tasks(m)
+    used_b, used_m = _avg_tasks(base, columns), _avg_tasks(m, columns)
     if used_b != used_m:
       return None
     per_task, trials = [], {}
@@ -576,7 +656,7 @@ def slug(name: str) -> str:
 
 
 def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
-  from bam_tf.reports import plots  # pylint: disable=g-import-not-at-top
+  from bam_tf_experiments import plots  # pylint: disable=g-import-not-at-top
   written, notes = [], []
   path = os.path.join(out_dir, "score_distributions.png")
   plots.score_distributions(
@@ -607,7 +687,7 @@ def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(
-      prog="python -m bam_tf.reports.report",
+      prog="python -m bam_tf_experiments.report",
       description="Table 1 of the paper (medians + significance marks) from "
                   "finished runs. Quote --runs ('->' is a shell redirect).")
   p.add_argument("--runs", action="append", required=True,

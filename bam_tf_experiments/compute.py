@@ -13,8 +13,8 @@ import os
 import statistics as pystats
 from typing import Dict, List, Optional
 
-from bam_tf.outputs import durations
-from bam_tf.outputs import files
+from bam_tf.common import durations
+from bam_tf.common import files
 
 COST_KEYS = ("seed", "train_steps", "train_seconds", "eval_seconds")
 

