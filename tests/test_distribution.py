@@ -337,9 +337,9 @@ def test_inference_groups_by_length_and_traces_once(tmp_path):
       tasks=tasks, eval_batch_size=16, use_dynamic_padding=True,
       max_seq_length=SEQ, static_shapes=False)
   data = runner.PreparedData({"rte": {"dev": path, "small": small}}, {})
-  got = runner.predict(config, model, data, 0, tasks[0], "dev")
+  got = runner.predict(config, model, data, tasks[0], "dev")
   reference = evaluator.predict_task(
-      model, 0, tasks[0], pipeline.eval_dataset(path, 1, True, SEQ))
+      model, tasks[0], pipeline.eval_dataset(path, 1, True, SEQ))
   np.testing.assert_array_equal(got["eid"], ex["eid"])
   np.testing.assert_allclose(got["logits"], reference["logits"],
                              atol=PRED_ATOL)
@@ -347,8 +347,8 @@ def test_inference_groups_by_length_and_traces_once(tmp_path):
   grouped = pipeline.eval_dataset(path, 16, True, SEQ, length_bucketing=True)
   eids = np.concatenate([b["eid"].numpy() for b in grouped])
   assert list(eids) != list(ex["eid"])
-  runner.predict(config, model, data, 0, tasks[0], "small")
+  runner.predict(config, model, data, tasks[0], "small")
   steps = [f for k, f in model._bam_predict_steps.items()  # pylint: disable=protected-access
-           if k[0] == 0 and "example_mask" not in k[2]]
+           if k[0] == "rte" and "example_mask" not in k[2]]
   assert len(steps) == 1
   assert steps[0].experimental_get_tracing_count() == 1
