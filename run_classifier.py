@@ -1,9 +1,12 @@
 """Entry point: python run_classifier.py --flagfile=official_configs/...
 
 Thin on purpose: flags are defined and validated in bam_tf.configure, the
-work is done by bam_tf.runner.
+work is done by bam_tf.runner. Every flag and path is checked before the
+runner writes anything; bad input and a full disk end with one line
+`error: ...` and exit code 2.
 """
 
+import errno
 import sys
 
 import bam_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
@@ -15,6 +18,27 @@ from bam_tf.common.errors import BamError
 
 configure.define_flags()
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(e: BaseException):
+  """'no space left on device writing PATH' for a full disk or quota (an
+  OSError, or TensorFlow's error from a checkpoint or TFRecord write), else
+  None."""
+  if isinstance(e, OSError) and e.errno in _DISK_FULL:
+    what = ("no space left on device" if e.errno == errno.ENOSPC
+            else "disk quota exceeded")
+    path = e.filename or e.filename2
+    return f"{what} writing {path}" if path else what
+  # TensorFlow's file systems raise ResourceExhaustedError("PATH; No space
+  # left on device") (a checkpoint, a TFRecord).
+  if type(e).__module__.startswith("tensorflow"):
+    for what in ("No space left on device", "Disk quota exceeded"):
+      path, sep, _ = str(e).partition(f"; {what}")
+      if sep:
+        return f"{what[0].lower()}{what[1:]} writing {path.strip()}"
+  return None
+
 
 def main(argv):
   if len(argv) > 1:
@@ -22,10 +46,20 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   try:
     config = configure.config_from_flags()
+    configure.check_paths(config)
     from bam_tf import runner  # pylint: disable=g-import-not-at-top
     return runner.run(config)
   except (BamError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
+    return 2
+  except PermissionError as e:
+    print(f"error: permission denied: {e.filename or e}", file=sys.stderr)
+    return 2
+  except Exception as e:  # pylint: disable=broad-except
+    message = disk_full_message(e)
+    if message is None:
+      raise
+    print(f"error: {message}", file=sys.stderr)
     return 2
 
 

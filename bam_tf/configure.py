@@ -11,12 +11,15 @@ field, its check and whether a rerun may change it all come from there.
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import flags
 
 from bam_tf.common.errors import ConfigError
+from bam_tf.tasks import glue
+from bam_tf.tasks import readers
 from bam_tf.tasks import registry
 from bam_tf.tasks.task import TaskSpec
 
@@ -110,6 +113,15 @@ def _one_of(values: Tuple[str, ...]) -> str:
   return f"must be one of {', '.join(values)}, got {{value!r}}"
 
 
+def _finite(check: Callable[[float], bool]) -> Callable[[float], bool]:
+  """A float check that also refuses inf and nan."""
+  return lambda v: math.isfinite(v) and check(v)
+
+
+# Trial t seeds NumPy with --seed + t, which must be below 2^32.
+SEED_LIMIT = 2 ** 32
+
+
 _S = Setting
 SETTINGS: Tuple[Setting, ...] = (
     _S("mode", "enum", "train", "train: train and evaluate; "
@@ -117,7 +129,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "files from a finished run; export: SavedModel serving raw "
        "text.", values=MODES, required=True, rerun_safe=True),
     _S("trial", "integer", 0, "The trial of a finished run that predict "
-       "and export use.", rerun_safe=True),
+       "and export use.", check=lambda v: v >= 0,
+       message="must be >= 0, got {value}", rerun_safe=True),
     _S("export_dir", "string", "", "Where --mode=export writes (default "
        "model_dir/export/trial_<t>).", rerun_safe=True),
     _S("task_names", "list", ("rte",), "Tasks to train, e.g. cola,mrpc,sts,"
@@ -175,15 +188,19 @@ SETTINGS: Tuple[Setting, ...] = (
        type=Optional[str], check=lambda v: v in SAMPLING_SCHEMES,
        message=_one_of(SAMPLING_SCHEMES)),
     _S("sampling_exponent", "float", 0.75, "Exponent of the task sampling "
-       "(1.0 = plain example mixing, 'no task sampling').", required=True),
+       "(1.0 = plain example mixing, 'no task sampling').", required=True,
+       check=_finite(lambda v: v >= 0),
+       message="must be >= 0 and finite, got {value}"),
     # Optimisation.
     _S("learning_rate", "float", None, "Peak learning rate (default 1e-4 "
        "multi-task, 5e-5 single-task).", required=True,
-       check=lambda v: v > 0, message="must be > 0, got {value}",
+       check=_finite(lambda v: v > 0),
+       message="must be > 0 and finite, got {value}",
        single_task_default=5e-5, multi_task_default=1e-4),
     _S("num_train_epochs", "float", None, "Epochs (default 6 multi-task, "
-       "3 single-task).", required=True, check=lambda v: v > 0,
-       message="must be > 0, got {value}", single_task_default=3.0,
+       "3 single-task).", required=True, check=_finite(lambda v: v > 0),
+       message="must be > 0 and finite, got {value}",
+       single_task_default=3.0,
        multi_task_default=6.0, debug_default=3.0),
     _S("train_batch_size", "integer", None, "Global batch (default 128 "
        "multi-task, 32 single-task).", required=True, check=lambda v: v > 0,
@@ -200,12 +217,14 @@ SETTINGS: Tuple[Setting, ...] = (
        required=True, check=lambda v: 0 <= v < 1,
        message="must be in [0, 1), got {value}"),
     _S("weight_decay_rate", "float", 0.01, "Decoupled weight decay.",
-       required=True, check=lambda v: v >= 0, message="must be >= 0"),
+       required=True, check=_finite(lambda v: v >= 0),
+       message="must be >= 0 and finite, got {value}"),
     _S("layerwise_lr_decay", "float", 0.9, "Per-layer lr decay (1.0 = "
        "off).", required=True, check=lambda v: 0 < v <= 1,
        message="must be in (0, 1], got {value}"),
     _S("clip_norm", "float", 1.0, "Global-norm gradient clipping.",
-       required=True, check=lambda v: v > 0, message="must be > 0"),
+       required=True, check=_finite(lambda v: v > 0),
+       message="must be > 0 and finite, got {value}"),
     _S("adam_bias_correction", "bool", False, "Bias-corrected Adam moments "
        "(Keras/PyTorch). Off = the original BERT/BAM "
        "AdamWeightDecayOptimizer, which has no bias correction."),
@@ -227,7 +246,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "distinct seeds; every trial is kept.", required=True,
        check=lambda v: v >= 1, message="must be >= 1", rerun_safe=True),
     _S("seed", "integer", 1, "Seed of the first trial (trial t: seed + t).",
-       required=True),
+       required=True, check=lambda v: 0 <= v < SEED_LIMIT,
+       message="must be in [0, 2^32), got {value}"),
     _S("retrain_trials", "list", (), "Trials to train and evaluate again "
        "although results.json has them, e.g. when their teacher "
        "outputs or predictions were lost with the machine (same "
@@ -239,7 +259,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "steps.", required=True, check=lambda v: v > 0,
        message="must be > 0", rerun_safe=True),
     _S("keep_checkpoint_max", "integer", 2, "Checkpoints kept.",
-       required=True, rerun_safe=True),
+       required=True, check=lambda v: v >= 1,
+       message="must be >= 1, got {value}", rerun_safe=True),
     _S("log_every_steps", "integer", 10, "Progress line every N steps.",
        required=True, check=lambda v: v > 0, message="must be > 0",
        rerun_safe=True),
@@ -259,6 +280,13 @@ SETTINGS: Tuple[Setting, ...] = (
        rerun_safe=True),
     _S("tpu", "string", "", "TPU name or grpc:// address for "
        "--strategy=tpu (empty = the local TPU VM).", rerun_safe=True),
+    _S("worker_timeout_s", "integer", 600, "--strategy="
+       "multi_worker_mirrored: seconds a worker may go without a heartbeat, "
+       "and the limit of the start-up and shut-down barriers, before the "
+       "run is aborted (TensorFlow's default heartbeat timeout is 10 s, "
+       "which a loaded host exceeds; a dead worker is detected after this "
+       "long).", check=lambda v: v >= 10, message="must be >= 10, got "
+       "{value}", rerun_safe=True),
     _S("deterministic", "bool", False, "tf.config.experimental."
        "enable_op_determinism(): bit-identical reruns also where "
        "kernels are not deterministic by default (GPU). On CPU the "
@@ -280,7 +308,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "teacher), 'rte:DIR1+DIR2' (an ensemble). DIR = a "
        "teacher run's model_dir."),
     _S("teacher_trial", "integer", 0, "Which trial of each teacher run to "
-       "take outputs from."),
+       "take outputs from.", check=lambda v: v >= 0,
+       message="must be >= 0, got {value}"),
     _S("distill_schedule", "enum", "annealing", "annealing: lambda = "
        "step/total (teacher annealing); fixed: target = (1-w) gold + w "
        "teacher; pure: teacher only.",
@@ -292,7 +321,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "--teacher_trial), e.g. single-task fine-tuning after "
        "multi-task training (Table 3)."),
     _S("distill_temperature", "float", 1.0, "Softmax temperature applied "
-       "to teacher logits.", check=lambda v: v > 0, message="must be > 0"),
+       "to teacher logits.", check=_finite(lambda v: v > 0),
+       message="must be > 0 and finite, got {value}"),
     # Derived by `resolve`: {task name: [teacher model_dir, ...]}; teachers
     # given as flagfiles (trained first if their outputs are missing); the
     # tasks themselves.
@@ -480,13 +510,15 @@ def parse_teachers(config: BamConfig) -> Dict[str, List[str]]:
     return {}
   _check(bool(config.teachers), "teachers", "--distill needs teachers, e.g. "
          "--teachers=rte:runs/single_rte or --teachers=all:runs/multi")
-  out = {}
+  out, named = {}, set()
   for item in config.teachers.split(","):
     name, sep, dirs = item.partition(":")
     _check(bool(sep) and bool(dirs), "teachers",
            f"{item!r} is not TASK:DIR (or TASK:DIR1+DIR2)")
     paths = [_teacher_dir(config, d) for d in dirs.split("+") if d]
     if name.strip().lower() == "all":
+      _check("all" not in named, "teachers", "'all' is given twice")
+      named.add("all")
       for task in config.tasks:
         out.setdefault(task.name, paths)
       continue
@@ -497,6 +529,10 @@ def parse_teachers(config: BamConfig) -> Dict[str, List[str]]:
       raise ConfigError(f"--teachers: {e}") from None
     _check(task.name in config.task_names, "teachers",
            f"task {task.name!r} is not one of --task_names")
+    _check(task.name not in named, "teachers",
+           f"task {task.name!r} is given twice (an ensemble is one item: "
+           "TASK:DIR1+DIR2)")
+    named.add(task.name)
     out[task.name] = paths
   return out
 
@@ -506,7 +542,9 @@ def validate(config: BamConfig, need_data: bool = True):
 
   Each setting's own check comes from `SETTINGS`; the rules that tie
   settings together are here. need_data=False skips the --data_dir checks
-  (a finished run exports or predicts without its training data).
+  (a finished run exports or predicts without its training data). What
+  this invocation will write to and the runs it starts from are checked by
+  `check_paths`.
   """
   c = config
   for setting in SETTINGS:
@@ -514,6 +552,9 @@ def validate(config: BamConfig, need_data: bool = True):
       value = getattr(c, setting.name)
       _check(setting.check(value), setting.name,
              setting.message.format(value=value))
+  _check(c.seed + c.num_trials - 1 < SEED_LIMIT, "seed",
+         f"trial t uses --seed + t: {c.seed} + {c.num_trials - 1} (the last "
+         "of --num_trials) must be below 2^32")
   _check(not c.tpu or c.strategy == "tpu", "tpu",
          "given without --strategy=tpu")
   _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),
@@ -523,6 +564,12 @@ def validate(config: BamConfig, need_data: bool = True):
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
     _check(os.path.isdir(c.data_dir), "data_dir",
            f"{c.data_dir!r} is not a directory")
+    for task in c.tasks:
+      if task.name not in glue.GLUE_TASKS:  # declared by --custom_tasks
+        try:
+          readers.check_columns(task, c.data_dir)
+        except readers.DataError as e:
+          raise ConfigError(f"--custom_tasks: {e}") from None
   if c.mode in ("train", "predict", "export"):
     _check(bool(c.model_dir), "model_dir", "is required")
   if c.mode in ("predict", "export"):
@@ -532,6 +579,94 @@ def validate(config: BamConfig, need_data: bool = True):
   if c.bert_checkpoint_dir:
     _check(not c.hub_module_url, "bert_checkpoint_dir",
            "give either --bert_checkpoint_dir or --hub_module_url, not both")
+
+
+# Where a finished trial's final weights live (bam_tf.training.warm_start:
+# FINAL_DIR/FINAL_PREFIX; tests/test_config.py checks they agree).
+FINAL_WEIGHTS = os.path.join("final", "encoder_and_heads")
+
+
+def final_weights_index(model_dir: str, trial: int) -> str:
+  """The index file of a trial's final weights (what --init_from reads)."""
+  return os.path.join(model_dir, f"trial_{trial}", FINAL_WEIGHTS + ".index")
+
+
+def _check_writable(flag: str, path: str):
+  """`path` is a folder, or can be made one: the nearest existing folder at
+  or above it is writable (checked without writing anything)."""
+  path = os.path.abspath(path)
+  existing = path
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  so = "" if existing == path else f", so {path} cannot be made"
+  _check(os.path.isdir(existing), flag,
+         f"{existing} is a file, not a folder{so}")
+  if os.access(existing, os.W_OK | os.X_OK):
+    return
+  try:
+    read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+  except OSError:
+    read_only = False
+  what = "on a read-only file system" if read_only else "not writable"
+  raise ConfigError(f"--{flag}: {existing} is {what}{so}")
+
+
+def read_saved_config(model_dir: str, hint: str) -> Optional[Dict]:
+  """model_dir/config.json (None when absent); one line naming the file when
+  it cannot be read (e.g. a write cut short), ending with `hint`."""
+  path = os.path.join(model_dir, "config.json")
+  if not os.path.lexists(path):
+    return None
+  where = path
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except json.JSONDecodeError as e:
+    where, problem = f"{path}:{e.lineno}", f"not valid JSON ({e.msg})"
+  except UnicodeDecodeError:
+    problem = "not UTF-8 text"
+  except OSError as e:
+    problem = f"cannot be read ({e.strerror})"
+  else:
+    if isinstance(saved, dict):
+      return saved
+    problem = "not a JSON object"
+  raise ConfigError(f"--model_dir: {where}: {problem}; {hint}")
+
+
+def check_paths(config: BamConfig):
+  """Checks what this invocation writes to and starts from, before anything
+  is written, so a failed run leaves nothing that refuses its corrected
+  rerun: the model_dir (or export_dir) is a folder or can be made one, its
+  config.json (if any) is readable, --init_from holds the final weights of
+  trial --teacher_trial.
+
+  Not part of `validate`: flagfiles are resolved where the runs they name
+  need not exist (a recipe's later stage starts from a run its first stage
+  trains; BamConfig.from_json of a finished run elsewhere).
+  """
+  c = config
+  if c.mode == "train":
+    _check_writable("model_dir", c.model_dir)
+    if not c.overwrite:
+      read_saved_config(c.model_dir, "--overwrite deletes the run in "
+                        "--model_dir, or use another --model_dir")
+  elif c.mode in ("predict", "export"):
+    read_saved_config(c.model_dir, "--model_dir holds no finished run")
+    if c.mode == "predict":
+      _check_writable("model_dir", c.model_dir)  # glue_submission/
+    elif c.export_dir:
+      _check_writable("export_dir", c.export_dir)
+    else:
+      _check_writable("model_dir", os.path.join(c.model_dir, "export"))
+  if c.init_from and c.mode == "train":
+    _check(os.path.isdir(c.init_from), "init_from",
+           f"{c.init_from} is not a folder (a finished run's --model_dir)")
+    index = final_weights_index(c.init_from, c.teacher_trial)
+    _check(os.path.isfile(index), "init_from",
+           f"{c.init_from} holds no final weights of trial "
+           f"{c.teacher_trial} ({index} missing): is that run finished? "
+           "(--teacher_trial picks the trial)")
 
 
 def config_differences(saved: Dict, config: BamConfig) -> List[str]:

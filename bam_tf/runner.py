@@ -19,6 +19,7 @@ from absl import logging
 
 from bam_tf import configure
 from bam_tf.common import files
+from bam_tf.common import lock
 from bam_tf.common import replicas
 from bam_tf.data import features as features_lib
 from bam_tf.data import inspect as inspect_lib
@@ -181,13 +182,19 @@ def predict(config, model, data: PreparedData, task,
   not depend on the batching, and the evaluator restores the order), so
   little of a batch is padding. Only where replicas need equal shares or a
   TPU one shape is the last batch completed with padding examples, which
-  are dropped.
+  are dropped. Such a batch is computed whole, so it is never larger than
+  the split rounded up to the replicas (--eval_batch_size=100000 on 50 rows
+  would compute 100000).
   """
   strategy = strategy or tf.distribute.get_strategy()
   equal_batches = (config.static_shapes or
                    strategy.num_replicas_in_sync > 1)
-  ds = pipeline.eval_dataset(data.records[task.name][split],
-                             config.eval_batch_size,
+  batch_size = config.eval_batch_size
+  manifest = data.manifests.get(task.name, {}).get(split)
+  if manifest:
+    n = strategy.num_replicas_in_sync
+    batch_size = min(batch_size, max(1, -(-int(manifest["count"]) // n)) * n)
+  ds = pipeline.eval_dataset(data.records[task.name][split], batch_size,
                              config.use_dynamic_padding,
                              config.max_seq_length,
                              pad_task_id=(len(config.tasks) if equal_batches
@@ -315,22 +322,137 @@ def _splits_to_featurize(config):
   return splits
 
 
-def claim_model_dir(config):
-  """Refuses to mix runs: a model_dir written with another configuration is
-  an error unless --overwrite (which clears it)."""
-  path = os.path.join(config.model_dir, "config.json")
-  if os.path.exists(path):
-    diff = configure.config_differences(files.read_json(path), config)
-    if diff and not config.overwrite:
-      raise configure.ConfigError(
-          f"--model_dir: {config.model_dir} holds a run with another "
-          f"configuration (differs in: {', '.join(diff)}); use another "
-          "--model_dir, or --overwrite to delete it")
-    if diff:
-      logging.warning("--overwrite: deleting %s", config.model_dir)
-      shutil.rmtree(config.model_dir)
-  os.makedirs(config.model_dir, exist_ok=True)
-  configure.save_config(config, path)
+FINGERPRINT_JSON = "data_fingerprint.json"
+
+
+def run_fingerprint(config, bundle, data: PreparedData) -> Dict:
+  """What a run trains on beyond its flags: the digests of each task's
+  train and dev data (from the feature manifests) and the vocabulary,
+  casing and length it is read with. Flags are compared through
+  config.json; files can change under the same flags."""
+  splits = {}
+  for task in config.tasks:
+    splits[task.name] = {}
+    for split in ("train", task.dev_split):
+      parts = data.manifests[task.name][split]["key_parts"]
+      splits[task.name][split] = {
+          "file": readers.split_path(task, config.data_dir, split),
+          "data_sha256": parts["data_sha256"],
+          "examples_sha256": parts["examples_sha256"]}
+  parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
+  return {"data": splits,
+          "encoder": {"description": bundle.description,
+                      "hub_path": bundle.hub_path,
+                      "vocab_file": bundle.vocab_file,
+                      "vocab_sha256": parts["vocab_sha256"],
+                      "do_lower_case": parts["do_lower_case"],
+                      "max_seq_length": parts["max_seq_length"]}}
+
+
+def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
+  """The first thing `current` changes from a model_dir's recorded
+  fingerprint, in words naming the file or setting ('' if none). Paths and
+  the encoder's description are not compared (caches and checkouts move);
+  the encoder itself is a flag (config.json)."""
+  since = f"since this run started training in {model_dir}"
+  for task, splits in sorted(current["data"].items()):
+    for split, now in sorted(splits.items()):
+      was = saved.get("data", {}).get(task, {}).get(split)
+      if not was:
+        continue
+      if was.get("data_sha256") != now["data_sha256"]:
+        return (f"--data_dir: {now['file']} changed {since} (its sha256 was "
+                f"{str(was.get('data_sha256'))[:12]}..., now "
+                f"{str(now['data_sha256'])[:12]}...)")
+      if was.get("examples_sha256") != now["examples_sha256"]:
+        return (f"--data_dir: the examples read from {now['file']} changed "
+                f"{since}")
+  was, now = saved.get("encoder", {}), current["encoder"]
+  if was.get("vocab_sha256", now["vocab_sha256"]) != now["vocab_sha256"]:
+    return (f"--vocab_file: the vocabulary {now['vocab_file']} changed "
+            f"{since} (its sha256 was {str(was['vocab_sha256'])[:12]}..., "
+            f"now {now['vocab_sha256'][:12]}...)")
+  for key in ("do_lower_case", "max_seq_length"):
+    if was.get(key, now[key]) != now[key]:
+      return f"--{key}: {was[key]} {since}, {now[key]} now"
+  return ""
+
+
+def check_model_dir_apart(config):
+  """Refuses a model_dir that is, contains or lies inside a run this one
+  reads (a teacher, --init_from): writing there mixes the two runs, and
+  --overwrite would delete what this run is about to read."""
+  mine = os.path.realpath(config.model_dir)
+  sources = [("--teachers", d) for dirs in config.teacher_dirs.values()
+             for d in dirs]
+  if config.init_from:
+    sources.append(("--init_from", config.init_from))
+  for flag, source in sources:
+    other = os.path.realpath(source)
+    if mine == other:
+      relation = "is the same folder as"
+    elif mine.startswith(other.rstrip(os.sep) + os.sep):
+      relation = "lies inside"
+    elif other.startswith(mine.rstrip(os.sep) + os.sep):
+      relation = "contains"
+    else:
+      continue
+    raise configure.ConfigError(
+        f"--model_dir and {flag}: {config.model_dir} {relation} {source}, "
+        f"the run {flag} reads from (writing there would mix the two, and "
+        "--overwrite delete it); use another --model_dir")
+
+
+def claim_model_dir(config, fingerprint=None):
+  """Makes model_dir this run's; returns the lock, to release when the run
+  ends (the kernel releases it if the process dies).
+
+  First the lock (lock.ModelDirInUseError while another run holds it),
+  before anything is written. Then runs are never mixed: a model_dir written
+  with another configuration, or trained on data (`fingerprint`, see
+  run_fingerprint) that changed since, is an error unless --overwrite
+  (which clears it, keeping the lock).
+  """
+  model_dir = config.model_dir
+  dir_lock = lock.lock_dir(model_dir)
+  try:
+    path = os.path.join(model_dir, "config.json")
+    fingerprint_path = os.path.join(model_dir, FINGERPRINT_JSON)
+    reason = ""
+    if os.path.exists(path):
+      # One cut short gets here with --overwrite only (configure.check_paths).
+      try:
+        diff = configure.config_differences(files.read_json(path), config)
+      except (ValueError, TypeError):
+        diff = ["config.json (unreadable)"]
+      if diff and not config.overwrite:
+        raise configure.ConfigError(
+            f"--model_dir: {model_dir} holds a run with another "
+            f"configuration (differs in: {', '.join(diff)}); use another "
+            "--model_dir, or --overwrite to delete it")
+      if diff:
+        reason = f"differs in: {', '.join(diff)}"
+    if fingerprint and not reason and os.path.exists(fingerprint_path):
+      reason = fingerprint_change(files.read_json(fingerprint_path),
+                                  fingerprint, model_dir)
+      if reason and not config.overwrite:
+        raise configure.ConfigError(f"{reason}; use --overwrite to start "
+                                    "over, or another --model_dir")
+    if reason:
+      logging.warning("--overwrite: deleting %s (%s)", model_dir, reason)
+      lock.clear_folder(model_dir)
+    elif fingerprint and os.path.exists(path) and not os.path.exists(
+        fingerprint_path):
+      logging.info("%s has no %s (written before runs recorded their data); "
+                   "recording this run's", model_dir, FINGERPRINT_JSON)
+    # The fingerprint first: a config.json without one is an older run's.
+    if fingerprint and not os.path.exists(fingerprint_path):
+      files.write_json_atomic(fingerprint_path, fingerprint)
+    configure.save_config(config, path)
+  except BaseException:
+    dir_lock.release()
+    raise
+  return dir_lock
 
 
 def make_strategy(config, strategy=None):
@@ -346,7 +468,12 @@ def make_strategy(config, strategy=None):
 
 
 def train_and_evaluate(config, strategy=None) -> Dict:
-  """`strategy`: an already created one (tests); default from --strategy."""
+  """`strategy`: an already created one (tests); default from --strategy.
+
+  The chief holds model_dir's lock from its claim to the end of the run;
+  other workers of a multi-worker run write nothing there.
+  """
+  check_model_dir_apart(config)  # before a recipe trains teachers, too
   strategy = make_strategy(config, strategy)
   chief = replicas.is_chief(strategy)
   rng_state.use_checkpointable_dropout()
@@ -356,34 +483,41 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   data = featurize(config, tokenizer, _splits_to_featurize(config))
   # Teachers are validated before anything is written to model_dir.
   targets = student.load_targets(config, data) if config.distill else {}
+  dir_lock = None
   if chief:
-    claim_model_dir(config)
-  student_paths = student.join_records(config, data, targets)
-  plan, total_steps = plan_training(config, data)
-  del bundle  # each trial starts from freshly loaded pretrained weights
-  done = results_lib.finished_trials(config.model_dir)
-  for trial in range(config.num_trials):
-    if trial in done and trial not in config.retrain_trial_ids:
-      logging.info("Trial %d already finished; skipping", trial)
-      continue
-    if trial in done:
-      logging.info("Trial %d: --retrain_trials; training it again with seed "
-                   "%d (its record in results.json is replaced)", trial,
-                   config.trial_seed(trial))
-    # Seed before building: the debug encoder and the heads draw their
-    # initial weights from the global seed.
-    tf_keras.utils.set_random_seed(config.trial_seed(trial))
-    # The encoder's variables are created here: under the strategy's scope
-    # and the --mixed_precision policy.
-    with strategy.scope(), distribution.precision_policy(config):
-      bundle = encoders.build_encoder(config)
-    result = run_trial(config, trial, bundle, data, plan, total_steps,
-                       student_paths, strategy)
-    if chief:
-      text = results_lib.record_trial(config.model_dir,
-                                      config.to_json_dict(), result)
-      print(text, flush=True)
-  return results_lib.load(config.model_dir)
+    dir_lock = claim_model_dir(config, run_fingerprint(config, bundle, data))
+  try:
+    if chief:  # what a run killed after results.json left undone
+      results_lib.complete_outputs(config.model_dir)
+    student_paths = student.join_records(config, data, targets)
+    plan, total_steps = plan_training(config, data)
+    del bundle  # each trial starts from freshly loaded pretrained weights
+    done = results_lib.finished_trials(config.model_dir)
+    for trial in range(config.num_trials):
+      if trial in done and trial not in config.retrain_trial_ids:
+        logging.info("Trial %d already finished; skipping", trial)
+        continue
+      if trial in done:
+        logging.info("Trial %d: --retrain_trials; training it again with "
+                     "seed %d (its record in results.json is replaced)",
+                     trial, config.trial_seed(trial))
+      # Seed before building: the debug encoder and the heads draw their
+      # initial weights from the global seed.
+      tf_keras.utils.set_random_seed(config.trial_seed(trial))
+      # The encoder's variables are created here: under the strategy's
+      # scope and the --mixed_precision policy.
+      with strategy.scope(), distribution.precision_policy(config):
+        bundle = encoders.build_encoder(config)
+      result = run_trial(config, trial, bundle, data, plan, total_steps,
+                         student_paths, strategy)
+      if chief:
+        text = results_lib.record_trial(config.model_dir,
+                                        config.to_json_dict(), result)
+        print(text, flush=True)
+    return results_lib.load(config.model_dir)
+  finally:
+    if dir_lock:
+      dir_lock.release()
 
 
 def predict_test_sets(config) -> Dict[str, int]:

@@ -5,6 +5,8 @@ bad in one way. (Teacher-file problems: tests/test_teacher_outputs.py; a
 non-finite loss: tests/test_reliability.py; a batch not divisible by the
 replicas: tests/test_distribution.py.)"""
 
+import errno
+import json
 import os
 import re
 import shutil
@@ -152,3 +154,350 @@ def test_vocab_that_does_not_match_the_encoder(embedded_export, glue_dir,
   assert (f"--vocab_file {vocab}: 20000 tokens, but the encoder" in err
           and "embeds 30522 word ids" in err), err
   assert not model_dir.exists()
+
+
+# Checked before anything is written (issue 25): each case below fails in
+# configure, before --model_dir is created or touched, so a corrected rerun
+# is never refused because of the failed one.
+
+
+def _tree(path):
+  """Every file (its bytes) and folder (None) under `path`; None if absent."""
+  path = str(path)
+  if not os.path.lexists(path):
+    return None
+  if not os.path.isdir(path):
+    with open(path, "rb") as f:
+      return {".": f.read()}
+  out = {}
+  for root, dirs, names in os.walk(path):
+    for d in dirs:
+      out[os.path.relpath(os.path.join(root, d), path)] = None
+    for n in names:
+      with open(os.path.join(root, n), "rb") as f:
+        out[os.path.relpath(os.path.join(root, n), path)] = f.read()
+  return out
+
+
+def _refused(args, message, tmp_path, capsys, model_dir=None):
+  """Runs the CLI; asserts exit 2, one `error:` line matching `message`, and
+  that neither --model_dir nor the cache changed."""
+  model_dir = model_dir or tmp_path / "run"
+  cache = tmp_path / "cache"
+  before = _tree(model_dir)
+  code, err = _run([f"--model_dir={model_dir}", f"--cache_dir={cache}",
+                    "--debug", "--max_train_steps=1"] + args, capsys)
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert code == 2 and len(lines) == 1, err
+  assert re.search(message, lines[0]), lines[0]
+  assert _tree(model_dir) == before
+  assert not cache.exists()
+  return lines[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed=-1"], r"^error: --seed: must be in \[0, 2\^32\), got -1$"),
+    ([f"--seed={2 ** 32}"], r"--seed: must be in \[0, 2\^32\)"),
+    ([f"--seed={2 ** 32 - 2}", "--num_trials=3"],
+     r"--seed: trial t uses --seed \+ t: 4294967294 \+ 2"),
+    (["--num_train_epochs=inf"], r"--num_train_epochs: must be > 0 and "
+     r"finite, got inf"),
+    (["--num_train_epochs=nan"], r"--num_train_epochs: .* got nan"),
+    (["--learning_rate=inf"], r"--learning_rate: must be > 0 and finite"),
+    (["--keep_checkpoint_max=0"], r"--keep_checkpoint_max: must be >= 1, "
+     "got 0"),
+    (["--sampling_exponent=inf"], r"--sampling_exponent: must be >= 0 and "
+     r"finite, got inf"),
+    (["--sampling_exponent=nan"], r"--sampling_exponent: .* got nan"),
+    (["--sampling_exponent=-0.5"], r"--sampling_exponent: .* got -0.5"),
+    (["--teacher_trial=-1"], r"--teacher_trial: must be >= 0"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_values_refused_before_anything_is_written(args, message,
+                                                       glue_dir, tmp_path,
+                                                       capsys):
+  _refused(["--task_names=rte", f"--data_dir={glue_dir}"] + args, message,
+           tmp_path, capsys)
+
+
+def test_init_from_missing_or_unfinished(glue_dir, tmp_path, capsys):
+  base = ["--task_names=rte", f"--data_dir={glue_dir}"]
+  _refused(base + [f"--init_from={tmp_path / 'nope'}"],
+           r"--init_from: .*nope is not a folder", tmp_path, capsys)
+  # A run killed before its trial finished: checkpoints, no final weights.
+  source = tmp_path / "multi"
+  (source / "trial_0" / "checkpoints").mkdir(parents=True)
+  (source / "config.json").write_text("{}")
+  _refused(base + [f"--init_from={source}"],
+           r"--init_from: .*multi holds no final weights of trial 0 "
+           r"\(.*trial_0/final/encoder_and_heads.index missing\)",
+           tmp_path, capsys)
+  (source / "trial_0" / "final").mkdir()
+  (source / "trial_0" / "final" / "encoder_and_heads.index").write_bytes(b"")
+  _refused(base + [f"--init_from={source}", "--teacher_trial=1"],
+           r"holds no final weights of trial 1", tmp_path, capsys)
+
+
+def test_model_dir_that_is_a_file_or_holds_a_cut_config(glue_dir, tmp_path,
+                                                        capsys):
+  base = ["--task_names=rte", f"--data_dir={glue_dir}"]
+  a_file = tmp_path / "run.txt"
+  a_file.write_text("not a folder")
+  _refused(base, r"^error: --model_dir: .*run.txt is a file, not a folder$",
+           tmp_path, capsys, model_dir=a_file)
+  _refused(base, r"--model_dir: .*run.txt is a file, not a folder, so "
+           r".*run.txt/sub cannot be made", tmp_path, capsys,
+           model_dir=a_file / "sub")
+  # A config.json cut short (e.g. a full disk before atomic writes).
+  model_dir = tmp_path / "cut"
+  model_dir.mkdir()
+  (model_dir / "config.json").write_text('{\n  "adam_bias_correction": fa')
+  _refused(base, r"^error: --model_dir: .*cut/config.json:2: not valid JSON "
+           r"\(.*\); --overwrite deletes the run in --model_dir",
+           tmp_path, capsys, model_dir=model_dir)
+  (model_dir / "config.json").write_text("[]")
+  _refused(base, r"config.json: not a JSON object", tmp_path, capsys,
+           model_dir=model_dir)
+  # Modes that read a finished run say it holds none.
+  (model_dir / "config.json").write_text('{"mode": "tr')
+  _refused(["--mode=export"], r"--model_dir: .*config.json:1: not valid "
+           r"JSON .*; --model_dir holds no finished run", tmp_path, capsys,
+           model_dir=model_dir)
+
+
+def test_model_dir_not_writable_as_os_access_reports(glue_dir, tmp_path,
+                                                      capsys, monkeypatch):
+  """What a read-only folder looks like to the check (also as root, where
+  the real case below cannot be made)."""
+  parent = tmp_path / "ro"
+  parent.mkdir()
+  real_access = os.access
+  monkeypatch.setattr(os, "access", lambda p, mode: (
+      False if os.path.abspath(p) == str(parent) else real_access(p, mode)))
+  _refused(["--task_names=rte", f"--data_dir={glue_dir}"],
+           r"^error: --model_dir: .*ro is not writable, so .*ro/run cannot "
+           r"be made$", tmp_path, capsys, model_dir=parent / "run")
+
+
+def test_read_only_model_dir(glue_dir, tmp_path, capsys):
+  if os.geteuid() == 0:
+    pytest.skip("running as root: root writes into a 0o555 folder anyway, "
+                "so no read-only folder can be made here (see the os.access "
+                "case above)")
+  parent = tmp_path / "ro"
+  parent.mkdir()
+  parent.chmod(0o555)
+  try:
+    _refused(["--task_names=rte", f"--data_dir={glue_dir}"],
+             r"--model_dir: .*ro is not writable", tmp_path, capsys,
+             model_dir=parent / "run")
+  finally:
+    parent.chmod(0o755)
+
+
+def _custom_data(tmp_path):
+  """A user task's files: a CSV with a header (id, review, stars)."""
+  data = tmp_path / "data"
+  (data / "Reviews").mkdir(parents=True)
+  rows = ["id,review,stars"] + [f"{i},{'great' if i % 2 else 'awful'} "
+                                f"phone,{'pos' if i % 2 else 'neg'}"
+                                for i in range(40)]
+  for split in ("train", "dev"):
+    (data / "Reviews" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+  return data
+
+
+def _declaration(**changes):
+  split = {"text_a_col": "review", "label_col": "stars", "delimiter": ","}
+  d = {"name": "reviews", "dir_name": "Reviews", "kind": "classification",
+       "label_list": ["neg", "pos"],
+       "splits": {"train": dict(split, file="train.csv"),
+                  "dev": dict(split, file="dev.csv")}}
+  for key, value in changes.items():
+    if key in split or key == "file":
+      d["splits"]["train"][key] = value
+    else:
+      d[key] = value
+  return d
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(name="../../x"), r"task name '../../x' must be a file name"),
+    (dict(name=".hidden"), r"task name '.hidden' must be a file name"),
+    (dict(name="all"), r"task name 'all' is reserved"),
+    (dict(dir_name="../Reviews"), r"dir_name '../Reviews' leaves "
+     r"--data_dir"),
+    (dict(file="../../train.csv"), r"split 'train': file '../../train.csv' "
+     r"leaves the task folder"),
+    (dict(label_list=["neg", "pos", "neg"]), r"label_list names a label "
+     "twice"),
+    (dict(label_list=[0, 1]), r"label_list must be a list of strings"),
+    (dict(label_list="neg,pos"), r"label_list must be a list of strings"),
+    (dict(text_a_col=5), r"^error: --custom_tasks: .*Reviews/train.csv:1: "
+     r"text_a_col is column 5, but the header has 3 columns"),
+    (dict(label_col=-4), r"train.csv:1: label_col is column -4"),
+    (dict(delimiter=",,"), r"split 'train': delimiter must be one "
+     "character"),
+    (dict(delimiter=""), r"delimiter must be one character"),
+], ids=lambda v: json.dumps(v) if isinstance(v, dict) else "")
+def test_bad_custom_task(changes, message, tmp_path, capsys):
+  data = _custom_data(tmp_path)
+  decl = tmp_path / "tasks.json"
+  decl.write_text(json.dumps(_declaration(**changes)))
+  name = changes.get("name", "reviews")
+  _refused([f"--task_names={name}", f"--data_dir={data}",
+            f"--custom_tasks={decl}"], message, tmp_path, capsys)
+
+
+def test_custom_tasks_file_missing_and_teachers_twice(glue_dir, tmp_path,
+                                                      capsys):
+  _refused(["--task_names=rte", f"--data_dir={glue_dir}",
+            f"--custom_tasks={tmp_path / 'my_tasks.json'}"],
+           r"^error: --custom_tasks: file .*my_tasks.json not found",
+           tmp_path, capsys)
+  bad = tmp_path / "bad.json"
+  bad.write_text('{"name": "x",\n "kind": }')
+  _refused(["--task_names=rte", f"--data_dir={glue_dir}",
+            f"--custom_tasks={bad}"], r"^error: .*bad.json:2: not valid "
+           "JSON", tmp_path, capsys)
+  teacher = tmp_path / "teacher"
+  _refused(["--task_names=rte", f"--data_dir={glue_dir}", "--distill",
+            f"--teachers=rte:{teacher},RTE:{teacher}"],
+           r"^error: --teachers: task 'rte' is given twice", tmp_path,
+           capsys)
+
+
+def test_full_disk_one_line_and_last_checkpoint_kept(glue_dir, tmp_path,
+                                                     capsys, monkeypatch):
+  """The disk fills while the dev predictions are written (after training
+  checkpointed): one line naming the file, its partial temp file removed,
+  the checkpoints intact, and the same command then finishes the run."""
+  from bam_tf.common import files  # pylint: disable=g-import-not-at-top
+  real_open = open
+
+  class FullDisk:
+    """A file that takes half of what is written, then reports ENOSPC."""
+
+    def __init__(self, f):
+      self._f = f
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      self._f.close()
+
+    def write(self, data):
+      self._f.write(data[:len(data) // 2])
+      self._f.flush()
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  def full_disk_open(path, mode="r", *args, **kwargs):
+    f = real_open(path, mode, *args, **kwargs)
+    if os.path.basename(path).startswith(".tmp_rte_dev.npz."):
+      return FullDisk(f)
+    return f
+
+  monkeypatch.setattr(files, "open", full_disk_open, raising=False)
+  model_dir = tmp_path / "run"
+  args = ["--task_names=rte", f"--data_dir={glue_dir}",
+          f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
+          "--debug", "--max_train_steps=2", "--save_checkpoints_steps=1",
+          "--teacher_output_trials="]
+  code, err = _run(args, capsys)
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert code == 2 and len(lines) == 1, err
+  assert lines[0] == ("error: no space left on device writing "
+                      f"{model_dir}/trial_0/predictions/rte_dev.npz"), err
+  left = [os.path.join(r, n) for r, _, names in os.walk(model_dir)
+          for n in names if n.startswith(".tmp_")]
+  assert not left
+  assert not (model_dir / "trial_0" / "predictions" / "rte_dev.npz").exists()
+  ckpts = model_dir / "trial_0" / "checkpoints"
+  state = (ckpts / "checkpoint").read_text()
+  newest = re.search(r'^model_checkpoint_path: "(.*)"', state, re.M).group(1)
+  assert (ckpts / f"{os.path.basename(newest)}.index").exists(), state
+  monkeypatch.undo()
+  code, err = _run(args, capsys)
+  assert code == 0, err
+  assert (model_dir / "results.json").exists()
+  assert (model_dir / "trial_0" / "predictions" / "rte_dev.npz").exists()
+
+
+
+def _records(path, n):
+  """n featurised-cache records of 3..10 tokens (pipeline.task_dataset)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def i64(v):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+  with tf.io.TFRecordWriter(str(path)) as w:
+    for i in range(n):
+      length = 3 + i % 8
+      w.write(tf.train.Example(features=tf.train.Features(feature={
+          "eid": i64([i]), "task_id": i64([0]),
+          "input_word_ids": i64([5] * length),
+          "input_type_ids": i64([0] * length), "label_id": i64([0]),
+          "label_value": tf.train.Feature(
+              float_list=tf.train.FloatList(value=[0.0])),
+          "num_tokens": i64([length])})).SerializeToString())
+
+
+@pytest.mark.parametrize("replicas,static_shapes,expected", [
+    (2, False, 50), (1, True, 50), (4, False, 52), (1, False, 50)])
+def test_eval_batch_far_above_the_split_is_capped(tmp_path, monkeypatch,
+                                                  replicas, static_shapes,
+                                                  expected):
+  """--eval_batch_size=100000 on a 50-row dev set: where replicas need
+  equal shares (or a TPU one shape) the last batch is padded to the full
+  batch and computed whole: 100000 rows (a --strategy=mirrored debug run
+  over two CPUs was killed at 6 GB, on its way to 22 GB; one device does
+  not pad: 1.2 GB either way). The batch is capped at the split's size
+  rounded up to the replicas."""
+  import types  # pylint: disable=g-import-not-at-top
+  from bam_tf import runner  # pylint: disable=g-import-not-at-top
+  from bam_tf.tasks import glue  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "dev.tfrecord"
+  _records(path, 50)
+  shapes = []
+  monkeypatch.setattr(runner.evaluator, "predict_task",
+                      lambda model, task, ds, strategy: shapes.append(
+                          [b["eid"].shape[0] for b in ds]))
+  config = types.SimpleNamespace(
+      tasks=[glue.GLUE_TASKS["rte"]], eval_batch_size=100000,
+      use_dynamic_padding=not static_shapes, max_seq_length=16,
+      static_shapes=static_shapes)
+  data = runner.PreparedData({"rte": {"dev": str(path)}},
+                             {"rte": {"dev": {"count": 50}}})
+  runner.predict(config, None, data, config.tasks[0], "dev",
+                 types.SimpleNamespace(num_replicas_in_sync=replicas))
+  sizes = shapes[0]
+  if replicas > 1 or static_shapes:  # every batch padded to the cap
+    assert set(sizes) == {expected}, sizes
+  else:
+    assert sum(sizes) == 50, sizes
+
+
+def test_full_disk_errors_as_one_line():
+  """Real ENOSPC errors (/dev/full), from Python and from TensorFlow's file
+  system (checkpoints and TFRecords are written through it)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not os.path.exists("/dev/full"):
+    pytest.skip("no /dev/full on this system")
+  with pytest.raises(OSError) as python_error:
+    with open("/dev/full", "wb") as f:
+      f.write(b"x" * 100000)
+  # A write names no file (files.atomic_path adds the one it writes).
+  assert run_classifier.disk_full_message(python_error.value) == (
+      "no space left on device")
+  python_error.value.filename = "/dev/full"
+  assert run_classifier.disk_full_message(python_error.value) == (
+      "no space left on device writing /dev/full")
+  with pytest.raises(tf.errors.OpError) as tf_error:
+    with tf.io.gfile.GFile("/dev/full", "wb") as f:
+      f.write(b"x" * 100000)
+  assert run_classifier.disk_full_message(tf_error.value) == (
+      "no space left on device writing /dev/full")
+  assert run_classifier.disk_full_message(ValueError("x")) is None
+  assert run_classifier.disk_full_message(
+      tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is (
+          None)

@@ -1,6 +1,7 @@
 """Flag -> config resolution: task defaults, explicit flags, validation."""
 
 import dataclasses
+import os
 
 import pytest
 from absl import flags
@@ -192,3 +193,59 @@ def test_from_json_without_the_training_data(tmp_path, glue_dir):
   with pytest.raises(configure.ConfigError, match="--learning_rate: must be "
                      "> 0"):
     configure.BamConfig.from_json(saved, need_data=False, learning_rate=0.0)
+
+
+def test_init_from_check_looks_where_warm_start_reads():
+  from bam_tf.training import warm_start  # pylint: disable=g-import-not-at-top
+  assert configure.final_weights_index("runs/multi", 2) == os.path.join(
+      "runs/multi", "trial_2", warm_start.FINAL_DIR,
+      warm_start.FINAL_PREFIX + ".index")
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("--clip_norm=inf", "--clip_norm: must be > 0 and finite, got inf"),
+    ("--weight_decay_rate=nan", "--weight_decay_rate: must be >= 0 and "
+     "finite, got nan"),
+    ("--distill_temperature=inf", "--distill_temperature: must be > 0 and "
+     "finite, got inf"),
+    ("--seed=4294967296", r"--seed: must be in \[0, 2\^32\)"),
+    ("--trial=-2", "--trial: must be >= 0"),
+])
+def test_non_finite_and_out_of_range_values(tmp_path, glue_dir, arg,
+                                            message):
+  with pytest.raises(configure.ConfigError, match=message):
+    _config(tmp_path, glue_dir, arg)
+
+
+def test_flagfiles_naming_runs_not_trained_yet_still_resolve(tmp_path,
+                                                             glue_dir):
+  """--init_from and model_dir are checked by check_paths (run time), not
+  when a flagfile is resolved: a recipe's later stage names a run its first
+  stage trains."""
+  c = _config(tmp_path / "run", glue_dir, f"--init_from={tmp_path}/multi")
+  with pytest.raises(configure.ConfigError, match="--init_from: .*multi is "
+                     "not a folder"):
+    configure.check_paths(c)
+
+
+def test_config_json_cut_short_is_refused_or_overwritten(tmp_path, glue_dir):
+  from bam_tf import runner  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  (model_dir / "config.json").write_text('{\n  "adam_bias_')
+  (model_dir / "marker").write_text("from the cut run")
+  c = _config(model_dir, glue_dir, "--task_names=rte")
+  with pytest.raises(configure.ConfigError, match=r"^--model_dir: .*run/"
+                     r"config.json:2: not valid JSON \(.*\); --overwrite "
+                     "deletes the run"):
+    configure.check_paths(c)
+  c = _config(model_dir, glue_dir, "--task_names=rte", "--overwrite")
+  configure.check_paths(c)
+  dir_lock = runner.claim_model_dir(c)
+  try:
+    assert not (model_dir / "marker").exists()
+    assert configure.read_saved_config(str(model_dir), "") == (
+        c.to_json_dict())
+  finally:
+    if dir_lock is not None:
+      dir_lock.release()

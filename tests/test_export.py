@@ -285,3 +285,132 @@ def test_restore_errors_are_clear(run_dir, restored, tmp_path):
   with pytest.raises(export.ExportError, match="not one of"):
     export.export_saved_model(model, tokenizer, ["cola"],
                               str(tmp_path / "x"))
+
+
+# ---------------------------------------------------------------------------
+# Replacing an export (--overwrite) while a server watches the path.
+
+
+class _Killed(BaseException):
+  """Ends the export where a kill would (not an Exception: nothing in the
+  export may catch it)."""
+
+
+def _complete(path):
+  """The export's metadata if `path` holds a complete SavedModel, else
+  None."""
+  meta = os.path.join(path, "assets", export.METADATA_FILE)
+  if not (os.path.isfile(os.path.join(path, "saved_model.pb"))
+          and os.path.isfile(os.path.join(path, "variables",
+                                          "variables.index"))
+          and os.path.isfile(meta)):
+    return None
+  with open(meta) as f:
+    return json.load(f)
+
+
+def _kill_after_first_change(monkeypatch, target, snapshot):
+  """Patches os.rename and export.exchange_paths: after the first call that
+  moves `target` (the export path), the folder holding it is copied to
+  `snapshot` (what a kill at that instant leaves on disk) and the export
+  ends there."""
+  real_rename = os.rename
+  real_exchange = getattr(export, "exchange_paths", None)
+
+  def after(src, dst):
+    if target in (os.path.abspath(src), os.path.abspath(dst)):
+      shutil.copytree(os.path.dirname(target), snapshot, symlinks=True)
+      raise _Killed()
+
+  def rename(src, dst, *args, **kwargs):
+    real_rename(src, dst, *args, **kwargs)
+    after(src, dst)
+
+  def exchange(a, b):
+    real_exchange(a, b)
+    after(a, b)
+
+  monkeypatch.setattr(os, "rename", rename)
+  if real_exchange is not None:
+    monkeypatch.setattr(export, "exchange_paths", exchange)
+
+
+def _old_export(export_dir, tmp_path):
+  """A copy of the module's export (all three tasks) as the one in place."""
+  parent = tmp_path / "serving"
+  parent.mkdir()
+  target = str(parent / "bam")
+  shutil.copytree(export_dir, target)
+  return target
+
+
+def _dot_files(folder):
+  return sorted(n for n in os.listdir(folder) if n.startswith("."))
+
+
+def test_overwrite_killed_mid_replacement_leaves_a_complete_export(
+    restored, export_dir, tmp_path, monkeypatch):
+  _, model, tokenizer = restored
+  target = _old_export(export_dir, tmp_path)
+  killed = str(tmp_path / "killed")
+  with monkeypatch.context() as patch:
+    _kill_after_first_change(patch, target, killed)
+    with pytest.raises(_Killed):
+      export.export_saved_model(model, tokenizer, ["sts"], target,
+                                overwrite=True,
+                                extra_metadata={"export_version": 2})
+  # At the instant the path first changed it already held a complete model:
+  # the new one (atomic exchange); the old one waits under a staging name.
+  at_kill = os.path.join(killed, "bam")
+  meta = _complete(at_kill)
+  assert meta is not None, os.listdir(killed)
+  assert meta["export_version"] == 2
+  assert [t["name"] for t in meta["tasks"]] == ["sts"]
+  loaded = tf.saved_model.load(at_kill)
+  assert json.loads(loaded.metadata()["metadata_json"].numpy()) == meta
+  assert _dot_files(killed), "expected the replaced export aside"
+
+  # The next export to that path deletes the leftovers.
+  export.export_saved_model(model, tokenizer, ["sts"], at_kill,
+                            overwrite=True,
+                            extra_metadata={"export_version": 3})
+  assert _complete(at_kill)["export_version"] == 3
+  assert os.listdir(killed) == ["bam"]
+
+
+def test_fallback_replacement_killed_between_renames_is_restored(
+    restored, export_dir, tmp_path, monkeypatch):
+  """Without an atomic exchange (another OS or filesystem) the old export is
+  renamed aside first; killed then, the next export puts it back before
+  anything else, then removes the leftovers."""
+  _, model, tokenizer = restored
+  target = _old_export(export_dir, tmp_path)
+  killed = str(tmp_path / "killed")
+
+  def no_exchange(a, b):
+    raise OSError(22, "Invalid argument", a, None, b)  # EINVAL
+
+  with monkeypatch.context() as patch:
+    patch.setattr(export, "exchange_paths", no_exchange, raising=False)
+    _kill_after_first_change(patch, target, killed)
+    with pytest.raises(_Killed):
+      export.export_saved_model(model, tokenizer, ["sts"], target,
+                                overwrite=True,
+                                extra_metadata={"export_version": 2})
+  at_kill = os.path.join(killed, "bam")
+  assert not os.path.exists(at_kill)
+  aside = [n for n in _dot_files(killed) if n.startswith(".bam.old-")]
+  assert len(aside) == 1, os.listdir(killed)
+  assert _complete(os.path.join(killed, aside[0], "bam")) is not None
+  leftover_staging = os.path.join(killed, ".bam.tmp-abcd1234")
+  os.mkdir(leftover_staging)  # a staging folder of an earlier kill
+
+  # Without --overwrite: the old export is back, so it refuses to replace.
+  with pytest.raises(export.ExportError, match="already exists"):
+    export.export_saved_model(model, tokenizer, ["sts"], at_kill)
+  meta = _complete(at_kill)
+  assert meta is not None
+  assert [t["name"] for t in meta["tasks"]] == list(TASKS)  # the old one
+  assert "export_version" not in meta
+  assert os.listdir(killed) == ["bam"]
+  assert export.recover_export_dir(at_kill) is False  # settled

@@ -51,5 +51,41 @@ def test_two_workers_train_together(tmp_path, glue_dir):
                    "ckpt-2.index", "ckpt-4.data-00000-of-00001",
                    "ckpt-4.index"]
   # Nothing but the chief's files (no worker temp folders) in model_dir.
-  assert sorted(os.listdir(model_dir)) == ["config.json", "results.json",
-                                           "results.txt", "trial_0"]
+  assert sorted(os.listdir(model_dir)) == [".lock", "config.json",
+                                           "data_fingerprint.json",
+                                           "results.json", "results.txt",
+                                           "trial_0"]
+
+
+_COORDINATION = r"""
+import json, os, sys
+os.environ["TF_CONFIG"] = json.dumps(
+    {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+     "task": {"type": "worker", "index": 1}})
+import bam_tf
+import tensorflow as tf
+from tensorflow.python.eager import context
+from bam_tf.training import distribution
+resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+distribution.configure_coordination(resolver, int(sys.argv[1]))
+c = context.context().coordination_service
+print(json.dumps({"heartbeat": c.heartbeat_timeout_in_ms,
+                  "barrier": c.shutdown_barrier_timeout_in_ms,
+                  "register": c.cluster_register_timeout_in_ms,
+                  "leader": c.service_leader,
+                  "jobs": [(j.name, j.num_tasks)
+                           for j in c.coordinated_job_list]}))
+"""
+
+
+def test_worker_timeouts_reach_the_coordination_service():
+  """--worker_timeout_s becomes the coordination service's heartbeat and
+  barrier timeouts (TensorFlow's own default heartbeat timeout, 10 s, was
+  missed by workers on a loaded 2-core host)."""
+  out = subprocess.run([sys.executable, "-c", _COORDINATION, "45"],
+                       cwd=REPO_ROOT, capture_output=True, text=True,
+                       timeout=300, check=True).stdout
+  got = json.loads(out.strip().splitlines()[-1])
+  assert got == {"heartbeat": 45000, "barrier": 45000, "register": 45000,
+                 "leader": "/job:worker/replica:0/task:0",
+                 "jobs": [["worker", 2]]}

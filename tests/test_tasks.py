@@ -1,5 +1,7 @@
 """GLUE readers on the real files, user tasks, and bad-input errors."""
 
+import dataclasses
+import json
 import os
 import shutil
 
@@ -147,3 +149,102 @@ def test_custom_task_with_named_columns(tmp_path):
   assert len(readers.read_examples(task, str(tmp_path), "dev")) == 2
   with pytest.raises(registry.TaskError, match="kind must be"):
     registry.load_custom_tasks(decl.replace('"classification"', '"ranking"'))
+
+
+def test_rows_end_at_newline_only_and_fields_have_no_length_limit(glue_dir,
+                                                                  tmp_path):
+  """U+2028, U+2029, U+0085, form feed, vertical tab and a lone '\\r' are
+  text inside a field (str.splitlines would end the row there), '\\r\\n'
+  ends a row like '\\n', and a field longer than the csv module's default
+  limit (131072 characters) is read whole."""
+  dst = _copy_task(glue_dir, tmp_path, "RTE")
+  lines = (dst / "train.tsv").read_text(encoding="utf-8").split("\n")
+  odd = "a\u2028b\u2029c\x85d\x0ce\x0bf\rg"
+  cols = lines[1].split("\t")
+  label = cols[3]
+  lines[1] = "\t".join([cols[0], odd, cols[2], cols[3]]) + "\r"
+  long_text = "word " * 40000  # 200,000 characters
+  cols = lines[2].split("\t")
+  lines[2] = "\t".join([cols[0], long_text, cols[2], cols[3]])
+  (dst / "train.tsv").write_text("\n".join(lines), encoding="utf-8")
+  examples = readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path),
+                                   "train")
+  assert len(examples) == glue.GLUE_TASKS["rte"].official_counts["train"]
+  assert (examples[0].text_a, examples[0].label) == (odd, label)
+  assert examples[1].text_a == long_text
+  # Line numbers count '\n' only: a bad row after them is named right.
+  _edit_line(dst / "train.tsv", 9, lambda l: l + b"\textra")
+  with pytest.raises(readers.DataError, match=r"train.tsv:9: 5 columns"):
+    readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "train")
+
+
+def _decl(**split_changes):
+  split = {"file": "train.csv", "text_a_col": 1, "label_col": 2,
+           "delimiter": ","}
+  split.update(split_changes)
+  return {"name": "reviews", "kind": "classification",
+          "label_list": ["neg", "pos"],
+          "splits": {"train": split, "dev": dict(split, file="dev.csv")}}
+
+
+@pytest.mark.parametrize("decl,message", [
+    (dict(_decl(), name="a/b"), r"task name 'a/b' must be a file name"),
+    (dict(_decl(), name=".."), r"task name '..' must be a file name"),
+    (dict(_decl(), name=7), r"task name 7 must be a file name"),
+    (dict(_decl(), dir_name="x/../../y"), r"dir_name 'x/../../y' leaves"),
+    (_decl(file="..\\..\\t.csv"), r"file '..\\\\..\\\\t.csv' leaves"),
+    (dict(_decl(), label_list=["neg", " pos"]), r"label ' pos' is empty or "
+     "has surrounding spaces"),
+    (dict(_decl(), label_list=["neg", "neg"]), r"names a label twice"),
+    (dict(_decl(), kind="regression", label_range=[5, 0]),
+     r"label_range must be \[min, max\]"),
+    (dict(_decl(), metric="f1"), r"metric of a classification task must be "
+     "one of accuracy, mcc"),
+    (_decl(text_a_col=1.5), r"text_a_col must be a 0-based column number"),
+    (_decl(text_a_col="review", has_header=False), r"text_a_col name header "
+     "columns, but has_header is false"),
+    (_decl(delimiter="\n"), r"delimiter must be one character"),
+    (dict(_decl(), splits=[]), r"splits must be an object"),
+    ("reviews", r"a task declaration is a JSON object"),
+])
+def test_custom_task_declarations_are_checked(decl, message):
+  with pytest.raises(registry.TaskError, match=message):
+    registry.custom_task_from_dict(decl, "test")
+
+
+def test_custom_task_paths_and_columns(tmp_path):
+  outside = tmp_path / "elsewhere" / "train.csv"
+  outside.parent.mkdir()
+  outside.write_text("id,review,stars\n0,fine,pos\n")
+  # An absolute file is used as given (on purpose outside --data_dir).
+  task = registry.custom_task_from_dict(_decl(file=str(outside)), "test")
+  data = tmp_path / "data"
+  data.mkdir()
+  assert readers.split_path(task, str(data), "train") == str(outside)
+  readers.check_columns(task, str(data))  # dev.csv is missing: not checked
+  bad = registry.custom_task_from_dict(_decl(file=str(outside),
+                                             label_col=3), "test")
+  with pytest.raises(readers.DataError, match=r"train.csv:1: label_col is "
+                     r"column 3, but the first row has 3 columns"):
+    readers.check_columns(dataclasses.replace(bad, splits={
+        "train": dataclasses.replace(bad.splits["train"],
+                                     has_header=False)}), str(data))
+  # The same check where the split is read.
+  with pytest.raises(readers.DataError, match=r"train.csv:1: label_col is "
+                     "column 3, but the header has 3 columns"):
+    readers.read_examples(bad, str(data), "train")
+
+
+def test_custom_tasks_flag_file_or_inline(tmp_path):
+  with pytest.raises(registry.TaskError, match=r"--custom_tasks: file "
+                     r".*tasks.json not found"):
+    registry.load_custom_tasks(str(tmp_path / "tasks.json"))
+  with pytest.raises(registry.TaskError, match=r"is a folder"):
+    registry.load_custom_tasks(str(tmp_path))
+  with pytest.raises(registry.TaskError, match=r"^--custom_tasks: not valid "
+                     "JSON"):
+    registry.load_custom_tasks('{"name": ')
+  twice = json.dumps([_decl(), _decl()])
+  with pytest.raises(registry.TaskError, match=r"'reviews' is declared "
+                     "twice"):
+    registry.load_custom_tasks(twice)

@@ -54,9 +54,11 @@ def atomic_path(path: str) -> Iterator[str]:
     yield tmp
     _fsync(tmp)
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
+    if isinstance(e, OSError) and e.filename in (None, tmp):
+      e.filename = path  # e.g. a full disk: name the file, not its temp name
     raise
   try:
     _fsync(folder)

@@ -1,12 +1,15 @@
 """results.json (every trial, machine-readable) and results.txt (a table).
 
 Trials are appended as they finish, so a run killed after trial 2 keeps
-trials 0-2 and a rerun skips them.
+trials 0-2 and a rerun skips them. results.json is the record; results.txt
+is made from it, and made again by a rerun if a kill left it behind.
 """
 
 import os
 import statistics
 from typing import Dict, List
+
+from absl import logging
 
 from bam_tf.common import files
 
@@ -76,20 +79,49 @@ def _table(trials: List[Dict], summary: Dict, task_names: List[str]) -> str:
   return "\n".join(lines)
 
 
+def render_text(data: Dict) -> str:
+  """results.txt for a results.json's content."""
+  trials = data["trials"]
+  task_names = data.get("config", {}).get("task_names", [])
+  return (f"BAM results: {', '.join(task_names)}  "
+          f"({len(trials)} trial{'s' if len(trials) != 1 else ''})\n"
+          "Scores x100. score = the paper's metric (MCC CoLA, Spearman "
+          "STS-B, accuracy otherwise).\n\n" +
+          _table(trials, summarize(trials), task_names) + "\n")
+
+
 def record_trial(model_dir: str, config_dict: Dict, trial_result: Dict):
-  """Adds (or replaces) one trial and rewrites both files atomically."""
+  """Adds (or replaces) one trial and rewrites both files atomically:
+  results.json first (the record; complete_outputs makes results.txt from
+  it if a kill lands between the two)."""
   data = load(model_dir)
   trials = [t for t in data["trials"] if t["trial"] != trial_result["trial"]]
   trials.append(trial_result)
   trials.sort(key=lambda t: t["trial"])
-  summary = summarize(trials)
-  data = {"config": config_dict, "trials": trials, "summary": summary}
+  data = {"config": config_dict, "trials": trials,
+          "summary": summarize(trials)}
   files.write_json_atomic(os.path.join(model_dir, RESULTS_JSON), data)
-  task_names = config_dict.get("task_names", [])
-  text = (f"BAM results: {', '.join(task_names)}  "
-          f"({len(trials)} trial{'s' if len(trials) != 1 else ''})\n"
-          "Scores x100. score = the paper's metric (MCC CoLA, Spearman "
-          "STS-B, accuracy otherwise).\n\n" +
-          _table(trials, summary, task_names) + "\n")
+  text = render_text(data)
   files.write_text_atomic(os.path.join(model_dir, RESULTS_TXT), text)
   return text
+
+
+def complete_outputs(model_dir: str) -> bool:
+  """Rewrites results.txt from results.json where it is missing or behind
+  (a run killed between the two writes of record_trial, whose rerun finds
+  every trial finished and records none); returns whether it did."""
+  if not os.path.exists(os.path.join(model_dir, RESULTS_JSON)):
+    return False
+  data = load(model_dir)
+  if not data.get("trials"):
+    return False
+  text = render_text(data)
+  path = os.path.join(model_dir, RESULTS_TXT)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      if f.read() == text:
+        return False
+  logging.info("%s is missing or older than %s; writing it again", path,
+               RESULTS_JSON)
+  files.write_text_atomic(path, text)
+  return True

@@ -30,6 +30,24 @@ passed through `TaskSpec.unscale`). Dropout is off.
 Only the variables are saved, not the Keras objects, so loading needs
 tensorflow + tensorflow_text only.
 
+Writing and replacing (why a server watching export_dir never loses its
+model): the SavedModel is written into a staging folder beside export_dir
+(`.<base>.tmp-XXXXXXXX`) and fsynced, then put in place in one step. A new
+export_dir is one rename. An existing one (--overwrite) is swapped with the
+staging folder by Linux's renameat2(RENAME_EXCHANGE): atomic, so at every
+instant export_dir is the complete old model or the complete new one, also
+if the process is killed; the old one, now under the staging name, is
+deleted afterwards. Where the exchange is not available (another OS, an old
+kernel, a filesystem without it) the replacement falls back to two renames,
+old -> `.<base>.old-XXXXXXXX/<base>` then staging -> export_dir: a kill
+between them leaves no export_dir for that moment, but the old model is
+complete aside and the next export to that path (`recover_export_dir`,
+also `export_run` without --overwrite) puts it back before anything else.
+After that the leftovers of killed exports (`.<base>.tmp-*`,
+`.<base>.old-*`) are deleted: by then export_dir holds the complete model
+they no longer protect. One export at a time per export_dir: a concurrent
+one may lose its staging folder (and fail with an error), never the target.
+
 Command line:
   python -m bam_tf.serving.export --model_dir=RUN --export_dir=OUT \
       [--trial=0] [--tasks=rte,sts] [--overwrite]
@@ -38,14 +56,19 @@ Command line:
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 
 import argparse
+import ctypes
+import errno
 import json
 import os
+import platform
+import re
 import shutil
 import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
+from absl import logging
 
 from bam_tf import configure
 from bam_tf.common.errors import BamError
@@ -292,19 +315,170 @@ def _check_tasks(model, tasks) -> List[TaskSpec]:
   return [known[n] for n in names]
 
 
+# ---------------------------------------------------------------------------
+# Putting an export in place (see the module docstring).
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+# renameat2's syscall number, for a libc without the wrapper (glibc < 2.28).
+_SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "ppc64le": 357,
+                  "s390x": 347}
+
+
+def exchange_paths(a: str, b: str):
+  """Swaps two existing paths atomically (Linux renameat2 RENAME_EXCHANGE).
+
+  Raises OSError where the OS, the libc or the filesystem cannot (then
+  nothing has changed).
+  """
+  if not sys.platform.startswith("linux"):
+    raise OSError(errno.ENOSYS, "renameat2 is Linux only")
+  libc = ctypes.CDLL(None, use_errno=True)
+  a_path, b_path = os.fsencode(a), os.fsencode(b)
+  if hasattr(libc, "renameat2"):
+    result = libc.renameat2(ctypes.c_int(_AT_FDCWD), a_path,
+                            ctypes.c_int(_AT_FDCWD), b_path,
+                            ctypes.c_uint(_RENAME_EXCHANGE))
+  elif platform.machine() in _SYS_RENAMEAT2:
+    long = ctypes.c_long
+    result = libc.syscall(long(_SYS_RENAMEAT2[platform.machine()]),
+                          long(_AT_FDCWD), a_path, long(_AT_FDCWD), b_path,
+                          long(_RENAME_EXCHANGE))
+  else:
+    raise OSError(errno.ENOSYS, "renameat2 is not available")
+  if result != 0:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err), a, None, b)
+
+
+def _leftover_pattern(base: str):
+  # tempfile.mkdtemp's names: the prefix and 8 characters of [a-z0-9_].
+  return re.compile(rf"^\.{re.escape(base)}\.(tmp|old)-[a-z0-9_]{{8}}$")
+
+
+def _leftovers(export_dir: str) -> Dict[str, List[str]]:
+  """{"tmp": [...], "old": [...]}: staging and set-aside folders beside
+  export_dir."""
+  parent, base = os.path.split(export_dir)
+  found = {"tmp": [], "old": []}
+  if os.path.isdir(parent):
+    pattern = _leftover_pattern(base)
+    for name in sorted(os.listdir(parent)):
+      match = pattern.match(name)
+      if match:
+        found[match.group(1)].append(os.path.join(parent, name))
+  return found
+
+
+def _remove(path: str):
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.lexists(path):
+    try:
+      os.remove(path)
+    except OSError:
+      pass
+
+
+def _fsync(path: str):
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:  # folders cannot be fsynced on some platforms
+    pass
+  finally:
+    os.close(fd)
+
+
+def _fsync_tree(root: str):
+  """Files, then folders bottom-up: the export is on disk before it is
+  renamed into place (else a power cut could publish empty files)."""
+  for folder, _, names in os.walk(root, topdown=False):
+    for name in names:
+      _fsync(os.path.join(folder, name))
+    _fsync(folder)
+
+
+def recover_export_dir(export_dir: str) -> bool:
+  """Settles export_dir after killed exports; returns whether it restored.
+
+  If export_dir is missing and a fallback replacement was killed between
+  its two renames, the old export (complete, in `.<base>.old-*/<base>`) is
+  moved back. Then every leftover staging or set-aside folder is deleted:
+  none is the only complete copy any more.
+  """
+  export_dir = os.path.abspath(export_dir)
+  base = os.path.basename(export_dir)
+  restored = False
+  if not os.path.lexists(export_dir):
+    aside = [d for d in _leftovers(export_dir)["old"]
+             if os.path.isdir(os.path.join(d, base))]
+    if aside:
+      newest = max(aside, key=os.path.getmtime)
+      os.rename(os.path.join(newest, base), export_dir)
+      _fsync(os.path.dirname(export_dir))
+      logging.warning("Restored %s from %s (an export replacing it was "
+                      "killed)", export_dir, newest)
+      restored = True
+  for paths in _leftovers(export_dir).values():
+    for path in paths:
+      logging.info("Removing %s (left by a killed export)", path)
+      _remove(path)
+  return restored
+
+
+def _replace_by_two_renames(staging: str, export_dir: str):
+  """The fallback without an atomic exchange (module docstring)."""
+  parent, base = os.path.split(export_dir)
+  old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+  aside = os.path.join(old, base)
+  os.rename(export_dir, aside)
+  # Killed here: no export_dir; recover_export_dir moves `aside` back.
+  try:
+    os.rename(staging, export_dir)
+  except OSError:
+    os.rename(aside, export_dir)  # if this fails too, `old` is kept
+    _remove(old)
+    raise
+  _remove(old)
+
+
+def _move_into_place(staging: str, export_dir: str):
+  parent = os.path.dirname(export_dir)
+  try:
+    if not os.path.lexists(export_dir):
+      os.rename(staging, export_dir)
+    else:
+      try:
+        exchange_paths(staging, export_dir)  # staging now holds the old one
+      except OSError as e:
+        logging.info("No atomic exchange for %s (%s); replacing it by two "
+                     "renames", export_dir, e)
+        _replace_by_two_renames(staging, export_dir)
+  except OSError as e:
+    raise ExportError(f"could not move the export into {export_dir} ({e}); "
+                      "did something else create or remove it meanwhile?"
+                      ) from None
+  _fsync(parent)
+
+
 def export_saved_model(model, tokenizer, tasks, export_dir: str,
                        overwrite: bool = False,
                        extra_metadata: Optional[Dict] = None) -> str:
   """Writes the SavedModel to export_dir; returns its absolute path.
 
-  Atomic: written into a temporary folder beside export_dir, then renamed,
-  so a server watching export_dir never sees half an export. An existing
-  export_dir is refused unless overwrite=True (then it is replaced by
-  rename, the old one deleted afterwards). `tasks`: TaskSpecs or names, a
-  subset of model.tasks (default all).
+  Written into a staging folder beside export_dir and put in place in one
+  atomic step, so a server watching export_dir never sees half an export,
+  nor (with overwrite=True) a moment without one (module docstring). An
+  existing export_dir is refused unless overwrite=True. `tasks`: TaskSpecs
+  or names, a subset of model.tasks (default all).
   """
   tasks = _check_tasks(model, tasks)
   export_dir = os.path.abspath(export_dir)
+  recover_export_dir(export_dir)
   if os.path.lexists(export_dir) and not overwrite:
     raise ExportError(f"export dir {export_dir} already exists; refusing to "
                       "overwrite an export (pass overwrite=True / "
@@ -312,7 +486,6 @@ def export_saved_model(model, tokenizer, tasks, export_dir: str,
   parent, base = os.path.split(export_dir)
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
-  old = None
   try:
     os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide it from servers
     meta = export_metadata(model, tokenizer, tasks, extra_metadata)
@@ -323,22 +496,11 @@ def export_saved_model(model, tokenizer, tasks, export_dir: str,
       module = ServingModule(model, tokenizer, tasks, meta, meta_file)
       tf.saved_model.save(module, staging,
                           signatures=module.serving_signatures())
-    if os.path.lexists(export_dir):  # overwrite=True
-      old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
-      os.rename(export_dir, os.path.join(old, base))
-    try:
-      os.rename(staging, export_dir)
-    except OSError as e:
-      if old is not None:
-        os.rename(os.path.join(old, base), export_dir)
-      raise ExportError(f"could not move the export into {export_dir} "
-                        f"({e}); did something else create it meanwhile?"
-                        ) from None
+    _fsync_tree(staging)
+    _move_into_place(staging, export_dir)
   finally:
-    if os.path.isdir(staging):
-      shutil.rmtree(staging, ignore_errors=True)
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
+    # Unfinished staging, or after an exchange the replaced export.
+    _remove(staging)
   return export_dir
 
 
@@ -347,6 +509,7 @@ def export_run(model_dir: str, export_dir: str, trial: int = 0,
                overwrite: bool = False) -> str:
   """restore_run + export_saved_model, recording where the weights came
   from."""
+  recover_export_dir(export_dir)
   if os.path.lexists(export_dir) and not overwrite:  # fail before loading
     raise ExportError(f"export dir {os.path.abspath(export_dir)} already "
                       "exists; refusing to overwrite an export (pass "

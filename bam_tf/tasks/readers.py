@@ -2,10 +2,12 @@
 
 Files are read as the original does: tab-separated (or the declared
 delimiter), no quote character (GLUE text has stray quotes), header rows
-skipped, example ids = row index after the header.
+skipped, example ids = row index after the header. Only '\\n' (with an
+optional '\\r' before it) ends a row, as the original's line reader: U+2028,
+U+0085, form feeds or a lone '\\r' are text inside a field (the tokenizer
+treats them as whitespace), and a field may be of any length.
 """
 
-import csv
 import os
 from typing import List, Optional
 
@@ -31,7 +33,9 @@ def check_split_file(task: TaskSpec, data_dir: str, split: str) -> str:
     raise DataError(f"--data_dir={data_dir!r} is not a directory; expected "
                     "a glue_data root with one folder per task")
   task_dir = os.path.join(data_dir, task.dir_name)
-  if not os.path.isdir(task_dir):
+  layout = task.splits.get(split)
+  absolute = layout is not None and os.path.isabs(layout.file)
+  if not absolute and not os.path.isdir(task_dir):
     raise DataError(f"task folder {task_dir} is missing (task {task.name!r} "
                     f"reads {task.dir_name}/ under --data_dir)")
   path = split_path(task, data_dir, split)
@@ -41,26 +45,54 @@ def check_split_file(task: TaskSpec, data_dir: str, split: str) -> str:
   return path
 
 
-def _decode_lines(path: str) -> List[str]:
-  with open(path, "rb") as f:
-    raw = f.read()
-  if not raw.strip():
-    raise DataError(f"{path}: the file is empty")
+def _decode(path: str, raw: bytes) -> str:
   if raw.startswith(b"\xef\xbb\xbf"):
     raw = raw[3:]
   try:
-    text = raw.decode("utf-8")
+    return raw.decode("utf-8")
   except UnicodeDecodeError as e:
     line = raw[:e.start].count(b"\n") + 1
     raise DataError(f"{path}:{line}: bytes that are not UTF-8 "
                     f"({raw[e.start:e.start + 4]!r}); expected UTF-8 "
                     "text") from e
-  return text.splitlines()
 
 
-def _resolve_col(col, header: Optional[List[str]], layout_name: str,
-                 path: str):
-  if col is None or isinstance(col, int):
+def _split_row(line: str, delimiter: str) -> List[str]:
+  """One line (without its '\\n') -> fields; an empty line has none."""
+  if line.endswith("\r"):
+    line = line[:-1]
+  return line.split(delimiter) if line else []
+
+
+def _decode_lines(path: str) -> List[str]:
+  """The file's lines: split at '\\n' only (not str.splitlines, which also
+  splits at U+2028, U+0085, form feeds and a lone '\\r')."""
+  with open(path, "rb") as f:
+    raw = f.read()
+  if not raw.strip():
+    raise DataError(f"{path}: the file is empty")
+  return _decode(path, raw).split("\n")
+
+
+def first_row(path: str, delimiter: str) -> List[str]:
+  """The fields of a file's first line (its header, or first data row)."""
+  with open(path, "rb") as f:
+    line = f.readline()
+  if not line.strip():
+    raise DataError(f"{path}:1: the first line is empty")
+  return _split_row(_decode(path, line).rstrip("\n"), delimiter)
+
+
+def _resolve_col(col, header: Optional[List[str]], width: int,
+                 layout_name: str, path: str):
+  """A declared column -> its index, checked against the first row."""
+  if col is None:
+    return col
+  if isinstance(col, int):
+    if not -width <= col < width:
+      raise DataError(f"{path}:1: {layout_name} is column {col}, but the "
+                      f"{'header' if header is not None else 'first row'} "
+                      f"has {width} columns (numbered from 0)")
     return col
   if header is None:
     raise DataError(f"{path}: {layout_name} names column {col!r}, but the "
@@ -70,6 +102,21 @@ def _resolve_col(col, header: Optional[List[str]], layout_name: str,
   except ValueError:
     raise DataError(f"{path}:1: no column named {col!r} in the header "
                     f"{header}") from None
+
+
+def check_columns(task: TaskSpec, data_dir: str):
+  """Checks every split's declared columns against the first row of its
+  file, where the file exists (a missing one is reported when the split is
+  read). Cheap: reads one line per file; for user-declared tasks before a
+  run starts."""
+  for split, layout in task.splits.items():
+    path = split_path(task, data_dir, split)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+      continue
+    row = first_row(path, layout.delimiter)
+    header = row if layout.has_header else None
+    for name in ("text_a_col", "text_b_col", "label_col"):
+      _resolve_col(getattr(layout, name), header, len(row), name, path)
 
 
 def _looks_like_label(task: TaskSpec, value: str) -> bool:
@@ -84,9 +131,7 @@ def _looks_like_label(task: TaskSpec, value: str) -> bool:
 
 def read_rows(path: str, layout: SplitLayout):
   """Yields (line_number, row) for the data rows, plus the header."""
-  lines = _decode_lines(path)
-  rows = list(csv.reader(lines, delimiter=layout.delimiter,
-                         quoting=csv.QUOTE_NONE))
+  rows = [_split_row(line, layout.delimiter) for line in _decode_lines(path)]
   while rows and not rows[-1]:
     rows.pop()
   header = rows[0] if layout.has_header else None
@@ -113,9 +158,10 @@ def read_examples(task: TaskSpec, data_dir: str, split: str,
   width = len(header) if header is not None else len(rows[0][1]) if rows else 0
   if not rows:
     raise DataError(f"{path}: no data rows after the header")
-  a_col = _resolve_col(layout.text_a_col, header, "text_a_col", path)
-  b_col = _resolve_col(layout.text_b_col, header, "text_b_col", path)
-  label_col = _resolve_col(layout.label_col, header, "label_col", path)
+  a_col = _resolve_col(layout.text_a_col, header, width, "text_a_col", path)
+  b_col = _resolve_col(layout.text_b_col, header, width, "text_b_col", path)
+  label_col = _resolve_col(layout.label_col, header, width, "label_col",
+                           path)
   if header is not None and label_col is not None and _looks_like_label(
       task, header[label_col]):
     raise DataError(f"{path}:1: the first row looks like data "

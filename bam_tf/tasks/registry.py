@@ -1,11 +1,16 @@
 """Looks tasks up by name: GLUE tasks, their aliases, and user-declared tasks.
 
 A user's own task is a JSON object (inline in a flag or in a file) with the
-same fields as `TaskSpec`; see `custom_task_from_dict`.
+same fields as `TaskSpec`; see `custom_task_from_dict`. Every field is
+checked when the declaration is read, before a run writes anything: the name
+becomes part of file names (the feature cache, predictions), so it must be a
+safe file name, and a relative data file must stay inside --data_dir.
 """
 
 import json
+import math
 import os
+import re
 from typing import Dict, List
 
 from bam_tf.common.errors import BamError
@@ -16,10 +21,94 @@ _SPLIT_FIELDS = {"file", "text_a_col", "text_b_col", "label_col",
                  "has_header", "delimiter"}
 _TASK_FIELDS = {"name", "dir_name", "kind", "splits", "label_list",
                 "label_range", "double_unordered", "metric", "in_average"}
+# Letters, digits, '_', '.', '-'; not starting with '.' (so never '.', '..'
+# or a hidden file).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}\Z")
+# --task_names=all and --teachers=all:DIR mean every task.
+_RESERVED_NAMES = ("all",)
+# The headline metrics evaluation.metrics.task_metrics computes per kind.
+_METRICS = {CLASSIFICATION: ("accuracy", "mcc"), REGRESSION: ("spearman",)}
 
 
 class TaskError(BamError):
   """A task name or task declaration that cannot be used."""
+
+
+def _require(cond: bool, where: str, message: str):
+  if not cond:
+    raise TaskError(f"{where}: {message}")
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_column(value, field: str, where: str, optional: bool):
+  _require((optional and value is None) or _is_int(value) or (
+      isinstance(value, str) and value != ""), where,
+           f"{field} must be a 0-based column number or a header name"
+           f"{' (or null)' if optional else ''}, got {value!r}")
+
+
+def _leaves_folder(path: str) -> bool:
+  """Whether a relative path climbs out of its folder ('..')."""
+  return not os.path.isabs(path) and ".." in re.split(r"[\\/]", path)
+
+
+def _check_split(name: str, layout, where: str):
+  at = f"{where}: split '{name}'"
+  _require(isinstance(layout, dict), where,
+           f"split '{name}' must be an object, got {layout!r}")
+  bad = set(layout) - _SPLIT_FIELDS
+  _require(not bad and "file" in layout and "text_a_col" in layout, where,
+           f"split '{name}' needs 'file' and 'text_a_col' and only fields "
+           f"{sorted(_SPLIT_FIELDS)}")
+  file = layout["file"]
+  _require(isinstance(file, str) and file != "", at,
+           f"file must be a file name, got {file!r}")
+  _require(not _leaves_folder(file), at,
+           f"file {file!r} leaves the task folder ('..'); give a path inside "
+           "it, or an absolute path")
+  _check_column(layout["text_a_col"], "text_a_col", at, optional=False)
+  for field in ("text_b_col", "label_col"):
+    _check_column(layout.get(field), field, at, optional=True)
+  has_header = layout.get("has_header", True)
+  _require(isinstance(has_header, bool), at,
+           f"has_header must be true or false, got {has_header!r}")
+  if not has_header:
+    named = [f for f in ("text_a_col", "text_b_col", "label_col")
+             if isinstance(layout.get(f), str)]
+    _require(not named, at, f"{', '.join(named)} name header columns, but "
+             "has_header is false: use column numbers")
+  delimiter = layout.get("delimiter", "\t")
+  _require(isinstance(delimiter, str) and len(delimiter) == 1
+           and delimiter not in "\r\n", at,
+           f"delimiter must be one character (not a line break), got "
+           f"{delimiter!r}")
+
+
+def _check_labels(d: Dict, kind: str, where: str):
+  labels = d.get("label_list", [])
+  _require(isinstance(labels, (list, tuple)) and all(
+      isinstance(x, str) for x in labels), where,
+           f"label_list must be a list of strings, got {labels!r}")
+  _require(len(set(labels)) == len(labels), where,
+           f"label_list names a label twice: {labels!r}")
+  for label in labels:
+    _require(label != "" and label == label.strip(), where,
+             f"label {label!r} is empty or has surrounding spaces (labels "
+             "in the files are compared without them)")
+  if kind == CLASSIFICATION:
+    _require(len(labels) >= 2, where, "a classification task needs a "
+             "label_list with at least two labels")
+  if "label_range" in d:
+    lr = d["label_range"]
+    _require(isinstance(lr, (list, tuple)) and len(lr) == 2 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool)
+        and math.isfinite(x) for x in lr) and lr[0] < lr[1] and lr[1] != 0,
+             where, "label_range must be [min, max] with finite numbers, "
+             f"min < max and max != 0 (scores are scaled by (y - min) / "
+             f"max), got {lr!r}")
 
 
 def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
@@ -32,8 +121,13 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
               "dev":   {"file": "dev.csv", "text_a_col": "review",
                         "label_col": "stars", "delimiter": ","}}}
 
-  Columns are header names or 0-based positions.
+  Columns are header names or 0-based positions. The name is a file name:
+  letters, digits, '_', '.', '-', not starting with '.'. dir_name (default:
+  the name) and each file are relative to --data_dir and may not leave it
+  ('..'), unless given as absolute paths. The delimiter is one character.
   """
+  _require(isinstance(d, dict), where,
+           f"a task declaration is a JSON object, got {d!r}")
   unknown = set(d) - _TASK_FIELDS
   if unknown:
     raise TaskError(f"{where}: unknown task field(s) {sorted(unknown)}; "
@@ -41,46 +135,76 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
   for key in ("name", "kind", "splits"):
     if key not in d:
       raise TaskError(f"{where}: task declaration needs '{key}'")
+  name = d["name"]
+  _require(isinstance(name, str) and bool(_SAFE_NAME.match(name)), where,
+           f"task name {name!r} must be a file name: up to 100 letters, "
+           "digits, '_', '.' or '-', not starting with '.'")
+  _require(name.lower() not in _RESERVED_NAMES, where,
+           f"task name {name!r} is reserved (--task_names=all)")
+  dir_name = d.get("dir_name", name)
+  _require(isinstance(dir_name, str), where,
+           f"dir_name must be a folder name, got {dir_name!r}")
+  _require(not _leaves_folder(dir_name), where,
+           f"dir_name {dir_name!r} leaves --data_dir ('..'); give a folder "
+           "inside it, or an absolute path")
   kind = d["kind"]
   if kind not in (CLASSIFICATION, REGRESSION):
     raise TaskError(f"{where}: kind must be '{CLASSIFICATION}' or "
                     f"'{REGRESSION}', got {kind!r}")
-  if kind == CLASSIFICATION and len(d.get("label_list", ())) < 2:
-    raise TaskError(f"{where}: a classification task needs a label_list "
-                    "with at least two labels")
+  _check_labels(d, kind, where)
+  _require(isinstance(d["splits"], dict), where,
+           "splits must be an object: {\"train\": {...}, \"dev\": {...}}")
   splits = {}
   for split, layout in d["splits"].items():
-    bad = set(layout) - _SPLIT_FIELDS
-    if bad or "file" not in layout or "text_a_col" not in layout:
-      raise TaskError(f"{where}: split '{split}' needs 'file' and "
-                      f"'text_a_col' and only fields {sorted(_SPLIT_FIELDS)}")
+    _check_split(split, layout, where)
     splits[split] = SplitLayout(**layout)
   if "train" not in splits or "dev" not in splits:
     raise TaskError(f"{where}: a task needs 'train' and 'dev' splits")
   metric = d.get("metric", "spearman" if kind == REGRESSION else "accuracy")
+  _require(metric in _METRICS[kind], where, f"metric of a {kind} task must "
+           f"be one of {', '.join(_METRICS[kind])}, got {metric!r}")
+  for flag in ("double_unordered", "in_average"):
+    _require(isinstance(d.get(flag, False), bool), where,
+             f"{flag} must be true or false, got {d.get(flag)!r}")
   return TaskSpec(
-      name=d["name"], dir_name=d.get("dir_name", d["name"]), kind=kind,
-      splits=splits, label_list=tuple(str(x) for x in d.get("label_list", ())),
+      name=name, dir_name=dir_name, kind=kind,
+      splits=splits, label_list=tuple(d.get("label_list", ())),
       label_range=tuple(d.get("label_range", (0.0, 1.0))),
-      double_unordered=bool(d.get("double_unordered", False)), metric=metric,
-      glue_name=d["name"], in_average=bool(d.get("in_average", True)))
+      double_unordered=d.get("double_unordered", False), metric=metric,
+      glue_name=name, in_average=d.get("in_average", True))
+
+
+def _read_declaration(declaration: str):
+  """(where, text) of --custom_tasks: a file's path and contents, or the
+  flag's inline JSON."""
+  if os.path.isfile(declaration):
+    try:
+      with open(declaration, encoding="utf-8") as f:
+        return declaration, f.read()
+    except UnicodeDecodeError as e:
+      raise TaskError(f"--custom_tasks: {declaration} is not UTF-8 text "
+                      f"({e.reason})") from None
+  if declaration.lstrip().startswith(("{", "[")):
+    return "--custom_tasks", declaration
+  if os.path.isdir(declaration):
+    raise TaskError(f"--custom_tasks: {declaration} is a folder, not a JSON "
+                    "file")
+  raise TaskError(f"--custom_tasks: file {declaration} not found (give a "
+                  "JSON file, or inline JSON starting with '{' or '[')")
 
 
 def load_custom_tasks(declaration: str) -> Dict[str, TaskSpec]:
   """Parses --custom_tasks: a JSON file path or inline JSON (list or dict)."""
   if not declaration:
     return {}
-  where = "--custom_tasks"
-  text = declaration
-  if os.path.exists(declaration):
-    where = declaration
-    with open(declaration, encoding="utf-8") as f:
-      text = f.read()
+  where, text = _read_declaration(declaration)
   try:
     parsed = json.loads(text)
   except json.JSONDecodeError as e:
-    raise TaskError(f"{where}: not valid JSON ({e}); expected a task "
-                    "declaration object or a list of them") from e
+    at = f"{where}:{e.lineno}" if where != "--custom_tasks" else where
+    raise TaskError(f"{at}: not valid JSON ({e.msg}, line {e.lineno} column "
+                    f"{e.colno}); expected a task declaration object or a "
+                    "list of them") from None
   items = parsed if isinstance(parsed, list) else [parsed]
   tasks = {}
   for i, item in enumerate(items):
@@ -88,6 +212,8 @@ def load_custom_tasks(declaration: str) -> Dict[str, TaskSpec]:
     if spec.name in glue.GLUE_TASKS or spec.name in glue.ALIASES:
       raise TaskError(f"{where}: custom task name {spec.name!r} clashes with "
                       "a GLUE task")
+    if spec.name in tasks:
+      raise TaskError(f"{where}: custom task {spec.name!r} is declared twice")
     tasks[spec.name] = spec
   return tasks
 

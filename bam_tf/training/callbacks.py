@@ -1,7 +1,9 @@
 """Keras callbacks for long runs: progress lines, TensorBoard, checkpoints."""
 
 import collections
+import signal
 import time
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras
@@ -108,19 +110,53 @@ class ProgressLogger(tf_keras.callbacks.Callback):
       self.writer.flush()
 
 
+class StopRequest:
+  """Records a stop signal (SIGTERM) for CheckpointEveryN to act on.
+
+  A Python signal handler runs between any two bytecodes of the main
+  thread, possibly in the middle of a save or a log line, so it only
+  records the signal; the callback saves and stops at the next step
+  boundary, where the model's state is consistent.
+  """
+
+  def __init__(self):
+    self.signum = None
+
+  def handler(self, signum, frame):  # pylint: disable=unused-argument
+    self.signum = signum
+
+  @property
+  def received(self) -> bool:
+    return self.signum is not None
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.received else ""
+
+
 class CheckpointEveryN(tf_keras.callbacks.Callback):
   """Saves the tf.train.CheckpointManager every N steps and at the end, and
-  beside it the training time so far (so resumed runs report the total)."""
+  beside it the training time so far (so resumed runs report the total).
+
+  With a `stop_request` that has received a signal, it also saves at the
+  step just finished, whatever N, and stops training (`stopped_at`): a
+  preempted run loses no step, and the checkpoint is the same state a
+  periodic one at that step would be (weights, optimizer, dropout streams,
+  progress), so the rerun resumes exactly.
+  """
 
   def __init__(self, manager: tf.train.CheckpointManager, every: int,
                total_steps: int, progress_path: str,
-               seconds_before: float = 0.0):
+               seconds_before: float = 0.0,
+               stop_request: Optional[StopRequest] = None):
     super().__init__()
     self.manager = manager
     self.every = every
     self.total_steps = total_steps
     self.progress_path = progress_path
     self.seconds_before = seconds_before
+    self.stop_request = stop_request
+    self.stopped_at = None  # the step saved and stopped at on a request
     self._t0 = time.time()
 
   @property
@@ -134,10 +170,14 @@ class CheckpointEveryN(tf_keras.callbacks.Callback):
     if self.model.stop_training:  # a non-finite loss: keep the last good one
       return
     step = int(self.model.optimizer.iterations.numpy())
-    if step % self.every == 0 or step == self.total_steps:
+    stop = self.stop_request is not None and self.stop_request.received
+    if stop or step % self.every == 0 or step == self.total_steps:
       self.manager.save(checkpoint_number=step)
       files.write_json_atomic(self.progress_path, {
           "step": step, "train_seconds": round(self.train_seconds, 1)})
+    if stop:
+      self.stopped_at = step
+      self.model.stop_training = True
 
 
 class StopOnNonFinite(tf_keras.callbacks.Callback):

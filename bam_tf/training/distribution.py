@@ -39,7 +39,10 @@ def make_strategy(config, devices: Optional[Sequence[str]] = None
         devices=list(devices) if devices else None)
   if kind == "multi_worker_mirrored":
     # Reads the cluster from TF_CONFIG; must be created before other TF ops.
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    configure_coordination(resolver, config.worker_timeout_s)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver)
   if kind == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu=config.tpu or None)
@@ -47,6 +50,41 @@ def make_strategy(config, devices: Optional[Sequence[str]] = None
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   raise ConfigError(f"--strategy: unknown strategy {kind!r}")
+
+
+def configure_coordination(resolver, timeout_s: int):
+  """The coordination service MultiWorkerMirroredStrategy would set up, with
+  patient timeouts (--worker_timeout_s).
+
+  Why by hand: TensorFlow has no public setting for it. The strategy
+  configures the service itself only when nothing has (the same call, with
+  the service's defaults: a 10 s heartbeat timeout, which workers of a loaded
+  2-core host missed: "Deadline Exceeded ... CoordinationService/Heartbeat").
+  Must run before the strategy and any other TensorFlow work.
+  """
+  # pylint: disable=g-import-not-at-top
+  from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+  from tensorflow.python.distribute import multi_worker_util
+  from tensorflow.python.eager import context
+  # pylint: enable=g-import-not-at-top
+  cluster = resolver.cluster_spec()
+  if resolver.task_type not in ("chief", "worker") or not cluster.jobs:
+    return  # not a coordinated job: the strategy decides
+  if context.context().coordination_service is not None:
+    return  # already configured in this process
+  jobs = [coordination_config_pb2.CoordinatedJob(
+      name=job, num_tasks=cluster.num_tasks(job))
+          for job in ("chief", "worker") if job in cluster.jobs]
+  timeout_ms = int(timeout_s) * 1000
+  context.context().configure_coordination_service(
+      service_type="standalone",
+      service_leader=multi_worker_util.coordination_leader(cluster),
+      cluster_register_timeout_in_ms=timeout_ms,
+      heartbeat_timeout_in_ms=timeout_ms,
+      shutdown_barrier_timeout_in_ms=timeout_ms,
+      coordinated_jobs=jobs)
+  logging.info("multi-worker: heartbeat and barrier timeouts %d s "
+               "(--worker_timeout_s)", timeout_s)
 
 
 def check_batch_sizes(config, num_replicas: int):

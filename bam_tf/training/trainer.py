@@ -2,17 +2,32 @@
 
 The model's own `train_step` (bam_tf.modeling.multitask_model) does the BAM
 work; this module owns the loop around it: resuming from the last complete
-checkpoint, progress lines, TensorBoard and periodic checkpoints.
+checkpoint, progress lines, TensorBoard, periodic checkpoints, and a
+checkpoint at the current step on SIGTERM (the notice a TPU VM or a
+scheduler gives before preemption), so a preempted run loses no step.
+
+SIGTERM is honoured in single-process runs (one device, or Mirrored over
+the local devices). Under multi-worker training saving is collective: a
+worker that saved alone on its own SIGTERM would wait for the others
+forever. There the default action stays (the process ends) and the rerun
+resumes from the last periodic checkpoint; coordinating it would take
+tf.distribute's PreemptionCheckpointHandler, which this project does not
+use.
 """
 
+import contextlib
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 
 import tensorflow as tf
 from absl import logging
 
 from bam_tf.common import files
+from bam_tf.common import replicas
 from bam_tf.common.errors import BamError
 from bam_tf.training import callbacks as callbacks_lib
 from bam_tf.training import rng_state
@@ -25,6 +40,19 @@ class NonFiniteLossError(BamError):
   naming the step and the task; the last good checkpoint is kept)."""
 
 
+class PreemptedError(BamError):
+  """SIGTERM during training: a checkpoint at the current step was written
+  and training stopped without evaluating; rerunning the same command
+  resumes from it (reported as one line, exit code 2)."""
+
+
+# What a save killed half-way leaves in the checkpoint folder: TensorFlow
+# writes a checkpoint's shards into `ckpt-N_temp/` and merges them into
+# ckpt-N.* (deleting the folder), and the `checkpoint` state file through
+# `checkpoint.tmp<hex>`.
+_STALE = re.compile(r"^(?:ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32})$")
+
+
 def checkpoint_manager(model, trial_dir: str,
                        max_to_keep: int) -> tf.train.CheckpointManager:
   # Dropout streams too (rng_state), so that a resumed run continues them.
@@ -32,6 +60,53 @@ def checkpoint_manager(model, trial_dir: str,
   ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, rng=rng)
   return tf.train.CheckpointManager(
       ckpt, os.path.join(trial_dir, "checkpoints"), max_to_keep=max_to_keep)
+
+
+def remove_stale_temp(directory: str):
+  """Deletes the temporary files and folders of saves that were killed.
+
+  Called before training (re)starts, when nothing is saving into the folder:
+  every such leftover is dead, and resuming never reads them (it reads the
+  checkpoint the state file names, complete by construction). Left alone, a
+  `ckpt-N_temp/` would sit there for good, or be mixed into the next save of
+  step N.
+  """
+  if not os.path.isdir(directory):
+    return
+  for name in sorted(os.listdir(directory)):
+    if not _STALE.match(name):
+      continue
+    path = os.path.join(directory, name)
+    logging.info("Removing %s (left by a save that was killed)", path)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      try:
+        os.remove(path)
+      except FileNotFoundError:
+        pass
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(enabled: bool = True):
+  """Yields a StopRequest that a SIGTERM sets while the block runs; the
+  previous handler is put back afterwards.
+
+  Not enabled (a multi-worker run, see the module docstring) or off the main
+  thread (where Python cannot install handlers), SIGTERM keeps its previous
+  handling and the request is never set.
+  """
+  request = callbacks_lib.StopRequest()
+  if not enabled or threading.current_thread() is not threading.main_thread():
+    yield request
+    return
+  previous = signal.signal(signal.SIGTERM, request.handler)
+  try:
+    yield request
+  finally:
+    # None: a handler installed outside Python, which cannot be put back.
+    signal.signal(signal.SIGTERM,
+                  signal.SIG_DFL if previous is None else previous)
 
 
 def restore_latest(manager: tf.train.CheckpointManager) -> int:
@@ -54,9 +129,15 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
   writes there: the others save to a temporary folder that is deleted, and
   write no TensorBoard or progress files.
 
+  On SIGTERM (single-worker runs) the step in flight finishes, a
+  checkpoint is saved at it and PreemptedError is raised: the run stops
+  without evaluating, and rerunning it resumes from that step.
+
   Returns the training time in seconds, summed over resumed sessions.
   """
   manager = checkpoint_manager(model, trial_dir, config.keep_checkpoint_max)
+  if chief:
+    remove_stale_temp(manager.directory)
   start = restore_latest(manager)
   progress_path = os.path.join(trial_dir, PROGRESS_JSON)
   seconds_before = 0.0
@@ -82,16 +163,25 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
                                                    model.tasks],
       summary_dir=(os.path.join(trial_dir, "tensorboard") if chief
                    else None))
-  saver = callbacks_lib.CheckpointEveryN(manager,
-                                         config.save_checkpoints_steps,
-                                         total_steps, progress_path,
-                                         seconds_before)
+  multi_worker = replicas.is_multi_worker(model.distribute_strategy)
   try:
-    model.fit(train_ds, steps_per_epoch=remaining, epochs=1, verbose=0,
-              callbacks=[stopper, progress, saver])
+    with stop_on_sigterm(enabled=not multi_worker) as request:
+      saver = callbacks_lib.CheckpointEveryN(
+          manager, config.save_checkpoints_steps, total_steps, progress_path,
+          seconds_before, stop_request=request)
+      model.fit(train_ds, steps_per_epoch=remaining, epochs=1, verbose=0,
+                callbacks=[stopper, progress, saver])
   finally:
     if scratch:
       shutil.rmtree(scratch, ignore_errors=True)
   if stopper.error:
     raise NonFiniteLossError(stopper.error)
+  if request.received:
+    # After the last step's callbacks the signal is still honoured (the
+    # scheduler wants the process gone); that step's checkpoint is saved.
+    step = (saver.stopped_at if saver.stopped_at is not None
+            else int(model.optimizer.iterations.numpy()))
+    raise PreemptedError(
+        f"{request.name} at step {step}: checkpoint ckpt-{step} written; "
+        "rerun the same command to resume")
   return saver.train_seconds

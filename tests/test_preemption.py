@@ -1,0 +1,240 @@
+"""SIGTERM (the notice before a preemption) and what killed saves leave.
+
+SIGTERM: the run writes a checkpoint at the step it is at, whatever
+--save_checkpoints_steps says, exits with one line, and the rerun resumes
+from it to the same results as an unbroken run (CPU, same seed). Checked
+through a real run_classifier.py process signalled from outside, and in
+process (the line, the checkpoint, the handler put back).
+
+Stale temp folders: a save killed half-way leaves TensorFlow's
+`ckpt-N_temp/` (and possibly `checkpoint.tmp<hex>`); the next fit removes
+them.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from official.nlp.modeling import networks
+
+from bam_tf.common import files
+from bam_tf.modeling.multitask_model import MultiTaskModel
+from bam_tf.tasks import glue
+from bam_tf.training import trainer
+from conftest import REPO_ROOT
+
+TOTAL_STEPS = 40
+SIGNAL_AFTER = 3  # SIGTERM once a progress line shows this step
+LINE = re.compile(r"^error: SIGTERM at step (\d+): checkpoint ckpt-(\d+) "
+                  r"written; rerun the same command to resume$", re.M)
+
+# run_classifier.py, paced to >= 0.3 s a step: a --debug step takes a few
+# milliseconds, and on a busy machine the run could otherwise end before
+# the signal arrives. Pacing changes no computation.
+_PACED = r"""
+import sys, time
+sys.path.insert(0, {root!r})
+import bam_tf
+from bam_tf.training import callbacks
+orig = callbacks.ProgressLogger.on_train_batch_end
+def on_step(self, batch, logs=None):
+  orig(self, batch, logs)
+  time.sleep(0.3)
+callbacks.ProgressLogger.on_train_batch_end = on_step
+sys.argv[0] = "run_classifier.py"
+from absl import app
+import run_classifier
+app.run(run_classifier.main)
+"""
+
+
+def _args(glue_dir, model_dir):
+  # No periodic checkpoint is due before the end.
+  return ["--task_names=rte,sts", f"--data_dir={glue_dir}",
+          f"--model_dir={model_dir}", "--debug", "--deterministic",
+          f"--max_train_steps={TOTAL_STEPS}", "--train_batch_size=8",
+          "--eval_batch_size=8", "--save_checkpoints_steps=1000",
+          "--log_every_steps=1", "--teacher_output_trials="]
+
+
+def _start(args, paced=False):
+  if paced:
+    cmd = [sys.executable, "-c", _PACED.format(root=REPO_ROOT)]
+  else:
+    cmd = [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")]
+  return subprocess.Popen(cmd + args, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+
+
+def _finish(proc):
+  out = proc.communicate(timeout=900)[0]
+  return proc.returncode, out
+
+
+def _checkpoints(model_dir):
+  folder = os.path.join(model_dir, "trial_0", "checkpoints")
+  return sorted(int(m.group(1)) for m in (
+      re.match(r"^ckpt-(\d+)\.index$", n) for n in os.listdir(folder)) if m)
+
+
+def _comparable(model_dir):
+  """results.json without what legitimately differs: times and paths."""
+  results = files.read_json(os.path.join(model_dir, "results.json"))
+  for trial in results["trials"]:
+    for key in [k for k in trial if "seconds" in k or "time" in k]:
+      del trial[key]
+  results.pop("config", None)
+  return results
+
+
+def test_sigterm_checkpoints_current_step_and_resumes_exactly(tmp_path,
+                                                              glue_dir):
+  ref_dir, run_dir = str(tmp_path / "ref"), str(tmp_path / "run")
+  ref = _start(_args(glue_dir, ref_dir))
+  proc = _start(_args(glue_dir, run_dir), paced=True)
+  lines = []
+  progress = re.compile(rf"step (\d+)/{TOTAL_STEPS} ")
+  for line in proc.stdout:  # until a progress line shows step >= k
+    lines.append(line)
+    m = progress.search(line)
+    if m and int(m.group(1)) >= SIGNAL_AFTER:
+      proc.send_signal(signal.SIGTERM)
+      break
+  code, rest = _finish(proc)
+  out = "".join(lines) + rest
+  assert code == 2, out[-3000:]
+  m = LINE.search(out)
+  assert m, out[-3000:]
+  step = int(m.group(1))
+  assert int(m.group(2)) == step
+  assert SIGNAL_AFTER <= step < TOTAL_STEPS, out[-3000:]
+  # Saved though no periodic checkpoint was due; training stopped there,
+  # nothing was evaluated.
+  assert _checkpoints(run_dir) == [step]
+  progress_json = files.read_json(
+      os.path.join(run_dir, "trial_0", trainer.PROGRESS_JSON))
+  assert progress_json["step"] == step
+  assert not os.path.exists(os.path.join(run_dir, "results.json"))
+  assert "Traceback" not in out
+
+  code, out = _finish(_start(_args(glue_dir, run_dir)))
+  assert code == 0, out[-3000:]
+  assert f"ckpt-{step} (step {step})" in out
+  code, ref_out = _finish(ref)
+  assert code == 0, ref_out[-3000:]
+  assert _comparable(run_dir) == _comparable(ref_dir)
+  for name in ("rte_dev.npz", "sts_dev.npz"):
+    a = np.load(os.path.join(ref_dir, "trial_0", "predictions", name))
+    b = np.load(os.path.join(run_dir, "trial_0", "predictions", name))
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+      np.testing.assert_array_equal(a[key], b[key])
+
+
+# --------------------------------------------------------------- in process
+
+
+def _model():
+  tf_keras.utils.set_random_seed(0)
+  encoder = networks.BertEncoder(
+      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
+      inner_dim=32, max_sequence_length=16, dict_outputs=True)
+  model = MultiTaskModel(encoder, [glue.GLUE_TASKS["rte"],
+                                   glue.GLUE_TASKS["sts"]])
+  model.compile(optimizer=tf_keras.optimizers.SGD(1e-3))
+  return model
+
+
+def _dataset():
+  n = 4
+  batch = {"input_word_ids": np.ones((n, 5), np.int32),
+           "input_mask": np.ones((n, 5), np.int32),
+           "input_type_ids": np.zeros((n, 5), np.int32),
+           "task_id": np.array([0, 1, 0, 1], np.int32),
+           "label_id": np.zeros(n, np.int32),
+           "label_value": np.full(n, 0.5, np.float32)}
+  return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+def _config(every):
+  return types.SimpleNamespace(keep_checkpoint_max=5, log_every_steps=1,
+                               save_checkpoints_steps=every)
+
+
+def _sigterm_at(step):
+  """An lr_fn (called by the progress line after every step) that sends
+  this process SIGTERM after `step`."""
+  def lr_fn(current):
+    if current == step:
+      signal.raise_signal(signal.SIGTERM)
+    return 1e-3
+  return lr_fn
+
+
+def test_sigterm_in_fit_saves_stops_and_restores_handler(tmp_path):
+  calls = []
+
+  def previous(signum, frame):  # the handler fit must put back
+    calls.append(signum)
+
+  before = signal.signal(signal.SIGTERM, previous)
+  try:
+    with pytest.raises(trainer.PreemptedError) as info:
+      trainer.fit(_model(), _dataset(), 10, str(tmp_path), _config(100),
+                  lr_fn=_sigterm_at(3))
+    assert str(info.value) == ("SIGTERM at step 3: checkpoint ckpt-3 "
+                               "written; rerun the same command to resume")
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert not calls  # fit's own handler took the signal
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert latest.endswith("ckpt-3")
+    assert files.read_json(str(tmp_path / trainer.PROGRESS_JSON))[
+        "step"] == 3
+
+    # The rerun resumes at step 3 and finishes.
+    model = _model()
+    trainer.fit(model, _dataset(), 10, str(tmp_path), _config(100),
+                lr_fn=lambda step: 1e-3)
+    assert int(model.optimizer.iterations.numpy()) == 10
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+    # Multi-worker runs leave SIGTERM alone (saving there is collective).
+    with trainer.stop_on_sigterm(enabled=False) as request:
+      assert signal.getsignal(signal.SIGTERM) is previous
+    assert not request.received
+  finally:
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_stale_checkpoint_temp_folders_removed_on_resume(tmp_path):
+  folder = tmp_path / "checkpoints"
+  trainer.fit(_model(), _dataset(), 4, str(tmp_path), _config(2),
+              lr_fn=lambda step: 1e-3)
+  assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-4")
+  # What a save killed half-way leaves: TF writes the shards of ckpt-N
+  # into ckpt-N_temp/ before merging them, and the state file through a
+  # temporary name.
+  temp = folder / "ckpt-3_temp"
+  temp.mkdir()
+  (temp / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x" * 64)
+  (temp / "part-00000-of-00001.index").write_bytes(b"x" * 8)
+  state_tmp = folder / ("checkpoint.tmp" + "0123456789abcdef" * 2)
+  state_tmp.write_text("model_checkpoint_path: \"ckpt-\"\n")
+  kept = sorted(os.listdir(folder))
+
+  model = _model()
+  trainer.fit(model, _dataset(), 8, str(tmp_path), _config(2),
+              lr_fn=lambda step: 1e-3)
+  assert int(model.optimizer.iterations.numpy()) == 8
+  names = sorted(os.listdir(folder))
+  assert "ckpt-3_temp" not in names and state_tmp.name not in names, names
+  assert not [n for n in names if n.endswith("_temp")], names
+  assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-8")
+  assert set(kept) - set(names) == {"ckpt-3_temp", state_tmp.name}
