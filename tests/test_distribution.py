@@ -61,6 +61,7 @@ def _tasks():
 
 def _config(**kw):
   base = dict(strategy="one_device", tpu="", mixed_precision="none",
+              worker_timeout_s=600,
               train_batch_size=TRAIN_BATCH, eval_batch_size=4)
   base.update(kw)
   return types.SimpleNamespace(**base)
@@ -317,7 +318,8 @@ _DEFAULTS = types.SimpleNamespace(
     retrain_trials=[], distill=False, teachers="", teacher_trial=0,
     distill_schedule="annealing", distill_weight=0.5, distill_temperature=1.0,
     init_from="", trial=0, export_dir="", overwrite=False, custom_tasks="",
-    strategy="tpu", tpu="", mixed_precision="mixed_bfloat16",
+    strategy="tpu", tpu="", worker_timeout_s=600,
+    mixed_precision="mixed_bfloat16",
     length_bucketing=True, deterministic=False, jit_compile=False,
     loss_reduction="sum", adam_bias_correction=False)
 
