@@ -419,19 +419,25 @@ def claim_model_dir(config, fingerprint=None):
     path = os.path.join(model_dir, "config.json")
     fingerprint_path = os.path.join(model_dir, FINGERPRINT_JSON)
     reason = ""
-    if os.path.exists(path):
-      # One cut short gets here with --overwrite only (configure.check_paths).
-      try:
-        diff = configure.config_differences(files.read_json(path), config)
-      except (ValueError, TypeError):
-        diff = ["config.json (unreadable)"]
-      if diff and not config.overwrite:
-        raise configure.ConfigError(
-            f"--model_dir: {model_dir} holds a run with another "
-            f"configuration (differs in: {', '.join(diff)}); use another "
-            "--model_dir, or --overwrite to delete it")
-      if diff:
-        reason = f"differs in: {', '.join(diff)}"
+    # Read again under the lock (configure.check_paths read it before, to
+    # fail before the lock is taken): another run may have written it since.
+    try:
+      saved = configure.read_saved_config(
+          model_dir, "--overwrite deletes the run in --model_dir, or use "
+          "another --model_dir")
+      diff = (configure.config_differences(saved, config)
+              if saved is not None else [])
+    except configure.ConfigError:
+      if not config.overwrite:
+        raise
+      diff = ["config.json (unreadable)"]
+    if diff and not config.overwrite:
+      raise configure.ConfigError(
+          f"--model_dir: {model_dir} holds a run with another "
+          f"configuration (differs in: {', '.join(diff)}); use another "
+          "--model_dir, or --overwrite to delete it")
+    if diff:
+      reason = f"differs in: {', '.join(diff)}"
     if fingerprint and not reason and os.path.exists(fingerprint_path):
       reason = fingerprint_change(files.read_json(fingerprint_path),
                                   fingerprint, model_dir)

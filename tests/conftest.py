@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import bam_tf  # noqa: F401  (Keras 2 before TensorFlow)
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -43,6 +44,65 @@ def run_classifier(args, timeout=900) -> str:
       timeout=timeout, cwd=REPO_ROOT)
   assert proc.returncode == 0, proc.stdout[-4000:]
   return proc.stdout
+
+
+def finish(proc, timeout=900):
+  """(exit code, output) of a run_classifier.py Popen."""
+  out = proc.communicate(timeout=timeout)[0]
+  return proc.returncode, out
+
+
+def comparable_results(model_dir):
+  """results.json without what legitimately differs between two runs of
+  the same command: times and the config's paths."""
+  from bam_tf.common import files  # pylint: disable=g-import-not-at-top
+  results = files.read_json(os.path.join(model_dir, "results.json"))
+  for trial in results["trials"]:
+    for key in [k for k in trial if "seconds" in k or "time" in k]:
+      del trial[key]
+  results.pop("config", None)
+  return results
+
+
+def assert_same_dev_predictions(ref_dir, run_dir, tasks, trial=0):
+  """Every array of each task's dev predictions (trial `trial`) equal,
+  bit for bit, in two run dirs."""
+  for task in tasks:
+    name = os.path.join(f"trial_{trial}", "predictions", f"{task}_dev.npz")
+    a = np.load(os.path.join(ref_dir, name))
+    b = np.load(os.path.join(run_dir, name))
+    assert sorted(a.files) == sorted(b.files), name
+    for key in a.files:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}:{key}")
+
+
+def tiny_rte_sts_model(optimizer=None):
+  """A one-layer, 16-wide MultiTaskModel over RTE and STS-B (seed 0),
+  compiled: for in-process training tests that need no real encoder."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from official.nlp.modeling import networks  # pylint: disable=g-import-not-at-top
+  from bam_tf.modeling.multitask_model import MultiTaskModel  # pylint: disable=g-import-not-at-top
+  from bam_tf.tasks import glue  # pylint: disable=g-import-not-at-top
+  tf_keras.utils.set_random_seed(0)
+  encoder = networks.BertEncoder(
+      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
+      inner_dim=32, max_sequence_length=16, dict_outputs=True)
+  model = MultiTaskModel(encoder, [glue.GLUE_TASKS["rte"],
+                                   glue.GLUE_TASKS["sts"]])
+  model.compile(optimizer=optimizer or tf_keras.optimizers.SGD(1e-3))
+  return model
+
+
+def tiny_rte_sts_batch(n=4):
+  """A batch for tiny_rte_sts_model: tasks alternate RTE, STS-B."""
+  return {"input_word_ids": np.ones((n, 5), np.int32),
+          "input_mask": np.ones((n, 5), np.int32),
+          "input_type_ids": np.zeros((n, 5), np.int32),
+          "task_id": np.arange(n, dtype=np.int32) % 2,
+          "label_id": np.zeros(n, np.int32),
+          "label_value": np.full(n, 0.5, np.float32)}
+
+
 GLUE_DIR = os.environ.get(
     "BAM_TF_GLUE_DIR",
     os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "glue_data")))

@@ -335,6 +335,18 @@ def _kill_after_first_change(monkeypatch, target, snapshot):
     monkeypatch.setattr(export, "exchange_paths", exchange)
 
 
+def _replace_until_killed(monkeypatch, restored, target, killed):
+  """`--overwrite` export of an STS-B-only model (export_version 2) over
+  `target`, ended where a kill would be after the first change to the
+  path; what that kill leaves on disk is copied to `killed`."""
+  _, model, tokenizer = restored
+  _kill_after_first_change(monkeypatch, target, killed)
+  with pytest.raises(_Killed):
+    export.export_saved_model(model, tokenizer, ["sts"], target,
+                              overwrite=True,
+                              extra_metadata={"export_version": 2})
+
+
 def _old_export(export_dir, tmp_path):
   """A copy of the module's export (all three tasks) as the one in place."""
   parent = tmp_path / "serving"
@@ -354,11 +366,7 @@ def test_overwrite_killed_mid_replacement_leaves_a_complete_export(
   target = _old_export(export_dir, tmp_path)
   killed = str(tmp_path / "killed")
   with monkeypatch.context() as patch:
-    _kill_after_first_change(patch, target, killed)
-    with pytest.raises(_Killed):
-      export.export_saved_model(model, tokenizer, ["sts"], target,
-                                overwrite=True,
-                                extra_metadata={"export_version": 2})
+    _replace_until_killed(patch, restored, target, killed)
   # At the instant the path first changed it already held a complete model:
   # the new one (atomic exchange); the old one waits under a staging name.
   at_kill = os.path.join(killed, "bam")
@@ -392,11 +400,7 @@ def test_fallback_replacement_killed_between_renames_is_restored(
 
   with monkeypatch.context() as patch:
     patch.setattr(export, "exchange_paths", no_exchange, raising=False)
-    _kill_after_first_change(patch, target, killed)
-    with pytest.raises(_Killed):
-      export.export_saved_model(model, tokenizer, ["sts"], target,
-                                overwrite=True,
-                                extra_metadata={"export_version": 2})
+    _replace_until_killed(patch, restored, target, killed)
   at_kill = os.path.join(killed, "bam")
   assert not os.path.exists(at_kill)
   aside = [n for n in _dot_files(killed) if n.startswith(".bam.old-")]

@@ -18,17 +18,17 @@ import subprocess
 import sys
 import types
 
-import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
-from official.nlp.modeling import networks
 
 from bam_tf.common import files
-from bam_tf.modeling.multitask_model import MultiTaskModel
-from bam_tf.tasks import glue
 from bam_tf.training import trainer
 from conftest import REPO_ROOT
+from conftest import assert_same_dev_predictions
+from conftest import comparable_results
+from conftest import finish
+from conftest import tiny_rte_sts_batch
+from conftest import tiny_rte_sts_model
 
 TOTAL_STEPS = 40
 SIGNAL_AFTER = 3  # SIGTERM once a progress line shows this step
@@ -73,25 +73,10 @@ def _start(args, paced=False):
                           stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
 
 
-def _finish(proc):
-  out = proc.communicate(timeout=900)[0]
-  return proc.returncode, out
-
-
 def _checkpoints(model_dir):
   folder = os.path.join(model_dir, "trial_0", "checkpoints")
   return sorted(int(m.group(1)) for m in (
       re.match(r"^ckpt-(\d+)\.index$", n) for n in os.listdir(folder)) if m)
-
-
-def _comparable(model_dir):
-  """results.json without what legitimately differs: times and paths."""
-  results = files.read_json(os.path.join(model_dir, "results.json"))
-  for trial in results["trials"]:
-    for key in [k for k in trial if "seconds" in k or "time" in k]:
-      del trial[key]
-  results.pop("config", None)
-  return results
 
 
 def test_sigterm_checkpoints_current_step_and_resumes_exactly(tmp_path,
@@ -107,7 +92,7 @@ def test_sigterm_checkpoints_current_step_and_resumes_exactly(tmp_path,
     if m and int(m.group(1)) >= SIGNAL_AFTER:
       proc.send_signal(signal.SIGTERM)
       break
-  code, rest = _finish(proc)
+  code, rest = finish(proc)
   out = "".join(lines) + rest
   assert code == 2, out[-3000:]
   m = LINE.search(out)
@@ -124,43 +109,20 @@ def test_sigterm_checkpoints_current_step_and_resumes_exactly(tmp_path,
   assert not os.path.exists(os.path.join(run_dir, "results.json"))
   assert "Traceback" not in out
 
-  code, out = _finish(_start(_args(glue_dir, run_dir)))
+  code, out = finish(_start(_args(glue_dir, run_dir)))
   assert code == 0, out[-3000:]
   assert f"ckpt-{step} (step {step})" in out
-  code, ref_out = _finish(ref)
+  code, ref_out = finish(ref)
   assert code == 0, ref_out[-3000:]
-  assert _comparable(run_dir) == _comparable(ref_dir)
-  for name in ("rte_dev.npz", "sts_dev.npz"):
-    a = np.load(os.path.join(ref_dir, "trial_0", "predictions", name))
-    b = np.load(os.path.join(run_dir, "trial_0", "predictions", name))
-    assert sorted(a.files) == sorted(b.files)
-    for key in a.files:
-      np.testing.assert_array_equal(a[key], b[key])
+  assert comparable_results(run_dir) == comparable_results(ref_dir)
+  assert_same_dev_predictions(ref_dir, run_dir, ["rte", "sts"])
 
 
 # --------------------------------------------------------------- in process
 
 
-def _model():
-  tf_keras.utils.set_random_seed(0)
-  encoder = networks.BertEncoder(
-      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
-      inner_dim=32, max_sequence_length=16, dict_outputs=True)
-  model = MultiTaskModel(encoder, [glue.GLUE_TASKS["rte"],
-                                   glue.GLUE_TASKS["sts"]])
-  model.compile(optimizer=tf_keras.optimizers.SGD(1e-3))
-  return model
-
-
 def _dataset():
-  n = 4
-  batch = {"input_word_ids": np.ones((n, 5), np.int32),
-           "input_mask": np.ones((n, 5), np.int32),
-           "input_type_ids": np.zeros((n, 5), np.int32),
-           "task_id": np.array([0, 1, 0, 1], np.int32),
-           "label_id": np.zeros(n, np.int32),
-           "label_value": np.full(n, 0.5, np.float32)}
-  return tf.data.Dataset.from_tensors(batch).repeat()
+  return tf.data.Dataset.from_tensors(tiny_rte_sts_batch()).repeat()
 
 
 def _config(every):
@@ -187,7 +149,7 @@ def test_sigterm_in_fit_saves_stops_and_restores_handler(tmp_path):
   before = signal.signal(signal.SIGTERM, previous)
   try:
     with pytest.raises(trainer.PreemptedError) as info:
-      trainer.fit(_model(), _dataset(), 10, str(tmp_path), _config(100),
+      trainer.fit(tiny_rte_sts_model(), _dataset(), 10, str(tmp_path), _config(100),
                   lr_fn=_sigterm_at(3))
     assert str(info.value) == ("SIGTERM at step 3: checkpoint ckpt-3 "
                                "written; rerun the same command to resume")
@@ -199,7 +161,7 @@ def test_sigterm_in_fit_saves_stops_and_restores_handler(tmp_path):
         "step"] == 3
 
     # The rerun resumes at step 3 and finishes.
-    model = _model()
+    model = tiny_rte_sts_model()
     trainer.fit(model, _dataset(), 10, str(tmp_path), _config(100),
                 lr_fn=lambda step: 1e-3)
     assert int(model.optimizer.iterations.numpy()) == 10
@@ -215,7 +177,7 @@ def test_sigterm_in_fit_saves_stops_and_restores_handler(tmp_path):
 
 def test_stale_checkpoint_temp_folders_removed_on_resume(tmp_path):
   folder = tmp_path / "checkpoints"
-  trainer.fit(_model(), _dataset(), 4, str(tmp_path), _config(2),
+  trainer.fit(tiny_rte_sts_model(), _dataset(), 4, str(tmp_path), _config(2),
               lr_fn=lambda step: 1e-3)
   assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-4")
   # What a save killed half-way leaves: TF writes the shards of ckpt-N
@@ -229,7 +191,7 @@ def test_stale_checkpoint_temp_folders_removed_on_resume(tmp_path):
   state_tmp.write_text("model_checkpoint_path: \"ckpt-\"\n")
   kept = sorted(os.listdir(folder))
 
-  model = _model()
+  model = tiny_rte_sts_model()
   trainer.fit(model, _dataset(), 8, str(tmp_path), _config(2),
               lr_fn=lambda step: 1e-3)
   assert int(model.optimizer.iterations.numpy()) == 8

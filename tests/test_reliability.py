@@ -7,15 +7,13 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
-import tf_keras
-from official.nlp.modeling import networks
 
-from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.tasks import glue
 from bam_tf.training import callbacks as callbacks_lib
 from conftest import REPO_ROOT
+from conftest import tiny_rte_sts_batch
+from conftest import tiny_rte_sts_model
 
 _WRITER = """
 import sys
@@ -46,20 +44,9 @@ def test_killed_writer_leaves_old_or_new_file_never_partial(tmp_path):
 
 
 def test_non_finite_loss_stops_with_step_and_task(tmp_path):
-  tf_keras.utils.set_random_seed(0)
-  encoder = networks.BertEncoder(
-      vocab_size=50, hidden_size=16, num_layers=1, num_attention_heads=2,
-      inner_dim=32, max_sequence_length=16, dict_outputs=True)
+  model = tiny_rte_sts_model()
   tasks = [glue.GLUE_TASKS["rte"], glue.GLUE_TASKS["sts"]]
-  model = MultiTaskModel(encoder, tasks)
-  model.compile(optimizer=tf_keras.optimizers.SGD(1e-3))
-  n = 4
-  good = {"input_word_ids": np.ones((n, 5), np.int32),
-          "input_mask": np.ones((n, 5), np.int32),
-          "input_type_ids": np.zeros((n, 5), np.int32),
-          "task_id": np.array([0, 1, 0, 1], np.int32),
-          "label_id": np.zeros(n, np.int32),
-          "label_value": np.full(n, 0.5, np.float32)}
+  good = tiny_rte_sts_batch()
   bad = dict(good, label_value=np.array([0, np.nan, 0, 0.5], np.float32))
   ds = tf.data.Dataset.from_tensors(good).repeat(2).concatenate(
       tf.data.Dataset.from_tensors(bad)).repeat()

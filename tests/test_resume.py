@@ -7,16 +7,17 @@ checkpoint is half-written (data file truncated, `checkpoint` state not yet
 updated) and in the middle of writing a teacher-output TFRecord.
 """
 
-import json
 import os
 import random
 import subprocess
 import sys
 
-import numpy as np
 import tensorflow as tf
 
 from conftest import REPO_ROOT
+from conftest import assert_same_dev_predictions
+from conftest import comparable_results
+from conftest import finish
 
 TOTAL_STEPS = 16
 EVERY = 4
@@ -94,25 +95,10 @@ def _run(args, kill_at=None):
                           stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc):
-  out = proc.communicate(timeout=900)[0]
-  return proc.returncode, out
-
-
 def _latest(model_dir):
   path = tf.train.latest_checkpoint(
       os.path.join(model_dir, "trial_0", "checkpoints"))
   return int(path.rsplit("-", 1)[1]) if path else 0
-
-
-def _comparable(model_dir):
-  """results.json without what legitimately differs: times and paths."""
-  results = json.loads(open(os.path.join(model_dir, "results.json")).read())
-  for trial in results["trials"]:
-    for key in [k for k in trial if "seconds" in k or "time" in k]:
-      del trial[key]
-  results.pop("config", None)
-  return results
 
 
 def _teacher_files(model_dir):
@@ -141,42 +127,37 @@ def test_killed_three_times_resumes_to_identical_results(tmp_path, glue_dir):
   print(f"killing at step {kill_step}")
 
   # 1. A kill at a random step between checkpoints.
-  code, out = _finish(_run(_args(glue_dir, run_dir), f"step:{kill_step}"))
+  code, out = finish(_run(_args(glue_dir, run_dir), f"step:{kill_step}"))
   assert code == -9, out[-3000:]
   resumed_from = kill_step // EVERY * EVERY
   assert _latest(run_dir) == resumed_from
 
   # 2. Rerun; killed while writing the next checkpoint.
   half_written = resumed_from + EVERY
-  code, out = _finish(_run(_args(glue_dir, run_dir),
+  code, out = finish(_run(_args(glue_dir, run_dir),
                            f"checkpoint:{half_written}"))
   assert code == -9, out[-3000:]
   assert f"ckpt-{resumed_from} (step {resumed_from})" in out
   assert _latest(run_dir) == resumed_from  # the torn one is not used
 
   # 3. Rerun; trains to the end, killed writing the 2nd teacher file.
-  code, out = _finish(_run(_args(glue_dir, run_dir), "teacher_outputs:2"))
+  code, out = finish(_run(_args(glue_dir, run_dir), "teacher_outputs:2"))
   assert code == -9, out[-3000:]
   assert f"ckpt-{resumed_from} (step {resumed_from})" in out
   assert _latest(run_dir) == TOTAL_STEPS
   assert not os.path.exists(os.path.join(run_dir, "results.json"))
 
   # 4. Rerun to the end.
-  code, out = _finish(_run(_args(glue_dir, run_dir)))
+  code, out = finish(_run(_args(glue_dir, run_dir)))
   assert code == 0, out[-3000:]
   assert "Training already finished (16 steps)" in out
 
   for proc in refs:
-    code, out = _finish(proc)
+    code, out = finish(proc)
     assert code == 0, out[-3000:]
   # The same seed twice gives the same results, and so does the killed run.
-  assert _comparable(ref_dir) == _comparable(ref2_dir)
-  assert _comparable(run_dir) == _comparable(ref_dir)
-  for name in ("rte_dev.npz", "sts_dev.npz"):
-    a = np.load(os.path.join(ref_dir, "trial_0", "predictions", name))
-    b = np.load(os.path.join(run_dir, "trial_0", "predictions", name))
-    assert sorted(a.files) == sorted(b.files)
-    for key in a.files:
-      np.testing.assert_array_equal(a[key], b[key])
+  assert comparable_results(ref_dir) == comparable_results(ref2_dir)
+  assert comparable_results(run_dir) == comparable_results(ref_dir)
+  assert_same_dev_predictions(ref_dir, run_dir, ["rte", "sts"])
   assert _teacher_files(run_dir) == _teacher_files(ref_dir)
   assert len(_teacher_files(run_dir)) == 6  # train, dev, test x 2 tasks
