@@ -18,9 +18,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from absl import flags
 
 from bam_tf.common.errors import ConfigError
+from bam_tf.modeling import hf_bert
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers
 from bam_tf.tasks import registry
+from bam_tf.tasks import sources
+from bam_tf.tasks import tfds_glue
 from bam_tf.tasks.task import TaskSpec
 
 FLAGS = flags.FLAGS
@@ -125,9 +128,9 @@ SEED_LIMIT = 2 ** 32
 _S = Setting
 SETTINGS: Tuple[Setting, ...] = (
     _S("mode", "enum", "train", "train: train and evaluate; "
-       "inspect_data: report on the data; predict: GLUE test-set "
-       "files from a finished run; export: SavedModel serving raw "
-       "text.", values=MODES, required=True, rerun_safe=True),
+       "inspect_data: report on the data; predict: test-set "
+       "predictions of a finished run (a TSV per task and split, and GLUE "
+       "leaderboard files); export: SavedModel serving raw text.", values=MODES, required=True, rerun_safe=True),
     _S("trial", "integer", 0, "The trial of a finished run that predict "
        "and export use.", check=lambda v: v >= 0,
        message="must be >= 0, got {value}", rerun_safe=True),
@@ -137,8 +140,15 @@ SETTINGS: Tuple[Setting, ...] = (
        "rte (original names or GLUE spellings).", required=True),
     _S("custom_tasks", "string", "", "JSON file or inline JSON declaring "
        "your own tasks (see bam_tf/tasks/registry.py)."),
-    _S("data_dir", "string", "", "glue_data root: one folder per task.",
-       required=True),
+    _S("data_dir", "string", "", "glue_data root: one folder per task "
+       "(--data_source=tsv).", required=True),
+    _S("data_source", "enum", sources.TSV, "Where examples come from: tsv "
+       "(the files under --data_dir, any task) or tfds (GLUE prepared by "
+       "tensorflow-datasets in --tfds_data_dir; the same examples and ids).",
+       values=sources.KINDS, check=lambda v: v in sources.KINDS,
+       message=_one_of(sources.KINDS)),
+    _S("tfds_data_dir", "string", "", "TFDS data dir holding glue/<config> "
+       "(--data_source=tfds; empty: TFDS's default, ~/tensorflow_datasets)."),
     _S("model_dir", "string", "", "Everything a run writes goes here.",
        required=True),
     _S("cache_dir", "string", "", "Shared cache of exported encoders and "
@@ -159,6 +169,9 @@ SETTINGS: Tuple[Setting, ...] = (
     _S("bert_checkpoint_dir", "string", "", "Original Google BERT TF1 "
        "folder (bert_config.json, vocab.txt, bert_model.ckpt).",
        required=True),
+    _S("hf_checkpoint_dir", "string", "", "Hugging Face BERT-family folder "
+       "(config.json, model.safetensors, vocab.txt), converted to Model "
+       "Garden's BertEncoder and exported once to the TF-Hub format."),
     _S("debug", "bool", False, "Tiny random encoder (3 layers, hidden 144) "
        "on the first 50 rows of each file: smoke runs in seconds.",
        required=True),
@@ -560,7 +573,10 @@ def validate(config: BamConfig, need_data: bool = True):
   _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),
          "mixed_precision", "TPUs compute in bfloat16: use mixed_bfloat16 "
          "with --strategy=tpu")
-  if need_data and c.mode in ("train", "inspect_data", "predict"):
+  reads_data = need_data and c.mode in ("train", "inspect_data", "predict")
+  if reads_data and c.data_source == sources.TFDS:
+    _check_tfds(c)  # --data_dir is not read
+  elif reads_data:
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
     _check(os.path.isdir(c.data_dir), "data_dir",
            f"{c.data_dir!r} is not a directory")
@@ -576,9 +592,34 @@ def validate(config: BamConfig, need_data: bool = True):
     _check(os.path.isfile(os.path.join(c.model_dir, "config.json")),
            "model_dir", f"{c.model_dir!r} holds no finished run "
            "(config.json missing)")
-  if c.bert_checkpoint_dir:
-    _check(not c.hub_module_url, "bert_checkpoint_dir",
-           "give either --bert_checkpoint_dir or --hub_module_url, not both")
+  encoder_flags = [f for f in ("hub_module_url", "bert_checkpoint_dir",
+                               "hf_checkpoint_dir") if getattr(c, f)]
+  if len(encoder_flags) > 1:
+    _check(False, encoder_flags[-1], f"give either --{encoder_flags[0]} or "
+           f"--{encoder_flags[-1]}, not both")
+  if c.hf_checkpoint_dir and not c.debug:
+    try:
+      folder = hf_bert.read_folder(c.hf_checkpoint_dir)
+    except hf_bert.CheckpointError as e:
+      raise ConfigError(str(e)) from None
+    _check(c.do_lower_case is not None or folder.do_lower_case is not None,
+           "do_lower_case", f"{c.hf_checkpoint_dir} does not say whether its "
+           "vocabulary is cased (tokenizer_config.json's do_lower_case): "
+           "pass --do_lower_case=true or false")
+
+
+def _check_tfds(c: BamConfig):
+  """Every task a GLUE task whose TFDS dataset is prepared with the splits
+  this mode reads (one line naming the flag and the dataset)."""
+  for task in c.tasks:
+    splits = {"train": ["train", task.dev_split],
+              "inspect_data": ["train", task.dev_split]}.get(
+                  c.mode, [s for s in tfds_glue.tfds_splits(task)
+                           if s not in ("train", task.dev_split)])
+    try:
+      tfds_glue.check_prepared(task, c.tfds_data_dir, splits)
+    except tfds_glue.TfdsError as e:
+      raise ConfigError(str(e)) from None
 
 
 # Where a finished trial's final weights live (bam_tf.training.warm_start:
@@ -654,7 +695,7 @@ def check_paths(config: BamConfig):
   elif c.mode in ("predict", "export"):
     read_saved_config(c.model_dir, "--model_dir holds no finished run")
     if c.mode == "predict":
-      _check_writable("model_dir", c.model_dir)  # glue_submission/
+      _check_writable("model_dir", c.model_dir)  # test_predictions/
     elif c.export_dir:
       _check_writable("export_dir", c.export_dir)
     else:

@@ -36,7 +36,9 @@ from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.modeling.teacher_annealing import DistillSchedule
 from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
-from bam_tf.tasks import readers
+from bam_tf.outputs import test_predictions
+from bam_tf.tasks import glue
+from bam_tf.tasks import sources
 from bam_tf.training import distribution
 from bam_tf.training import optimization
 from bam_tf.training import rng_state
@@ -58,16 +60,16 @@ class PreparedData:
 def featurize(config, tokenizer, splits_fn) -> PreparedData:
   """Reads and featurises the splits `splits_fn(task)` of every task."""
   records, manifests = {}, {}
+  source = sources.for_run(config)
   for task_id, task in enumerate(config.tasks):
     records[task.name], manifests[task.name] = {}, {}
     for split in splits_fn(task):
-      examples = readers.read_examples(
-          task, config.data_dir, split, max_rows=config.debug_max_rows,
+      examples = source.read(
+          task, split, max_rows=config.debug_max_rows,
           add_swapped=(split == "train" and config.double_unordered))
       path, manifest = features_lib.build_or_load_features(
-          examples, task, task_id, split,
-          readers.split_path(task, config.data_dir, split), tokenizer,
-          config.cache_dir)
+          examples, task, task_id, split, source.data_file(task, split),
+          tokenizer, config.cache_dir)
       records[task.name][split] = path
       manifests[task.name][split] = manifest
   return PreparedData(records, manifests)
@@ -313,11 +315,13 @@ def _splits_to_featurize(config):
   writes_outputs = any(t < config.num_trials
                        for t in config.teacher_output_trial_ids)
 
+  source = sources.for_run(config)
+
   def splits(task):
     wanted = ["train", task.dev_split]
     if writes_outputs:
-      wanted += [s for s in task.splits if s not in wanted and os.path.isfile(
-          readers.split_path(task, config.data_dir, s))]
+      wanted += [s for s in task.splits
+                 if s not in wanted and source.has_split(task, s)]
     return wanted
   return splits
 
@@ -331,12 +335,13 @@ def run_fingerprint(config, bundle, data: PreparedData) -> Dict:
   casing and length it is read with. Flags are compared through
   config.json; files can change under the same flags."""
   splits = {}
+  source = sources.for_run(config)
   for task in config.tasks:
     splits[task.name] = {}
     for split in ("train", task.dev_split):
       parts = data.manifests[task.name][split]["key_parts"]
       splits[task.name][split] = {
-          "file": readers.split_path(task, config.data_dir, split),
+          "file": source.describe(task, split),
           "data_sha256": parts["data_sha256"],
           "examples_sha256": parts["examples_sha256"]}
   parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
@@ -358,15 +363,16 @@ def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
   for task, splits in sorted(current["data"].items()):
     for split, now in sorted(splits.items()):
       was = saved.get("data", {}).get(task, {}).get(split)
-      if not was:
-        continue
-      if was.get("data_sha256") != now["data_sha256"]:
-        return (f"--data_dir: {now['file']} changed {since} (its sha256 was "
+      if not was or was.get("examples_sha256") == now["examples_sha256"]:
+        continue  # the same examples (e.g. from TSV files, then TFDS)
+      flag = ("--tfds_data_dir" if now["file"].startswith("tfds:")
+              else "--data_dir")
+      if None not in (was.get("data_sha256"), now["data_sha256"]) and (
+          was["data_sha256"] != now["data_sha256"]):
+        return (f"{flag}: {now['file']} changed {since} (its sha256 was "
                 f"{str(was.get('data_sha256'))[:12]}..., now "
                 f"{str(now['data_sha256'])[:12]}...)")
-      if was.get("examples_sha256") != now["examples_sha256"]:
-        return (f"--data_dir: the examples read from {now['file']} changed "
-                f"{since}")
+      return f"{flag}: the examples read from {now['file']} changed {since}"
   was, now = saved.get("encoder", {}), current["encoder"]
   if was.get("vocab_sha256", now["vocab_sha256"]) != now["vocab_sha256"]:
     return (f"--vocab_file: the vocabulary {now['vocab_file']} changed "
@@ -517,8 +523,9 @@ def train_and_evaluate(config, strategy=None) -> Dict:
       result = run_trial(config, trial, bundle, data, plan, total_steps,
                          student_paths, strategy)
       if chief:
-        text = results_lib.record_trial(config.model_dir,
-                                        config.to_json_dict(), result)
+        text = results_lib.record_trial(
+            config.model_dir, config.to_json_dict(), result,
+            {t.name: t.metric for t in config.tasks})
         print(text, flush=True)
     return results_lib.load(config.model_dir)
   finally:
@@ -527,25 +534,40 @@ def train_and_evaluate(config, strategy=None) -> Dict:
 
 
 def predict_test_sets(config) -> Dict[str, int]:
-  """--mode=predict: GLUE leaderboard files from a finished run's trial."""
+  """--mode=predict: every task's test-split predictions as TSV (ids,
+  labels, probabilities) and, for GLUE tasks, the leaderboard files, from a
+  finished run's trial."""
   from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
   run_config, model, tokenizer, _ = export.restore_run(config.model_dir,
                                                        config.trial)
   run_config.data_dir = config.data_dir
+  run_config.data_source = config.data_source
+  run_config.tfds_data_dir = config.tfds_data_dir
   run_config.eval_batch_size = config.eval_batch_size
-  data = featurize(run_config, tokenizer, glue_submission.test_splits)
-  per_split = []
-  for task in run_config.tasks:
-    for split in glue_submission.test_splits(task):
-      per_split.append((task, split, predict(run_config, model, data, task,
-                                             split)))
-  counts = {(t.name, s): data.manifests[t.name][s]["count"]
-            for t, s, _ in per_split}
-  out_dir = os.path.join(config.model_dir, "glue_submission",
-                         f"trial_{config.trial}")
-  written = glue_submission.write_submission(out_dir, per_split, counts)
+  splits_of = test_predictions.prediction_splits
+  if not any(splits_of(task) for task in run_config.tasks):
+    raise configure.ConfigError(
+        f"--mode=predict: no task of {config.model_dir} declares a split "
+        "besides train and dev (a user task's test split is one more entry "
+        "in its \"splits\")")
+  data = featurize(run_config, tokenizer, splits_of)
+  per_split = [(task, split, predict(run_config, model, data, task, split))
+               for task in run_config.tasks for split in splits_of(task)]
+  trial_dir = f"trial_{config.trial}"
+  out_dir = os.path.join(config.model_dir, "test_predictions", trial_dir)
+  written = test_predictions.write(out_dir, per_split)
   print("\n".join(f"{name}: {n} rows" for name, n in written.items()))
-  print(f"wrote {out_dir}/{glue_submission.ZIP_NAME}")
+  print(f"wrote {out_dir}")
+  leaderboard = [(t, s, p) for t, s, p in per_split
+                 if t.name in glue.GLUE_TASKS]
+  if leaderboard:
+    counts = {(t.name, s): data.manifests[t.name][s]["count"]
+              for t, s, _ in leaderboard}
+    out_dir = os.path.join(config.model_dir, "glue_submission", trial_dir)
+    on_board = glue_submission.write_submission(out_dir, leaderboard, counts)
+    print("\n".join(f"{name}: {n} rows" for name, n in on_board.items()))
+    print(f"wrote {out_dir}/{glue_submission.ZIP_NAME}")
+    written.update(on_board)
   return written
 
 

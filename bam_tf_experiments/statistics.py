@@ -149,24 +149,30 @@ BATCHED_METRICS: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 def headline_metric_name(task: TaskSpec) -> str:
   """The metric behind task_metrics(...)["score"]."""
-  if task.is_regression:
-    return "spearman"
-  if task.name == "cola" or task.metric == "mcc":
-    return "mcc"
-  return task.metric if task.metric in BATCHED_METRICS else "accuracy"
+  return task.metric
+
+
+def _batched_form_applies(task: TaskSpec, name: str) -> bool:
+  """The batched F1 and MCC are binary with label index 1 positive."""
+  if name == "mcc":
+    return task.num_labels == 2
+  if name == "f1":
+    return task.num_labels == 2 and task.positive_index == 1
+  return name in BATCHED_METRICS
 
 
 def batched_metric_for(task: TaskSpec, metric: Optional[str] = None):
   """[R, n] x [R, n] -> [R] scorer of `metric` (default: the headline one).
 
-  Falls back to looping task_metrics over rows for a metric with no batched
-  form, so every metric works (slowly)."""
+  Falls back to looping metrics.metric_value over rows where no batched
+  form applies (multi-class MCC, macro-F1, another positive label), so every
+  metric works (slowly)."""
   name = metric or headline_metric_name(task)
-  if name in BATCHED_METRICS:
+  if _batched_form_applies(task, name):
     return BATCHED_METRICS[name]
 
   def looped(labels, preds):
-    return np.array([metrics_lib.task_metrics(task, l, p)[name]
+    return np.array([metrics_lib.metric_value(task, name, l, p)
                      for l, p in zip(labels, preds)], dtype=np.float64)
   return looped
 

@@ -501,3 +501,77 @@ def test_full_disk_errors_as_one_line():
   assert run_classifier.disk_full_message(
       tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is (
           None)
+
+
+# --------------------------------------------------------------- TFDS, metrics
+
+
+def _one_error(err):
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, err
+  return lines[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task_names=rte", "--data_source=tfds"],
+     r"^error: --tfds_data_dir: .*empty_tfds holds no prepared glue/rte "
+     r"\(looked for .*glue/rte/.*\); prepare it with `tfds build glue"),
+    (["--task_names=spam", "--data_source=tfds",
+      '--custom_tasks={"name": "spam", "kind": "classification", '
+      '"label_list": ["a", "b"], "splits": {"train": {"file": "t.tsv", '
+      '"text_a_col": 0}, "dev": {"file": "d.tsv", "text_a_col": 0}}}'],
+     r"^error: --data_source=tfds: task 'spam' is not a GLUE task"),
+])
+def test_bad_tfds_source(args, message, tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  (tmp_path / "empty_tfds").mkdir()
+  code, err = _run(args + [f"--tfds_data_dir={tmp_path / 'empty_tfds'}",
+                           f"--model_dir={model_dir}", "--debug",
+                           f"--cache_dir={tmp_path / 'cache'}"], capsys)
+  assert code == 2
+  assert re.search(message, _one_error(err)), err
+  assert not model_dir.exists()
+  assert os.listdir(tmp_path / "empty_tfds") == []
+
+
+def test_unknown_metric_names_file_and_field(glue_dir, tmp_path, capsys):
+  decl = tmp_path / "tasks.json"
+  decl.write_text(json.dumps({
+      "name": "rte2", "dir_name": "RTE", "kind": "classification",
+      "label_list": ["entailment", "not_entailment"], "metric": "auc",
+      "splits": {"train": {"file": "train.tsv", "text_a_col": 1,
+                           "label_col": 3},
+                 "dev": {"file": "dev.tsv", "text_a_col": 1,
+                         "label_col": 3}}}))
+  model_dir = tmp_path / "run"
+  code, err = _run(["--task_names=rte2", f"--custom_tasks={decl}",
+                    f"--data_dir={glue_dir}", f"--model_dir={model_dir}",
+                    "--debug", f"--cache_dir={tmp_path / 'cache'}"], capsys)
+  assert code == 2
+  assert re.search(rf"^error: {re.escape(str(decl))} \(task 0\): metric: a "
+                   r"classification task's metrics are accuracy, f1, "
+                   r"macro_f1, mcc; got 'auc'$", _one_error(err)), err
+  assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("config,message", [
+    (None, r"^error: --hf_checkpoint_dir: .*hf: config.json is missing"),
+    ({"model_type": "roberta", "vocab_size": 50265, "hidden_size": 768,
+      "num_hidden_layers": 12, "num_attention_heads": 12,
+      "intermediate_size": 3072},
+     r"^error: --hf_checkpoint_dir: .*hf/config.json: model_type 'roberta' "
+     r"is not supported"),
+])
+def test_bad_hf_checkpoint_dir(config, message, glue_dir, tmp_path, capsys):
+  folder = tmp_path / "hf"
+  folder.mkdir()
+  if config is not None:
+    (folder / "config.json").write_text(json.dumps(config))
+  model_dir = tmp_path / "run"
+  code, err = _run(["--task_names=rte", f"--data_dir={glue_dir}",
+                    f"--model_dir={model_dir}", f"--hf_checkpoint_dir={folder}",
+                    f"--cache_dir={tmp_path / 'cache'}"], capsys)
+  assert code == 2
+  assert re.search(message, _one_error(err)), err
+  assert not model_dir.exists()
+  assert not (tmp_path / "cache").exists()

@@ -305,9 +305,10 @@ def test_strategy_flags_are_validated(tmp_path):
 _FIELDS = [f for f in configure.dataclasses.fields(configure.BamConfig)
            if f.name not in ("tasks", "teacher_dirs", "teacher_flagfiles")]
 _DEFAULTS = types.SimpleNamespace(
-    mode="export", task_names=["rte"], data_dir="", model_dir="",
-    cache_dir="", hub_module_url="", hub_preprocessor_url="", vocab_file="",
-    do_lower_case=None, bert_checkpoint_dir="", debug=True,
+    mode="export", task_names=["rte"], data_dir="", data_source="tsv",
+    tfds_data_dir="", model_dir="", cache_dir="", hub_module_url="",
+    hub_preprocessor_url="", vocab_file="", do_lower_case=None,
+    bert_checkpoint_dir="", hf_checkpoint_dir="", debug=True,
     max_seq_length=SEQ, double_unordered=True, dynamic_padding=True,
     task_sampling="proportional", sampling_exponent=0.75, learning_rate=1e-4,
     num_train_epochs=1.0, train_batch_size=TRAIN_BATCH, eval_batch_size=4,

@@ -20,8 +20,10 @@ from scipy.special import erf
 import tensorflow as tf
 
 from bam_tf.modeling import encoders
-from conftest import GLUE_DIR
+from bam_tf.modeling import hf_bert
+from bam_tf.modeling import hub_export
 from bam_tf.modeling import minilm
+from conftest import GLUE_DIR
 
 RTE_DEV = os.path.join(GLUE_DIR, "RTE", "dev.tsv")
 TOL = 1e-4
@@ -86,7 +88,7 @@ def numpy_bert(w, config, ids, mask, types_, gelu, num_layers=None):
 @pytest.fixture(scope="module")
 def minilm_data():
   st, vocab, config = minilm.find_minilm_files()
-  return dict(weights=minilm.load_hf_weights(st), vocab=vocab, config=config)
+  return dict(weights=hf_bert.load_weights(st), vocab=vocab, config=config)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,8 @@ def cache_dir(tmp_path_factory):
 
 def _cfg(cache_dir, **kw):
   base = dict(hub_module_url="", hub_preprocessor_url="", vocab_file="",
-              do_lower_case=None, bert_checkpoint_dir="", debug=False,
+              do_lower_case=None, bert_checkpoint_dir="",
+              hf_checkpoint_dir="", debug=False,
               cache_dir=cache_dir, seed=0)
   base.update(kw)
   return types.SimpleNamespace(**base)
@@ -150,6 +153,19 @@ def _max_diffs(got, want, mask):
           float(np.abs(got[1] - want[1]).max()))
 
 
+def _diffs_to_numpy(got, weights, config, batch, gelu, label,
+                    num_layers=None):
+  """Max |hub - numpy reference| of the sequence (unmasked positions) and
+  pooled outputs, printed under `label`."""
+  ids, mask, types_ = batch
+  want = numpy_bert(weights, config, ids, mask, types_, gelu,
+                    num_layers=num_layers)
+  seq_d, pool_d = _max_diffs(got, want, mask)
+  print(f"\n{label} vs numpy ({gelu.__name__}): seq {seq_d:.2e} pooled "
+        f"{pool_d:.2e}")
+  return seq_d, pool_d
+
+
 # ---------------------------------------------------------------------------
 # (a) Embedded MiniLM through the TF-Hub loading path.
 
@@ -165,20 +181,12 @@ def test_embedded_matches_numpy(embedded, minilm_data, rte_batch):
       os.path.join(embedded.preprocessor_path, "assets", "vocab.txt"))
 
   got = _run(embedded.layer, rte_batch)
-  ids, mask, types_ = rte_batch
-  exact = numpy_bert(minilm_data["weights"], minilm_data["config"], ids, mask,
-                     types_, gelu_exact)
-  seq_d, pool_d = _max_diffs(got, exact, mask)
-  print(f"\nMiniLM hub vs numpy (exact gelu): seq {seq_d:.2e} pooled "
-        f"{pool_d:.2e}")
-  assert seq_d <= TOL and pool_d <= TOL
+  w, c = minilm_data["weights"], minilm_data["config"]
+  assert max(_diffs_to_numpy(got, w, c, rte_batch, gelu_exact,
+                             "MiniLM hub")) <= TOL
   # The check has teeth: the tanh-approximate GELU is measurably different.
-  approx = numpy_bert(minilm_data["weights"], minilm_data["config"], ids,
-                      mask, types_, gelu_tanh)
-  a_seq, a_pool = _max_diffs(got, approx, mask)
-  print(f"MiniLM hub vs numpy (tanh gelu): seq {a_seq:.2e} pooled "
-        f"{a_pool:.2e}")
-  assert max(a_seq, a_pool) > TOL
+  assert max(_diffs_to_numpy(got, w, c, rte_batch, gelu_tanh,
+                             "MiniLM hub")) > TOL
 
 
 def test_export_is_cached(embedded, cache_dir):
@@ -340,18 +348,12 @@ def test_tf1_checkpoint_path(tmp_path, cache_dir, minilm_data, rte_batch):
   assert open(bundle.vocab_file).read() == open(minilm_data["vocab"]).read()
 
   got = _run(bundle.layer, rte_batch)
-  ids, mask, types_ = rte_batch
+  w, c = minilm_data["weights"], minilm_data["config"]
   # Google's BERT code (and Model Garden) define "gelu" as the tanh form.
-  want = numpy_bert(minilm_data["weights"], minilm_data["config"], ids, mask,
-                    types_, gelu_tanh, num_layers=TF1_LAYERS)
-  seq_d, pool_d = _max_diffs(got, want, mask)
-  print(f"TF1 hub vs numpy (tanh gelu): seq {seq_d:.2e} pooled {pool_d:.2e}")
-  assert seq_d <= TOL and pool_d <= TOL
-  other = numpy_bert(minilm_data["weights"], minilm_data["config"], ids, mask,
-                     types_, gelu_exact, num_layers=TF1_LAYERS)
-  o_seq, o_pool = _max_diffs(got, other, mask)
-  print(f"TF1 hub vs numpy (exact gelu): seq {o_seq:.2e} pooled {o_pool:.2e}")
-  assert max(o_seq, o_pool) > TOL
+  assert max(_diffs_to_numpy(got, w, c, rte_batch, gelu_tanh, "TF1 hub",
+                             num_layers=TF1_LAYERS)) <= TOL
+  assert max(_diffs_to_numpy(got, w, c, rte_batch, gelu_exact, "TF1 hub",
+                             num_layers=TF1_LAYERS)) > TOL
 
   # A second build reuses the cached export.
   t0 = time.time()
@@ -378,10 +380,10 @@ def test_atomic_export_reuses_and_rebuilds(tmp_path):
       f.write(str(len(calls)))
 
   target = str(tmp_path / "export")
-  minilm.atomic_export(target, {"sha": "a"}, build)
-  minilm.atomic_export(target, {"sha": "a"}, build)  # reused
+  hub_export.atomic_export(target, {"sha": "a"}, build)
+  hub_export.atomic_export(target, {"sha": "a"}, build)  # reused
   assert len(calls) == 1
-  minilm.atomic_export(target, {"sha": "b"}, build)  # changed -> rebuilt
+  hub_export.atomic_export(target, {"sha": "b"}, build)  # changed -> rebuilt
   assert len(calls) == 2
   assert open(os.path.join(target, "payload")).read() == "2"
   assert sorted(os.listdir(tmp_path)) == ["export"]  # no temp leftovers
@@ -418,3 +420,136 @@ def test_embedded_zero_shot_sts(embedded):
   rho = stats.spearmanr(cos, gold)[0]
   print(f"\nzero-shot STS-B dev (300 pairs) Spearman {rho:.4f}")
   assert rho > 0.82, rho
+
+
+# ---------------------------------------------------------------------------
+# (e) Any Hugging Face BERT folder (--hf_checkpoint_dir): the general path
+# the embedded MiniLM also takes.
+
+def test_hf_folder_of_the_wheel_matches_numpy(cache_dir, minilm_data,
+                                              rte_batch):
+  folder = os.path.dirname(minilm.find_minilm_files()[0])
+  bundle = encoders.build_encoder(_cfg(cache_dir, hf_checkpoint_dir=folder))
+  assert bundle.do_lower_case is True  # from tokenizer_config.json
+  assert "Hugging Face BERT from" in bundle.description
+  got = _run(bundle.layer, rte_batch)
+  assert max(_diffs_to_numpy(got, minilm_data["weights"],
+                             minilm_data["config"], rte_batch, gelu_exact,
+                             "HF folder (MiniLM)")) <= TOL
+
+
+SMALL_BERT = dict(model_type="bert", vocab_size=700, hidden_size=128,
+                  num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=256, hidden_act="gelu_new",
+                  max_position_embeddings=64, type_vocab_size=2,
+                  layer_norm_eps=1e-12, hidden_dropout_prob=0.1,
+                  attention_probs_dropout_prob=0.1, initializer_range=0.02)
+
+
+def _random_hf_bert(folder, config, vocab, seed=0, prefix="bert."):
+  """A Hugging Face-format BERT folder with random weights (as
+  BertForSequenceClassification saves them: "bert." names)."""
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  h, i, v = (config["hidden_size"], config["intermediate_size"],
+             config["vocab_size"])
+  shapes = {
+      "embeddings.word_embeddings.weight": (v, h),
+      "embeddings.position_embeddings.weight":
+          (config["max_position_embeddings"], h),
+      "embeddings.token_type_embeddings.weight":
+          (config["type_vocab_size"], h),
+      "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,),
+      "pooler.dense.weight": (h, h), "pooler.dense.bias": (h,)}
+  for n in range(config["num_hidden_layers"]):
+    p = f"encoder.layer.{n}."
+    for name in ("attention.self.query", "attention.self.key",
+                 "attention.self.value", "attention.output.dense"):
+      shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (h, h), (h,)
+    shapes[p + "intermediate.dense.weight"] = (i, h)
+    shapes[p + "intermediate.dense.bias"] = (i,)
+    shapes[p + "output.dense.weight"] = (h, i)
+    shapes[p + "output.dense.bias"] = (h,)
+    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+      shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (h,), (h,)
+  weights = {}
+  for name, shape in shapes.items():
+    value = rng.normal(0, 0.2, shape)
+    if "LayerNorm.weight" in name:
+      value += 1.0
+    weights[name] = value.astype(np.float32)
+  os.makedirs(folder, exist_ok=True)
+  save_file({prefix + k: w for k, w in weights.items()},
+            os.path.join(folder, "model.safetensors"))
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    json.dump(config, f)
+  with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+    json.dump({"do_lower_case": False}, f)
+  with open(vocab) as src:
+    tokens = [next(src) for _ in range(config["vocab_size"])]
+  with open(os.path.join(folder, "vocab.txt"), "w") as f:
+    f.writelines(tokens)
+  return weights
+
+
+def test_hf_folder_of_another_shape_matches_numpy(tmp_path, cache_dir,
+                                                  minilm_data):
+  folder = str(tmp_path / "small_bert")
+  weights = _random_hf_bert(folder, SMALL_BERT, minilm_data["vocab"])
+  bundle = encoders.build_encoder(_cfg(cache_dir, hf_checkpoint_dir=folder))
+  assert (bundle.num_layers, bundle.hidden_size) == (2, 128)
+  assert bundle.max_position_embeddings == 64
+  assert bundle.do_lower_case is False
+  rng = np.random.default_rng(1)
+  ids = rng.integers(1, SMALL_BERT["vocab_size"], (3, 20)).astype(np.int32)
+  mask = np.ones_like(ids)
+  mask[1, 12:] = 0
+  mask[2, 5:] = 0
+  types_ = np.zeros_like(ids)
+  types_[:, 8:] = 1
+  batch = (ids, mask, types_)
+  got = _run(bundle.layer, batch)
+  # gelu_new is the tanh approximation; exact GELU differs measurably.
+  assert max(_diffs_to_numpy(got, weights, SMALL_BERT, batch, gelu_tanh,
+                             "random 2x128 HF BERT")) <= TOL
+  assert max(_diffs_to_numpy(got, weights, SMALL_BERT, batch, gelu_exact,
+                             "random 2x128 HF BERT")) > TOL
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(model_type="roberta"), r"config.json: model_type 'roberta' is not "
+     "supported"),
+    (dict(model_type="deberta-v2"), r"model_type 'deberta-v2' is not"),
+    (dict(hidden_act="swish"), r"config.json: hidden_act 'swish' is not "
+     "supported"),
+    (dict(layer_norm_eps=1e-5), r"config.json: layer_norm_eps 1e-05"),
+    (dict(position_embedding_type="relative_key"),
+     r"position_embedding_type 'relative_key'"),
+    (dict(hidden_size=130), r"hidden_size 130 is not a multiple of "
+     "num_attention_heads 4"),
+    (dict(num_hidden_layers=None), r"num_hidden_layers must be a positive "
+     "integer, got None"),
+])
+def test_hf_folder_unsupported_config_names_the_field(tmp_path, change,
+                                                      message):
+  folder = tmp_path / "bad"
+  folder.mkdir()
+  (folder / "config.json").write_text(json.dumps(dict(SMALL_BERT, **change)))
+  with pytest.raises(hf_bert.CheckpointError, match=message):
+    hf_bert.read_folder(str(folder))
+
+
+def test_hf_folder_missing_files(tmp_path):
+  folder = tmp_path / "hf"
+  folder.mkdir()
+  with pytest.raises(hf_bert.CheckpointError, match="config.json is missing"):
+    hf_bert.read_folder(str(folder))
+  (folder / "config.json").write_text(json.dumps(SMALL_BERT))
+  (folder / "pytorch_model.bin").write_bytes(b"x")
+  with pytest.raises(hf_bert.CheckpointError,
+                     match=r"has pytorch_model.bin but no model.safetensors.*"
+                     r"save_pretrained\(.*safe_serialization=True"):
+    hf_bert.read_folder(str(folder))
+  (folder / "model.safetensors").write_bytes(b"x")
+  with pytest.raises(hf_bert.CheckpointError, match="vocab.txt is missing"):
+    hf_bert.read_folder(str(folder))

@@ -19,7 +19,8 @@ def tokenizer(minilm_vocab):
 
 def _config(tasks, data_dir, model_dir=""):
   return types.SimpleNamespace(tasks=[glue.GLUE_TASKS[t] for t in tasks],
-                               data_dir=data_dir, max_seq_length=128,
+                               data_dir=data_dir, data_source="tsv",
+                               tfds_data_dir="", max_seq_length=128,
                                model_dir=model_dir)
 
 

@@ -198,8 +198,22 @@ def _decl(**split_changes):
     (dict(_decl(), label_list=["neg", "neg"]), r"names a label twice"),
     (dict(_decl(), kind="regression", label_range=[5, 0]),
      r"label_range must be \[min, max\]"),
-    (dict(_decl(), metric="f1"), r"metric of a classification task must be "
-     "one of accuracy, mcc"),
+    (dict(_decl(), metric="auc"), r"^test: metric: a classification task's "
+     r"metrics are accuracy, f1, macro_f1, mcc; got 'auc'$"),
+    (dict(_decl(), label_list=["a", "b", "c"], metric="f1"),
+     r"^test: metric: f1 is binary F1 and this task has 3 labels: use "
+     r"macro_f1"),
+    (dict(_decl(), metrics=["accuracy", "spearman"]),
+     r"^test: metrics\[1\]: a classification task's metrics are"),
+    (dict(_decl(), kind="regression", metric="mcc"),
+     r"^test: metric: a regression task's metrics are pearson, spearman"),
+    (dict(_decl(), metrics="f1"), r"^test: metrics: must be a list"),
+    (dict(_decl(), metrics=["f1", "f1"]), r"^test: metrics: names a metric "
+     "twice"),
+    (dict(_decl(), positive_label="yes"), r"^test: positive_label: 'yes' is "
+     "not one of label_list"),
+    (dict(_decl(), label_list=["a", "b", "c"], positive_label="a"),
+     r"^test: positive_label: only a binary classification task"),
     (_decl(text_a_col=1.5), r"text_a_col must be a 0-based column number"),
     (_decl(text_a_col="review", has_header=False), r"text_a_col name header "
      "columns, but has_header is false"),

@@ -58,6 +58,7 @@ IMPORT_TO_PIP = {
     "pytest": "pytest",
     "safetensors": "safetensors",
     "scipy": "scipy",
+    "sklearn": "scikit-learn",
     "tensorboard": "tensorboard",
     "tensorflow": "tensorflow",
     "tensorflow_datasets": "tensorflow-datasets",

@@ -12,7 +12,8 @@ from typing import Dict, List
 import numpy as np
 
 from bam_tf.common import files
-from bam_tf.tasks import readers
+from bam_tf.common.errors import BamError
+from bam_tf.tasks import sources
 from bam_tf.tasks.task import TaskSpec
 
 _TOKENIZE_BATCH = 1024
@@ -43,19 +44,18 @@ def _label_summary(task: TaskSpec, examples) -> str:
   return " ".join(f"{k}:{100.0 * c / n:.1f}%" for k, c in counts.items())
 
 
-def inspect_split(task: TaskSpec, data_dir: str, split: str,
-                  tokenizer) -> Dict:
+def inspect_split(task: TaskSpec, source, split: str, tokenizer) -> Dict:
+  """One split's row; `source` a bam_tf.tasks.sources source."""
   row = {"task": task.name, "split": split,
          "official": task.official_counts.get(split)}
   try:
-    path = readers.check_split_file(task, data_dir, split)
-  except readers.DataError as e:
+    path = source.check_split(task, split)
+  except BamError as e:
     row.update(status="missing", error=str(e))
     return row
   try:
-    examples = readers.read_examples(task, data_dir, split,
-                                     add_swapped=False)
-  except readers.DataError as e:
+    examples = source.read(task, split, add_swapped=False)
+  except BamError as e:
     row.update(status="malformed", error=str(e), file=path)
     return row
   lengths, truncated = _token_lengths(tokenizer, examples)
@@ -100,9 +100,10 @@ REPORT_JSON = "data_report.json"
 def inspect(config, tokenizer) -> int:
   """Prints the table, writes it to model_dir if set; returns exit code."""
   rows = []
+  source = sources.for_run(config)
   for task in config.tasks:
     for split in task.splits:
-      rows.append(inspect_split(task, config.data_dir, split, tokenizer))
+      rows.append(inspect_split(task, source, split, tokenizer))
   text = format_table(rows, config.max_seq_length)
   errors = [r for r in rows if r["status"] == "malformed"]
   missing = [r for r in rows if r["status"] == "missing"]

@@ -22,7 +22,8 @@ from bam_tf.outputs import results as results_lib
 
 # Flags of the student's command line that its teachers inherit, so that a
 # recipe run on other data or as a smoke run stays consistent.
-INHERITED_FLAGS = ("data_dir", "cache_dir", "debug", "max_train_steps",
+INHERITED_FLAGS = ("data_dir", "data_source", "tfds_data_dir", "cache_dir",
+                   "debug", "max_train_steps",
                    "strategy", "tpu", "mixed_precision")
 
 ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(

@@ -27,7 +27,8 @@ def load_targets(config, data) -> Dict[str, "teacher_outputs.TeacherTargets"]:
         dirs, config.teacher_trial, task, "train",
         teacher_outputs.feature_eids(data.records[task.name]["train"]),
         manifest["key_parts"]["data_sha256"],
-        temperature=config.distill_temperature)
+        temperature=config.distill_temperature,
+        student_examples_sha256=manifest["key_parts"]["examples_sha256"])
   return targets
 
 

@@ -22,7 +22,6 @@ tasks of both kinds can be mixed in one tf.data stream.
 
 import dataclasses
 import datetime
-import json
 import math
 import os
 import re
@@ -224,7 +223,11 @@ def _locate(model_dir: str, trial: int, task: TaskSpec, split: str
 
 
 def _check_manifest(path: str, manifest_path: str, task: TaskSpec,
-                    split: str, student_data_sha256: Optional[str]) -> Dict:
+                    split: str, student_data_sha256: Optional[str],
+                    student_examples_sha256: Optional[str] = None) -> Dict:
+  """The manifest of a teacher file that fits the student's task and data:
+  made from the same data file, or from the same examples (a TSV teacher
+  and a TFDS student, see bam_tf.tasks.sources)."""
   try:
     m = files.read_json(manifest_path)
   except (OSError, ValueError) as e:
@@ -251,7 +254,9 @@ def _check_manifest(path: str, manifest_path: str, task: TaskSpec,
         "teacher file %s: its label_list %r differs from the label_list of "
         "task %r, %r (its logits would mean other labels)" % (
             path, m.get("label_list"), task.name, list(task.label_list)))
-  if m.get("data_sha256") != student_data_sha256:
+  if m.get("data_sha256") != student_data_sha256 and not (
+      student_examples_sha256 and
+      m.get("examples_sha256") == student_examples_sha256):
     raise TeacherError(
         "stale teacher: teacher file %s was made from a %s data file with "
         "data_sha256 %s, the student's is %s; re-run the teacher on the "
@@ -323,12 +328,13 @@ def _align(path: str, teacher_eids: np.ndarray, student_eids: np.ndarray
 
 def read_teacher_file(model_dir: str, trial: int, task: TaskSpec, split: str,
                       student_eids: np.ndarray,
-                      student_data_sha256: Optional[str]
+                      student_data_sha256: Optional[str],
+                      student_examples_sha256: Optional[str] = None
                       ) -> Tuple[str, Dict, np.ndarray]:
   """One teacher, fully checked: (path, manifest, logits [N, w] aligned)."""
   path, manifest_path = _locate(model_dir, trial, task, split)
   manifest = _check_manifest(path, manifest_path, task, split,
-                             student_data_sha256)
+                             student_data_sha256, student_examples_sha256)
   t_eids, logits = _read_records(path, task.num_labels)
   if len(t_eids) != manifest["count"]:
     raise TeacherError(
@@ -347,13 +353,16 @@ def read_teacher_file(model_dir: str, trial: int, task: TaskSpec, split: str,
 def load_teacher_targets(teacher_dirs: List[str], trial: int, task: TaskSpec,
                          split: str, student_eids: np.ndarray,
                          student_data_sha256: Optional[str],
-                         temperature: float = 1.0) -> TeacherTargets:
+                         temperature: float = 1.0,
+                         student_examples_sha256: Optional[str] = None
+                         ) -> TeacherTargets:
   """Targets for the student's examples, in `student_eids` order.
 
   Several dirs form an ensemble: the mean of their softmax(logits / T)
   (classification) or of their scaled predictions (regression; T unused).
   `student_data_sha256` is the student's features manifest
-  key_parts['data_sha256']; a teacher made from another file is stale.
+  key_parts['data_sha256']; a teacher made from another file is stale,
+  unless made from the same examples (`student_examples_sha256`).
   """
   if not teacher_dirs:
     raise TeacherError("no teacher model_dir given for task %r" % task.name)
@@ -368,7 +377,8 @@ def load_teacher_targets(teacher_dirs: List[str], trial: int, task: TaskSpec,
   sources = []
   for model_dir in teacher_dirs:
     path, _, logits = read_teacher_file(model_dir, trial, task, split,
-                                        student_eids, student_data_sha256)
+                                        student_eids, student_data_sha256,
+                                        student_examples_sha256)
     if task.is_regression:
       total += logits
     else:

@@ -19,6 +19,8 @@ from absl import logging
 from bam_tf.common.errors import BamError
 from bam_tf.common.errors import ConfigError
 from bam_tf.data.tokenization import InGraphTokenizer
+from bam_tf.modeling import hf_bert
+from bam_tf.modeling import hub_export
 from bam_tf.modeling import minilm
 
 # Debug encoder: the original BERT code's tiny "debug" size (3 x 144).
@@ -101,11 +103,12 @@ def build_encoder(encoder_cfg) -> EncoderBundle:
   """Builds the encoder chosen by the flags.
 
   Priority: debug (random tiny Model Garden BertEncoder) > bert_checkpoint_dir
-  (Google TF1 BERT, converted and exported to the cache) > hub_module_url >
+  (Google TF1 BERT, converted and exported to the cache) > hf_checkpoint_dir
+  (a Hugging Face BERT folder, likewise) > hub_module_url >
   the embedded MiniLM export. Explicit vocab_file / do_lower_case override
   what the encoder carries.
   """
-  cache_dir = _get(encoder_cfg, "cache_dir", "") or minilm.default_cache_dir()
+  cache_dir = _get(encoder_cfg, "cache_dir", "") or hub_export.default_cache_dir()
   # The compute precision in force (runner builds encoders under the
   # --mixed_precision policy): this project's exports are made per
   # precision, since a SavedModel keeps the dtypes it was exported with.
@@ -122,6 +125,16 @@ def build_encoder(encoder_cfg) -> EncoderBundle:
         export["encoder"], vocab_file=vocab_file, do_lower_case=do_lower_case,
         preprocessor=export["preprocessor"],
         description=f"Google TF1 BERT from {ckpt_dir} (exported to "
+        f"{os.path.dirname(export['encoder'])})")
+  hf_dir = _get(encoder_cfg, "hf_checkpoint_dir", "")
+  if hf_dir:
+    export = hf_bert.export_checkpoint(hf_dir, cache_dir, do_lower_case,
+                                       precision)
+    return load_hub_encoder(
+        export["encoder"], vocab_file=vocab_file,
+        do_lower_case=export["do_lower_case"],
+        preprocessor=export["preprocessor"],
+        description=f"Hugging Face BERT from {hf_dir} (exported to "
         f"{os.path.dirname(export['encoder'])})")
   hub_url = _get(encoder_cfg, "hub_module_url", "")
   if hub_url:
@@ -175,7 +188,7 @@ def bert_encoder_layer(*, vocab_size: int, hidden_size: int, num_layers: int,
       num_layers=num_layers,
       num_attention_heads=num_attention_heads,
       intermediate_size=intermediate_size,
-      activation=minilm.exact_gelu,
+      activation=hub_export.exact_gelu,
       max_sequence_length=max_sequence_length,
       type_vocab_size=2,
       initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02),
@@ -395,21 +408,21 @@ def export_tf1_checkpoint(ckpt_dir: str, cache_dir: str,
     bert_config = configs.BertConfig.from_json_file(files["config"])
     convert_cfg = configs.BertConfig.from_dict(bert_config.to_dict())
     if str(bert_config.hidden_act).lower() in _EXACT_GELU_NAMES:
-      bert_config.hidden_act = minilm.exact_gelu
+      bert_config.hidden_act = hub_export.exact_gelu
       convert_cfg.hidden_act = "gelu"  # only variables matter for conversion
     out = os.path.join(tmp, "ckpt", "converted")
     conv.convert_checkpoint(bert_config=convert_cfg, output_path=out,
                             v1_checkpoint=files["ckpt"],
                             checkpoint_model_name="encoder",
                             converted_model="encoder")
-    minilm.export_hub_pair(
+    hub_export.export_hub_pair(
         tmp, bert_config=bert_config,
         checkpoint_path=tf.train.latest_checkpoint(os.path.dirname(out)),
         vocab_file=files["vocab"], do_lower_case=bool(do_lower_case),
         precision=precision)
     shutil.rmtree(os.path.join(tmp, "ckpt"))
 
-  minilm.atomic_export(target, dict(key=key, source=os.path.abspath(ckpt_dir)),
+  hub_export.atomic_export(target, dict(key=key, source=os.path.abspath(ckpt_dir)),
                        build)
   return dict(encoder=os.path.join(target, "encoder"),
               preprocessor=os.path.join(target, "preprocessor"))

@@ -121,8 +121,9 @@ class MultiTaskModel(tf_keras.Model):
   @classmethod
   def from_config(cls, config, custom_objects=None):
     import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
-    from bam_tf.modeling import minilm  # pylint: disable=g-import-not-at-top
-    objects = {"KerasLayer": hub.KerasLayer, "exact_gelu": minilm.exact_gelu}
+    from bam_tf.modeling import hub_export  # pylint: disable=g-import-not-at-top
+    objects = {"KerasLayer": hub.KerasLayer,
+               "exact_gelu": hub_export.exact_gelu}
     objects.update(custom_objects or {})
     config = dict(config)
     config["encoder"] = tf_keras.layers.deserialize(config["encoder"],

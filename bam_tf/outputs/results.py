@@ -50,13 +50,29 @@ def summarize(trials: List[Dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
   return summary
 
 
-def _table(trials: List[Dict], summary: Dict, task_names: List[str]) -> str:
+_NOT_METRICS = ("score", "glue_score", "num_examples")
+
+
+def _columns(available: Dict, headline: str = None) -> List[str]:
+  """A task's table columns: `score` (its headline metric), then every other
+  metric it reports. Runs recorded before results.json named the headline
+  metric keep their old columns (score, accuracy and F1 where F1 is
+  reported, Pearson)."""
+  if headline is None:
+    names = ["score"] + (["accuracy"] if "f1" in available else [])
+    names += [n for n in ("f1", "pearson") if n in available]
+    return [n for n in names if n in available]
+  return ["score"] + [n for n in available
+                      if n not in _NOT_METRICS and n != headline]
+
+
+def _table(trials: List[Dict], summary: Dict, task_names: List[str],
+           headlines: Dict[str, str]) -> str:
   metric_cols = []
   for task in task_names:
     available = summary.get(task, {})
-    names = ["score"] + (["accuracy"] if "f1" in available else [])
-    names += [n for n in ("f1", "pearson") if n in available]
-    metric_cols += [(task, n) for n in names if n in available]
+    metric_cols += [(task, n) for n in
+                    _columns(available, headlines.get(task))]
   metric_cols += [("average", n) for n in ("paper_average", "glue_average")
                   if n in summary.get("average", {})]
   header = ["trial", "seed"] + [f"{t}/{n}" for t, n in metric_cols]
@@ -83,23 +99,33 @@ def render_text(data: Dict) -> str:
   """results.txt for a results.json's content."""
   trials = data["trials"]
   task_names = data.get("config", {}).get("task_names", [])
+  headlines = data.get("headline_metrics", {})
+  if headlines:
+    legend = "score = " + ", ".join(f"{headlines[t]} {t}" for t in task_names
+                                    if t in headlines)
+  else:
+    legend = ("score = the paper's metric (MCC CoLA, Spearman STS-B, "
+              "accuracy otherwise)")
   return (f"BAM results: {', '.join(task_names)}  "
           f"({len(trials)} trial{'s' if len(trials) != 1 else ''})\n"
-          "Scores x100. score = the paper's metric (MCC CoLA, Spearman "
-          "STS-B, accuracy otherwise).\n\n" +
-          _table(trials, summarize(trials), task_names) + "\n")
+          f"Scores x100. {legend}.\n\n" +
+          _table(trials, summarize(trials), task_names, headlines) + "\n")
 
 
-def record_trial(model_dir: str, config_dict: Dict, trial_result: Dict):
+def record_trial(model_dir: str, config_dict: Dict, trial_result: Dict,
+                 headline_metrics: Dict[str, str] = None):
   """Adds (or replaces) one trial and rewrites both files atomically:
   results.json first (the record; complete_outputs makes results.txt from
-  it if a kill lands between the two)."""
+  it if a kill lands between the two). `headline_metrics`: {task: the
+  metric its `score` is}."""
   data = load(model_dir)
   trials = [t for t in data["trials"] if t["trial"] != trial_result["trial"]]
   trials.append(trial_result)
   trials.sort(key=lambda t: t["trial"])
   data = {"config": config_dict, "trials": trials,
           "summary": summarize(trials)}
+  if headline_metrics:
+    data["headline_metrics"] = dict(headline_metrics)
   files.write_json_atomic(os.path.join(model_dir, RESULTS_JSON), data)
   text = render_text(data)
   files.write_text_atomic(os.path.join(model_dir, RESULTS_TXT), text)

@@ -25,7 +25,7 @@ def _single(file, a, label=None, header=True):
 GLUE_TASKS = {
     "cola": TaskSpec(
         name="cola", dir_name="CoLA", glue_name="CoLA", kind=CLASSIFICATION,
-        label_list=_BINARY, metric="mcc",
+        label_list=_BINARY, metric="mcc", metrics=("accuracy", "mcc"),
         splits={"train": _single("train.tsv", 3, 1, header=False),
                 "dev": _single("dev.tsv", 3, 1, header=False),
                 "test": _single("test.tsv", 1)},
@@ -39,7 +39,8 @@ GLUE_TASKS = {
         official_counts={"train": 67349, "dev": 872, "test": 1821}),
     "mrpc": TaskSpec(
         name="mrpc", dir_name="MRPC", glue_name="MRPC", kind=CLASSIFICATION,
-        label_list=_BINARY, metric="accuracy", double_unordered=True,
+        label_list=_BINARY, metric="accuracy", metrics=("accuracy", "f1"),
+        double_unordered=True,
         splits={"train": _pair("train.tsv", 3, 4, 0),
                 "dev": _pair("dev.tsv", 3, 4, 0),
                 "test": _pair("test.tsv", 3, 4)},
@@ -53,7 +54,7 @@ GLUE_TASKS = {
         official_counts={"train": 5749, "dev": 1500, "test": 1379}),
     "qqp": TaskSpec(
         name="qqp", dir_name="QQP", glue_name="QQP", kind=CLASSIFICATION,
-        label_list=_BINARY, metric="accuracy",
+        label_list=_BINARY, metric="accuracy", metrics=("accuracy", "f1"),
         splits={"train": _pair("train.tsv", 3, 4, 5),
                 "dev": _pair("dev.tsv", 3, 4, 5),
                 "test": _pair("test.tsv", 1, 2)},
@@ -93,6 +94,11 @@ GLUE_TASKS = {
                 "test": _pair("test.tsv", 1, 2)},
         official_counts={"train": 635, "dev": 71, "test": 146}),
 }
+
+# GLUE's own score of a task where it is not the headline metric alone: the
+# mean of these (the GLUE leaderboard's convention).
+GLUE_SCORE_METRICS = {"mrpc": ("accuracy", "f1"), "qqp": ("accuracy", "f1"),
+                      "sts": ("pearson", "spearman")}
 
 # GLUE spellings and common variants, lower-cased, mapped to the original's
 # task names.

@@ -11,6 +11,8 @@ treats them as whitespace), and a field may be of any length.
 import os
 from typing import List, Optional
 
+import numpy as np
+
 from bam_tf.common.errors import BamError
 from bam_tf.tasks.task import Example, SplitLayout, TaskSpec
 
@@ -182,7 +184,9 @@ def read_examples(task: TaskSpec, data_dir: str, split: str,
       label = 0.0 if task.is_regression else task.label_list[0]
     elif task.is_regression:
       try:
-        label = float(row[label_col])
+        # Read at float32, the precision the features keep, straight from
+        # the text as TFDS reads it: both sources give the same score.
+        label = float(np.float32(row[label_col]))
       except ValueError:
         raise DataError(f"{path}:{line}: score {row[label_col]!r} is not a "
                         "number") from None
@@ -195,10 +199,18 @@ def read_examples(task: TaskSpec, data_dir: str, split: str,
         raise DataError(f"{path}:{line}: unknown label {label!r}; expected "
                         f"one of {list(task.label_list)}")
     examples.append(Example(eid, task.name, text_a, text_b, label))
+  return with_swapped(examples, task, split, add_swapped)
+
+
+def with_swapped(examples: List[Example], task: TaskSpec, split: str,
+                 add_swapped: Optional[bool] = None) -> List[Example]:
+  """Adds the (b, a) copies of a `double_unordered` task's pairs, with ids
+  after the originals'; by default to the train split only, as the
+  original does."""
   if add_swapped is None:
     add_swapped = split == "train"
   if add_swapped and task.double_unordered:
     n = len(examples)
-    examples += [Example(e.eid + n, e.task_name, e.text_b, e.text_a, e.label)
-                 for e in examples]
+    examples = examples + [Example(e.eid + n, e.task_name, e.text_b,
+                                   e.text_a, e.label) for e in examples]
   return examples

@@ -15,19 +15,19 @@ from typing import Dict, List
 
 from bam_tf.common.errors import BamError
 from bam_tf.tasks import glue
-from bam_tf.tasks.task import CLASSIFICATION, REGRESSION, SplitLayout, TaskSpec
+from bam_tf.tasks.task import (CLASSIFICATION, METRICS, REGRESSION,
+                               SplitLayout, TaskSpec)
 
 _SPLIT_FIELDS = {"file", "text_a_col", "text_b_col", "label_col",
                  "has_header", "delimiter"}
 _TASK_FIELDS = {"name", "dir_name", "kind", "splits", "label_list",
-                "label_range", "double_unordered", "metric", "in_average"}
+                "label_range", "double_unordered", "metric", "metrics",
+                "positive_label", "in_average"}
 # Letters, digits, '_', '.', '-'; not starting with '.' (so never '.', '..'
 # or a hidden file).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}\Z")
 # --task_names=all and --teachers=all:DIR mean every task.
 _RESERVED_NAMES = ("all",)
-# The headline metrics evaluation.metrics.task_metrics computes per kind.
-_METRICS = {CLASSIFICATION: ("accuracy", "mcc"), REGRESSION: ("spearman",)}
 
 
 class TaskError(BamError):
@@ -111,6 +111,38 @@ def _check_labels(d: Dict, kind: str, where: str):
              f"max), got {lr!r}")
 
 
+def _check_metric_name(name, field: str, kind: str, labels, where: str):
+  known = METRICS[kind]
+  _require(isinstance(name, str) and name in known, f"{where}: {field}",
+           f"a {kind} task's metrics are {', '.join(known)}; got {name!r}")
+  _require(name != "f1" or len(labels) == 2, f"{where}: {field}",
+           f"f1 is binary F1 and this task has {len(labels)} labels: use "
+           "macro_f1 (or mcc, accuracy)")
+
+
+def _check_metrics(d: Dict, kind: str, where: str):
+  """(headline metric, reported metrics, positive label) of a declaration:
+  every name one bam_tf computes for the task's kind and label count."""
+  labels = list(d.get("label_list", []))
+  metric = d.get("metric", "spearman" if kind == REGRESSION else "accuracy")
+  _check_metric_name(metric, "metric", kind, labels, where)
+  metrics = d.get("metrics", [])
+  _require(isinstance(metrics, list), f"{where}: metrics",
+           f"must be a list of metric names, got {metrics!r}")
+  for i, name in enumerate(metrics):
+    _check_metric_name(name, f"metrics[{i}]", kind, labels, where)
+  _require(len(set(metrics)) == len(metrics), f"{where}: metrics",
+           f"names a metric twice: {metrics!r}")
+  positive = d.get("positive_label")
+  if positive is not None:
+    _require(kind == CLASSIFICATION and len(labels) == 2,
+             f"{where}: positive_label",
+             "only a binary classification task has a positive label")
+    _require(positive in labels, f"{where}: positive_label",
+             f"{positive!r} is not one of label_list {labels!r}")
+  return metric, tuple(metrics), positive
+
+
 def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
   """Builds a TaskSpec from a user declaration, e.g.
 
@@ -160,9 +192,7 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
     splits[split] = SplitLayout(**layout)
   if "train" not in splits or "dev" not in splits:
     raise TaskError(f"{where}: a task needs 'train' and 'dev' splits")
-  metric = d.get("metric", "spearman" if kind == REGRESSION else "accuracy")
-  _require(metric in _METRICS[kind], where, f"metric of a {kind} task must "
-           f"be one of {', '.join(_METRICS[kind])}, got {metric!r}")
+  metric, metrics, positive = _check_metrics(d, kind, where)
   for flag in ("double_unordered", "in_average"):
     _require(isinstance(d.get(flag, False), bool), where,
              f"{flag} must be true or false, got {d.get(flag)!r}")
@@ -171,6 +201,7 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
       splits=splits, label_list=tuple(d.get("label_list", ())),
       label_range=tuple(d.get("label_range", (0.0, 1.0))),
       double_unordered=d.get("double_unordered", False), metric=metric,
+      metrics=metrics, positive_label=positive,
       glue_name=name, in_average=d.get("in_average", True))
 
 

@@ -10,6 +10,13 @@ from typing import Dict, Optional, Tuple, Union
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 
+# The metrics bam_tf computes (evaluation.metrics) per task kind, and those a
+# task reports when it declares none. "f1" is binary: two labels only.
+METRICS = {CLASSIFICATION: ("accuracy", "f1", "macro_f1", "mcc"),
+           REGRESSION: ("pearson", "spearman")}
+DEFAULT_METRICS = {CLASSIFICATION: ("accuracy",),
+                   REGRESSION: ("pearson", "spearman")}
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitLayout:
@@ -38,7 +45,11 @@ class TaskSpec:
   # Regression targets are scaled (y - min) / max as the original does.
   label_range: Tuple[float, float] = (0.0, 5.0)
   double_unordered: bool = False   # add (b, a) copies to train
-  metric: str = "accuracy"       # the paper's headline metric for this task
+  metric: str = "accuracy"       # the headline metric ("score")
+  # Every metric reported besides the headline one (empty: DEFAULT_METRICS).
+  metrics: Tuple[str, ...] = ()
+  # Binary F1's positive class (None: the second label).
+  positive_label: Optional[str] = None
   glue_name: str = ""            # GLUE spelling, e.g. "STS-B"
   dev_split: str = "dev"         # the split reported as "dev"
   in_average: bool = True        # WNLI is left out of the paper's average
@@ -51,6 +62,25 @@ class TaskSpec:
   @property
   def num_labels(self) -> int:
     return 1 if self.is_regression else len(self.label_list)
+
+  @property
+  def reported_metrics(self) -> Tuple[str, ...]:
+    """The metrics evaluation writes, in order; the headline one included.
+    A regression task always reports both correlations."""
+    if self.is_regression:
+      names = list(DEFAULT_METRICS[REGRESSION])
+    else:
+      names = list(self.metrics or DEFAULT_METRICS[CLASSIFICATION])
+    if self.metric not in names:
+      names.append(self.metric)
+    return tuple(names)
+
+  @property
+  def positive_index(self) -> int:
+    """Label index of binary F1's positive class."""
+    if self.positive_label is None:
+      return 1
+    return self.label_list.index(self.positive_label)
 
   def scale_label(self, value: float) -> float:
     """Original scaling of regression targets: (y - min) / max."""
@@ -72,6 +102,7 @@ class TaskSpec:
                         for name, layout in values["splits"].items()}
     values["label_list"] = tuple(values.get("label_list", ()))
     values["label_range"] = tuple(values.get("label_range", (0.0, 5.0)))
+    values["metrics"] = tuple(values.get("metrics", ()))
     return cls(**values)
 
 

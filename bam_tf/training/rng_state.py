@@ -9,7 +9,7 @@ checkpoint itself (`random_generators`).
 
 This covers the layers built in Python (heads, the --debug encoder). Dropout
 inside a TF-Hub SavedModel is frozen into the exported graph: this project's
-exports (minilm.export_hub_pair) use generators too, whose state the loaded
+exports (hub_export.export_hub_pair) use generators too, whose state the loaded
 KerasLayer checkpoints; third-party exports keep legacy stateful ops, whose
 masks restart their stream after a resume (docs/RELIABILITY.md).
 """

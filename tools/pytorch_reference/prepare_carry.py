@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from bam_tf.modeling import hf_bert  # noqa: E402
 from bam_tf.modeling import minilm  # noqa: E402
 
 flags.DEFINE_string("data_dir", "../shared/glue_data", "glue_data root.")
@@ -39,7 +40,7 @@ def main(argv):
       shutil.copy(os.path.join(FLAGS.data_dir, task, split + ".tsv"),
                   os.path.join(FLAGS.out, "glue", task))
   st, vocab, config = minilm.find_minilm_files()
-  weights = minilm.load_hf_weights(st)
+  weights = hf_bert.load_weights(st)
   name = "minilm_fp16.npz" if FLAGS.dtype == "float16" else "minilm_fp32.npz"
   np.savez(os.path.join(FLAGS.out, name),
            **{k: v.astype(FLAGS.dtype) for k, v in weights.items()

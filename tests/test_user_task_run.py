@@ -1,0 +1,112 @@
+"""A user's own tasks end to end: trained and scored by the metrics they
+declare (binary F1 of a declared positive label, multi-class MCC and
+macro-F1, checked against scikit-learn on the run's own dev predictions),
+and --mode=predict writes their test-split predictions as TSV."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn import metrics as sklearn_metrics
+
+from bam_tf.common import files
+from conftest import run_classifier
+
+
+ROWS = {"train": 60, "dev": 40, "test": 25}
+TASKS = [
+    {"name": "spam", "dir_name": "Spam", "kind": "classification",
+     "label_list": ["spam", "ham"], "positive_label": "spam",
+     "metric": "f1", "metrics": ["accuracy", "mcc"]},
+    {"name": "tri", "dir_name": "Tri", "kind": "classification",
+     "label_list": ["a", "b", "c"], "metric": "mcc",
+     "metrics": ["macro_f1", "accuracy"]},
+]
+
+
+def _write_task(data_dir, decl, rng):
+  folder = data_dir / decl["dir_name"]
+  folder.mkdir()
+  words = ["good", "bad", "fine", "late", "free", "offer", "meeting", "now"]
+  splits = {}
+  for split, n in ROWS.items():
+    with open(folder / f"{split}.tsv", "w", newline="") as f:
+      w = csv.writer(f, delimiter="\t", lineterminator="\n")
+      w.writerow(["text", "label"] if split != "test" else ["text"])
+      for _ in range(n):
+        text = " ".join(rng.choice(words, size=int(rng.integers(2, 9))))
+        label = decl["label_list"][int(rng.integers(len(decl["label_list"])))]
+        w.writerow([text, label] if split != "test" else [text])
+    splits[split] = {"file": f"{split}.tsv", "text_a_col": "text"}
+    if split != "test":
+      splits[split]["label_col"] = "label"
+  return dict(decl, splits=splits)
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("user_tasks")
+  data_dir = root / "data"
+  data_dir.mkdir()
+  rng = np.random.default_rng(0)
+  decls = [_write_task(data_dir, d, rng) for d in TASKS]
+  (root / "tasks.json").write_text(json.dumps(decls))
+  model_dir = str(root / "run")
+  common = [f"--custom_tasks={root / 'tasks.json'}", f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}", f"--cache_dir={root / 'cache'}"]
+  run_classifier(common + ["--task_names=spam,tri", "--debug",
+                           "--max_train_steps=6", "--train_batch_size=8",
+                           "--eval_batch_size=8", "--teacher_output_trials="])
+  out = run_classifier(common + ["--mode=predict"])
+  return model_dir, data_dir, out
+
+
+def _dev(model_dir, task):
+  return np.load(os.path.join(model_dir, "trial_0", "predictions",
+                              f"{task}_dev.npz"))
+
+
+def test_declared_metrics_are_the_scores(user_run):
+  model_dir = user_run[0]
+  results = files.read_json(os.path.join(model_dir, "results.json"))
+  assert results["headline_metrics"] == {"spam": "f1", "tri": "mcc"}
+  spam, tri = (results["trials"][0]["tasks"][t] for t in ("spam", "tri"))
+  d = _dev(model_dir, "spam")
+  assert len(d["gold"]) == ROWS["dev"]
+  want_f1 = 100 * sklearn_metrics.f1_score(d["gold"], d["prediction"],
+                                           pos_label=0, zero_division=0)
+  assert spam["score"] == pytest.approx(want_f1, abs=1e-9)
+  assert spam["f1"] == spam["score"]
+  assert spam["accuracy"] == pytest.approx(
+      100 * sklearn_metrics.accuracy_score(d["gold"], d["prediction"]))
+  d = _dev(model_dir, "tri")
+  assert tri["score"] == pytest.approx(
+      100 * sklearn_metrics.matthews_corrcoef(d["gold"], d["prediction"]),
+      abs=1e-9)
+  assert tri["macro_f1"] == pytest.approx(100 * sklearn_metrics.f1_score(
+      d["gold"], d["prediction"], average="macro", zero_division=0), abs=1e-9)
+  text = open(os.path.join(model_dir, "results.txt")).read()
+  assert "score = f1 spam, mcc tri." in text
+  header = text.splitlines()[3]
+  assert "spam/score" in header and "spam/accuracy" in header
+  assert "spam/f1" not in header  # the score column is F1
+
+
+def test_predict_writes_user_test_predictions(user_run):
+  model_dir, data_dir, out = user_run
+  folder = os.path.join(model_dir, "test_predictions", "trial_0")
+  assert sorted(os.listdir(folder)) == ["spam_test.tsv", "tri_test.tsv"]
+  assert "glue_submission" not in os.listdir(model_dir)  # no GLUE task
+  for decl in TASKS:
+    labels = decl["label_list"]
+    with open(os.path.join(folder, f"{decl['name']}_test.tsv")) as f:
+      rows = list(csv.reader(f, delimiter="\t"))
+    assert rows[0] == ["id", "prediction"] + [f"prob_{l}" for l in labels]
+    body = rows[1:]
+    assert [int(r[0]) for r in body] == list(range(ROWS["test"]))
+    probs = np.array([[float(x) for x in r[2:]] for r in body])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert [r[1] for r in body] == [labels[i] for i in probs.argmax(axis=1)]
+    assert f"{decl['name']}_test.tsv: {ROWS['test']} rows" in out
