@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import flags
 
+from bam_tf.common import files
 from bam_tf.common.errors import ConfigError
 from bam_tf.modeling import hf_bert
 from bam_tf.tasks import glue
@@ -161,7 +162,7 @@ SETTINGS: Tuple[Setting, ...] = (
        "(its vocab is used when the encoder carries none).", required=True),
     _S("vocab_file", "string", "", "WordPiece vocab (overrides the "
        "encoder's).", required=True,
-       check=lambda v: not v or os.path.isfile(v),
+       check=lambda v: not v or files.isfile(v),
        message="{value!r} does not exist"),
     _S("do_lower_case", "enum", "auto", "Lower-case text; auto = what the "
        "encoder says.", values=("auto", "true", "false"), required=True,
@@ -496,11 +497,10 @@ def resolve(config: BamConfig, need_data: bool = True) -> BamConfig:
 def flagfile_value(path: str, flag: str) -> str:
   """The last value a flagfile gives a flag ('' if none)."""
   value = ""
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      line = line.strip()
-      if line.startswith(f"--{flag}="):
-        value = line.split("=", 1)[1]
+  for line in files.read_text(path).splitlines():
+    line = line.strip()
+    if line.startswith(f"--{flag}="):
+      value = line.split("=", 1)[1]
   return value
 
 
@@ -509,7 +509,7 @@ def _teacher_dir(config: BamConfig, spec: str) -> str:
   which the recipe runs first when that run has no outputs yet)."""
   if not spec.endswith(".cfg"):
     return spec
-  _check(os.path.isfile(spec), "teachers", f"flagfile {spec!r} not found")
+  _check(files.isfile(spec), "teachers", f"flagfile {spec!r} not found")
   model_dir = flagfile_value(spec, "model_dir")
   _check(bool(model_dir), "teachers", f"{spec} sets no --model_dir")
   config.teacher_flagfiles[model_dir] = spec
@@ -578,7 +578,7 @@ def validate(config: BamConfig, need_data: bool = True):
     _check_tfds(c)  # --data_dir is not read
   elif reads_data:
     _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
-    _check(os.path.isdir(c.data_dir), "data_dir",
+    _check(files.isdir(c.data_dir), "data_dir",
            f"{c.data_dir!r} is not a directory")
     for task in c.tasks:
       if task.name not in glue.GLUE_TASKS:  # declared by --custom_tasks
@@ -589,7 +589,7 @@ def validate(config: BamConfig, need_data: bool = True):
   if c.mode in ("train", "predict", "export"):
     _check(bool(c.model_dir), "model_dir", "is required")
   if c.mode in ("predict", "export"):
-    _check(os.path.isfile(os.path.join(c.model_dir, "config.json")),
+    _check(files.isfile(os.path.join(c.model_dir, "config.json")),
            "model_dir", f"{c.model_dir!r} holds no finished run "
            "(config.json missing)")
   encoder_flags = [f for f in ("hub_module_url", "bert_checkpoint_dir",
@@ -634,34 +634,33 @@ def final_weights_index(model_dir: str, trial: int) -> str:
 
 def _check_writable(flag: str, path: str):
   """`path` is a folder, or can be made one: the nearest existing folder at
-  or above it is writable (checked without writing anything)."""
+  or above it is writable (checked without writing anything). On an object
+  store only a file in the way is found here; access shows when writing."""
+  if not files.is_local(path):
+    _check(not files.exists(path) or files.isdir(path), flag,
+           f"{path} is a file, not a folder")
+    return
   path = os.path.abspath(path)
   existing = path
-  while not os.path.lexists(existing):
+  while not files.exists(existing):
     existing = os.path.dirname(existing)
   so = "" if existing == path else f", so {path} cannot be made"
-  _check(os.path.isdir(existing), flag,
+  _check(files.isdir(existing), flag,
          f"{existing} is a file, not a folder{so}")
-  if os.access(existing, os.W_OK | os.X_OK):
-    return
-  try:
-    read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-  except OSError:
-    read_only = False
-  what = "on a read-only file system" if read_only else "not writable"
-  raise ConfigError(f"--{flag}: {existing} is {what}{so}")
+  problem = files.writable_problem(existing)
+  if problem:
+    raise ConfigError(f"--{flag}: {existing} is {problem}{so}")
 
 
 def read_saved_config(model_dir: str, hint: str) -> Optional[Dict]:
   """model_dir/config.json (None when absent); one line naming the file when
   it cannot be read (e.g. a write cut short), ending with `hint`."""
   path = os.path.join(model_dir, "config.json")
-  if not os.path.lexists(path):
+  if not files.exists(path):
     return None
   where = path
   try:
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
+    saved = files.read_json(path)
   except json.JSONDecodeError as e:
     where, problem = f"{path}:{e.lineno}", f"not valid JSON ({e.msg})"
   except UnicodeDecodeError:
@@ -701,10 +700,10 @@ def check_paths(config: BamConfig):
     else:
       _check_writable("model_dir", os.path.join(c.model_dir, "export"))
   if c.init_from and c.mode == "train":
-    _check(os.path.isdir(c.init_from), "init_from",
+    _check(files.isdir(c.init_from), "init_from",
            f"{c.init_from} is not a folder (a finished run's --model_dir)")
     index = final_weights_index(c.init_from, c.teacher_trial)
-    _check(os.path.isfile(index), "init_from",
+    _check(files.isfile(index), "init_from",
            f"{c.init_from} holds no final weights of trial "
            f"{c.teacher_trial} ({index} missing): is that run finished? "
            "(--teacher_trial picks the trial)")
@@ -724,6 +723,5 @@ def config_differences(saved: Dict, config: BamConfig) -> List[str]:
 
 
 def save_config(config: BamConfig, path: str):
-  from bam_tf.common import files  # pylint: disable=g-import-not-at-top
   files.write_text_atomic(path, json.dumps(config.to_json_dict(), indent=2,
                                            sort_keys=True))

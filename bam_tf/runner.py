@@ -7,8 +7,6 @@ run-level results.json / results.txt collect all trials.
 
 import dataclasses
 import os
-import shutil
-import tempfile
 import time
 from typing import Dict
 
@@ -238,7 +236,7 @@ def write_teacher_outputs(config, model, data: PreparedData, trial: int,
       extra = {k: parts.get(k) for k in (
           "max_seq_length", "vocab_sha256", "do_lower_case", "data_sha256",
           "examples_sha256")}
-      extra.update(model_dir=os.path.abspath(config.model_dir), trial=trial)
+      extra.update(model_dir=files.absolute(config.model_dir), trial=trial)
       teacher_outputs.write_teacher_outputs(out_dir, task, split, preds,
                                             extra)
   if write:
@@ -261,7 +259,7 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   chief = replicas.is_chief(strategy)
   seed = config.trial_seed(trial)
   trial_dir = config.trial_dir(trial)
-  os.makedirs(trial_dir, exist_ok=True)
+  files.makedirs(trial_dir)
   with strategy.scope(), distribution.precision_policy(config):
     model = build_model(config, bundle, plan, total_steps)
   if config.init_from:
@@ -271,7 +269,7 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
              for t in config.tasks]
   # Other workers of a multi-worker run write the same pool (same seed) to
   # a folder of their own.
-  pool_dir = trial_dir if chief else tempfile.mkdtemp(prefix="bam_tf_pool_")
+  pool_dir = trial_dir if chief else files.scratch_dir("bam_tf_pool_")
   streams, probabilities, pools = train_streams(config, plan, sources, seed,
                                                 pool_dir)
   # Global batches with drop_remainder (static batch size); Keras splits
@@ -292,7 +290,7 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   finally:
     train_pool.remove_pools(pools)
     if not chief:
-      shutil.rmtree(pool_dir, ignore_errors=True)
+      files.remove(pool_dir)
   t0 = time.time()
   per_task, dev_predictions = evaluate(config, model, data, trial_dir,
                                        strategy, write=chief)
@@ -388,18 +386,18 @@ def check_model_dir_apart(config):
   """Refuses a model_dir that is, contains or lies inside a run this one
   reads (a teacher, --init_from): writing there mixes the two runs, and
   --overwrite would delete what this run is about to read."""
-  mine = os.path.realpath(config.model_dir)
+  mine = files.resolve(config.model_dir)
   sources = [("--teachers", d) for dirs in config.teacher_dirs.values()
              for d in dirs]
   if config.init_from:
     sources.append(("--init_from", config.init_from))
   for flag, source in sources:
-    other = os.path.realpath(source)
+    other = files.resolve(source)
     if mine == other:
       relation = "is the same folder as"
-    elif mine.startswith(other.rstrip(os.sep) + os.sep):
+    elif mine.startswith(other.rstrip("/") + "/"):
       relation = "lies inside"
-    elif other.startswith(mine.rstrip(os.sep) + os.sep):
+    elif other.startswith(mine.rstrip("/") + "/"):
       relation = "contains"
     else:
       continue
@@ -444,7 +442,7 @@ def claim_model_dir(config, fingerprint=None):
           "--model_dir, or --overwrite to delete it")
     if diff:
       reason = f"differs in: {', '.join(diff)}"
-    if fingerprint and not reason and os.path.exists(fingerprint_path):
+    if fingerprint and not reason and files.exists(fingerprint_path):
       reason = fingerprint_change(files.read_json(fingerprint_path),
                                   fingerprint, model_dir)
       if reason and not config.overwrite:
@@ -453,12 +451,12 @@ def claim_model_dir(config, fingerprint=None):
     if reason:
       logging.warning("--overwrite: deleting %s (%s)", model_dir, reason)
       lock.clear_folder(model_dir)
-    elif fingerprint and os.path.exists(path) and not os.path.exists(
+    elif fingerprint and files.exists(path) and not files.exists(
         fingerprint_path):
       logging.info("%s has no %s (written before runs recorded their data); "
                    "recording this run's", model_dir, FINGERPRINT_JSON)
     # The fingerprint first: a config.json without one is an older run's.
-    if fingerprint and not os.path.exists(fingerprint_path):
+    if fingerprint and not files.exists(fingerprint_path):
       files.write_json_atomic(fingerprint_path, fingerprint)
     configure.save_config(config, path)
   except BaseException:

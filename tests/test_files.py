@@ -5,6 +5,7 @@ a crashed writer must leave no temporary file behind; the bytes written are
 exactly what a plain write gives (cache keys and results depend on them).
 """
 
+import ast
 import contextlib
 import json
 import os
@@ -23,6 +24,7 @@ from bam_tf.data.tokenization import InGraphTokenizer
 from bam_tf.distill import teacher_outputs as to
 from bam_tf.tasks import glue
 from bam_tf.tasks.task import Example
+from conftest import REPO_ROOT
 
 RTE = glue.GLUE_TASKS["rte"]
 
@@ -182,3 +184,70 @@ def test_bam_files_are_written_through_atomic_path(tmp_path, minilm_vocab,
   assert atomic_calls == ["pool.tfrecord"]
   for folder, _, names in os.walk(tmp_path):
     assert not _temps(folder), (folder, names)
+
+
+# -------------------------------------- one module touches the filesystem
+
+# Calls that open, rename, list, stat or delete files directly. Anything
+# bam_tf does with files goes through bam_tf/common/files.py (which picks
+# the OS or tf.io.gfile by the path), so every path may be gs:// or ram://.
+_FILE_CALLS = {
+    "open", "io.open", "os.open", "os.listdir", "os.scandir", "os.walk",
+    "os.rename", "os.replace", "os.remove", "os.unlink", "os.rmdir",
+    "os.makedirs", "os.mkdir", "os.stat", "os.lstat", "os.access",
+    "os.statvfs", "os.chmod", "os.path.exists", "os.path.lexists",
+    "os.path.isfile", "os.path.isdir", "os.path.islink",
+    "os.path.getsize", "os.path.getmtime", "os.path.samefile",
+    "os.path.realpath", "glob.glob",
+}
+_FILE_MODULES = ("shutil.", "tempfile.", "pathlib.", "fcntl.")
+FILES_MODULE = os.path.join("bam_tf", "common", "files.py")
+
+
+def _dotted(node):
+  parts = []
+  while isinstance(node, ast.Attribute):
+    parts.append(node.attr)
+    node = node.value
+  if isinstance(node, ast.Name):
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+  return ""
+
+
+def direct_file_calls(root):
+  """(file:line, call) of every direct filesystem call in root's modules,
+  bam_tf/common/files.py aside."""
+  found = []
+  for folder, _, names in os.walk(root):
+    for name in sorted(names):
+      path = os.path.join(folder, name)
+      rel = os.path.relpath(path, os.path.dirname(root))
+      if not name.endswith(".py") or rel == FILES_MODULE:
+        continue
+      with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+      for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+          call = _dotted(node.func)
+          if call in _FILE_CALLS or call.startswith(_FILE_MODULES):
+            found.append((rel, node.lineno, call))
+  return [(f"{rel}:{line}", call) for rel, line, call in sorted(found)]
+
+
+def test_only_the_files_module_touches_the_filesystem():
+  found = direct_file_calls(os.path.join(REPO_ROOT, "bam_tf"))
+  assert not found, ("use bam_tf.common.files instead of "
+                     f"{found[:10]} ({len(found)} calls)")
+
+
+def test_the_scan_finds_direct_calls(tmp_path):
+  pkg = tmp_path / "bam_tf"
+  (pkg / "common").mkdir(parents=True)
+  (pkg / "common" / "files.py").write_text("import os\nos.remove('x')\n")
+  (pkg / "bad.py").write_text(
+      "import os, shutil\nwith open('a') as f: pass\nos.path.exists('b')\n"
+      "shutil.rmtree('c')\nos.path.join('d', 'e')\n")
+  assert direct_file_calls(str(pkg)) == [
+      ("bam_tf/bad.py:2", "open"), ("bam_tf/bad.py:3", "os.path.exists"),
+      ("bam_tf/bad.py:4", "shutil.rmtree")]

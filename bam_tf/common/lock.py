@@ -14,19 +14,23 @@ inode the lock is on), the one file of a model_dir that does not go through
 files.atomic_path; and it is never deleted (deleting it would let a second
 run lock a fresh file while the first still holds the old one): whoever
 clears a model_dir keeps it (`clear_folder`).
+
+On a filesystem with no flock (a gs:// bucket) the lock is the holder
+record alone: written when the run starts, deleted when it ends. A record
+left by a run that died is taken over when it names this host and a
+process that is gone; one naming another host cannot be checked from here,
+and the refusal says to delete the file once that run is known to be over.
 """
 
 import datetime
-import errno
-import fcntl
 import json
 import os
-import shutil
 import socket
 from typing import Dict, Optional
 
 from absl import logging
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 
 LOCK_FILE = ".lock"
@@ -43,13 +47,37 @@ def _describe(holder: Optional[Dict]) -> str:
           f"{holder.get('started')}")
 
 
-def _read_holder(fd: int) -> Optional[Dict]:
+def _parse(raw: bytes) -> Optional[Dict]:
   try:
-    os.lseek(fd, 0, os.SEEK_SET)
-    raw = os.read(fd, 1 << 16)
     return json.loads(raw.decode("utf-8")) if raw.strip() else None
-  except (OSError, ValueError):
+  except ValueError:
     return None
+
+
+def _me() -> bytes:
+  me = {"pid": os.getpid(), "host": socket.gethostname(),
+        "started": datetime.datetime.now(datetime.timezone.utc)
+                   .isoformat(timespec="seconds")}
+  return (json.dumps(me) + "\n").encode("utf-8")
+
+
+def _gone(holder: Optional[Dict]) -> bool:
+  """Whether a holder record names a process of this host that is gone."""
+  if not holder or holder.get("host") != socket.gethostname():
+    return False
+  try:
+    os.kill(int(holder["pid"]), 0)
+  except (ProcessLookupError, KeyError, TypeError, ValueError):
+    return True
+  except PermissionError:
+    return False
+  return False
+
+
+def _in_use(folder: str, holder: Optional[Dict], hint: str = ""):
+  return ModelDirInUseError(
+      f"--model_dir: {folder} is in use by another run ({_describe(holder)})"
+      f"; wait for it to end, or use another --model_dir{hint}")
 
 
 class DirLock:
@@ -58,74 +86,82 @@ class DirLock:
 
   def __init__(self, folder: str):
     self.folder = folder
-    self.path = os.path.join(folder, LOCK_FILE)
-    self.fd: Optional[int] = None
+    self.path = files.join(folder, LOCK_FILE)
+    self.file: Optional[files.LockFile] = None  # local folders
+    self.record = False                          # elsewhere: our record
     self.count = 0
 
   def _still_ours(self) -> bool:
-    """Whether the held descriptor is still the file at self.path (a folder
-    deleted and made again by hand has a new lock file)."""
-    try:
-      return os.fstat(self.fd).st_ino == os.stat(self.path).st_ino
-    except OSError:
-      return False
+    if self.file is not None:
+      return self.file.still_at_path()
+    return self.record and files.exists(self.path)
 
   def acquire(self) -> "DirLock":
     """Takes the lock (creating the folder); ModelDirInUseError naming the
     holder if another process has it."""
-    if self.fd is not None and self._still_ours():
+    if (self.file is not None or self.record) and self._still_ours():
       self.count += 1
       return self
     self._close()
-    os.makedirs(self.folder, exist_ok=True)
-    while True:
-      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      except OSError as e:
-        holder = _read_holder(fd)
-        os.close(fd)
-        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-          raise
-        raise ModelDirInUseError(
-            f"--model_dir: {self.folder} is in use by another run "
-            f"({_describe(holder)}); wait for it to end, or use another "
-            "--model_dir") from None
-      self.fd = fd
-      if self._still_ours():
-        break
-      self._close()  # the file was replaced between open and lock: again
-    previous = _read_holder(self.fd)
+    files.makedirs(self.folder)
+    if files.is_local(self.folder):
+      previous = self._lock_local()
+    else:
+      previous = self._lock_record()
     if previous:  # emptied on release: its run died holding the lock
       logging.warning("Taking over the lock of %s left by %s, which is gone "
                       "(killed?)", self.folder, _describe(previous))
-    me = {"pid": os.getpid(), "host": socket.gethostname(),
-          "started": datetime.datetime.now(datetime.timezone.utc)
-                     .isoformat(timespec="seconds")}
-    os.ftruncate(self.fd, 0)
-    os.pwrite(self.fd, (json.dumps(me) + "\n").encode("utf-8"), 0)
-    os.fsync(self.fd)
     self.count = 1
     return self
 
+  def _lock_local(self) -> Optional[Dict]:
+    while True:
+      lock_file = files.LockFile(self.path)
+      if not lock_file.try_lock():
+        holder = _parse(lock_file.read())
+        lock_file.close()
+        raise _in_use(self.folder, holder) from None
+      self.file = lock_file
+      if self.file.still_at_path():
+        break
+      self._close()  # the file was replaced between open and lock: again
+    previous = _parse(self.file.read())
+    self.file.write(_me())
+    return previous
+
+  def _lock_record(self) -> Optional[Dict]:
+    previous = None
+    if files.exists(self.path):
+      previous = _parse(files.read_bytes(self.path))
+      if previous and not _gone(previous):
+        raise _in_use(self.folder, previous, "; if that run is over (killed "
+                      f"on another host), delete {self.path}")
+    files.write_bytes_atomic(self.path, _me())
+    self.record = True
+    return previous
+
   def release(self):
-    """Undoes one acquire; the last empties the file and unlocks."""
-    if self.fd is None:
+    """Undoes one acquire; the last empties (or deletes) the record and
+    unlocks."""
+    if self.file is None and not self.record:
       return
     self.count -= 1
     if self.count > 0:
       return
     try:
-      if self._still_ours():
-        os.ftruncate(self.fd, 0)
+      if self.file is not None and self.file.still_at_path():
+        self.file.write(b"")
+      elif self.record:
+        files.remove(self.path)
     finally:
       self._close()
-      _HELD.pop(os.path.realpath(self.folder), None)
+      _HELD.pop(files.resolve(self.folder), None)
 
   def _close(self):
-    if self.fd is not None:
-      os.close(self.fd)  # closing the last descriptor releases the flock
-      self.fd = None
+    if self.file is not None:
+      self.file.close()
+      self.file = None
+    self.record = False
     self.count = 0
 
 
@@ -134,7 +170,7 @@ _HELD: Dict[str, DirLock] = {}
 
 def lock_dir(folder: str) -> DirLock:
   """Acquires (or re-enters) the lock on `folder`; pair with release()."""
-  key = os.path.realpath(folder)
+  key = files.resolve(folder)
   lock = _HELD.get(key) or DirLock(folder)
   lock.acquire()
   _HELD[key] = lock
@@ -143,11 +179,6 @@ def lock_dir(folder: str) -> DirLock:
 
 def clear_folder(folder: str):
   """Deletes everything in `folder` but its lock file (--overwrite)."""
-  for name in os.listdir(folder):
-    if name == LOCK_FILE:
-      continue
-    path = os.path.join(folder, name)
-    if os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path)
-    else:
-      os.remove(path)
+  for name in files.listdir(folder):
+    if name != LOCK_FILE:
+      files.remove(files.join(folder, name))

@@ -198,23 +198,22 @@ def build_or_load_features(examples: Sequence[Example], task_spec: TaskSpec,
                           tokenizer, shuffle_seed)
   key = cache_key(parts)
   path, manifest_path = cache_paths(cache_dir, task_spec.name, split, key)
-  if os.path.exists(path) and os.path.exists(manifest_path):
+  if files.exists(path) and files.exists(manifest_path):
     try:
-      with open(manifest_path, encoding="utf-8") as f:
-        manifest = json.load(f)
+      manifest = files.read_json(manifest_path)
       if manifest.get("key") == key:
         return path, manifest
     except (OSError, ValueError):
       pass
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  files.makedirs(os.path.dirname(path))
   stats = write_features(examples, task_spec, task_id, tokenizer, path,
                          shuffle_seed)
   manifest = dict(stats)
   manifest.update({
       "key": key,
       "key_parts": parts,
-      "path": os.path.abspath(path),
-      "data_file": os.path.abspath(data_file) if data_file else None,
+      "path": files.absolute(path),
+      "data_file": files.absolute(data_file) if data_file else None,
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   })
   files.write_json_atomic(manifest_path, manifest)

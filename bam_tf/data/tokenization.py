@@ -51,7 +51,6 @@ segment ids 0 and single-sentence truncation, row by row.
 """
 
 import functools
-import os
 import unicodedata
 from typing import Dict, List, Optional, Tuple
 
@@ -59,6 +58,7 @@ import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bam_tf.common import files
 from bam_tf.common.files import file_sha256
 
 CLS_TOKEN = "[CLS]"
@@ -300,7 +300,7 @@ class InGraphTokenizer(tf.Module):
     super().__init__(name=name)
     if max_seq_length < 4:
       raise ValueError("max_seq_length must be >= 4, got %d" % max_seq_length)
-    self.vocab_file = os.path.abspath(vocab_file)
+    self.vocab_file = files.absolute(vocab_file)
     self.do_lower_case = bool(do_lower_case)
     self.max_seq_length = int(max_seq_length)
     self.vocab_sha256 = file_sha256(self.vocab_file)

@@ -25,6 +25,7 @@ import numpy as np
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 import tensorflow as tf
 
+from bam_tf.common import files
 from bam_tf.data import features as features_lib
 
 POOL_FILE = "train_pool.tfrecord"
@@ -132,5 +133,4 @@ def pool_path(folder: str, task_name: str = "") -> str:
 
 def remove_pools(paths: List[str]):
   for path in paths:
-    if os.path.exists(path):
-      os.remove(path)
+    files.remove(path)

@@ -16,6 +16,7 @@ import sys
 
 from absl import logging
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.distill import teacher_outputs
 from bam_tf.outputs import results as results_lib
@@ -32,8 +33,8 @@ ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
 
 def has_outputs(model_dir: str, trial: int) -> bool:
   out = teacher_outputs.teacher_outputs_dir(model_dir, trial)
-  return os.path.isdir(out) and any(n.endswith("_train.json")
-                                    for n in os.listdir(out))
+  return files.isdir(out) and any(n.endswith("_train.json")
+                                  for n in files.listdir(out))
 
 
 def ensure_teachers(config):

@@ -203,20 +203,20 @@ def _ids(a: np.ndarray) -> str:
 
 def _locate(model_dir: str, trial: int, task: TaskSpec, split: str
             ) -> Tuple[str, str]:
-  if not os.path.isdir(model_dir):
+  if not files.isdir(model_dir):
     raise TeacherError("teacher model_dir %s does not exist" % model_dir)
   out_dir = teacher_outputs_dir(model_dir, trial)
-  if not os.path.isdir(out_dir):
+  if not files.isdir(out_dir):
     raise TeacherError(
         "teacher %s has no teacher outputs for trial %d (%s is missing; only "
         "trials trained with teacher outputs on write them)" % (
             model_dir, trial, out_dir))
   path, manifest_path = teacher_paths(out_dir, task.name, split)
-  if not os.path.exists(path):
+  if not files.exists(path):
     raise TeacherError("teacher file %s is missing: teacher %s has no %s "
                        "predictions for task %r" % (
                            path, model_dir, split, task.name))
-  if not os.path.exists(manifest_path):
+  if not files.exists(manifest_path):
     raise TeacherError("teacher file %s has no manifest %s: it was not "
                        "completely written" % (path, manifest_path))
   return path, manifest_path
@@ -383,7 +383,7 @@ def load_teacher_targets(teacher_dirs: List[str], trial: int, task: TaskSpec,
       total += logits
     else:
       total += _softmax(logits.astype(np.float64) / temperature)
-    sources.append(os.path.abspath(path))
+    sources.append(files.absolute(path))
   mean = (total / len(teacher_dirs)).astype(np.float32)
   if task.is_regression:
     return TeacherTargets(task.name, REGRESSION, student_eids,
@@ -457,15 +457,14 @@ def join_teacher_targets(features_path: str, targets: TeacherTargets,
   # Drop an old manifest first so a crash between the two renames never
   # pairs new records with it; the manifest is written last.
   manifest_path = student_manifest_path(out_path)
-  if os.path.exists(manifest_path):
-    os.remove(manifest_path)
+  files.remove(manifest_path)
   count = features_lib.write_records_atomic(out_path, records())
   manifest = {
       "count": int(count),
       "kind": kind,
       "num_labels": int(width),
       "target_field": field,
-      "features_path": os.path.abspath(features_path),
+      "features_path": files.absolute(features_path),
       "features_sha256": files.file_sha256(features_path),
       "written": _utc_now(),
       "format_version": STUDENT_FORMAT_VERSION,
@@ -490,7 +489,7 @@ def load_student_dataset(path: str, probs_width: Optional[int] = None
   fixed shape across tasks.
   """
   manifest_path = student_manifest_path(path)
-  if not os.path.exists(path) or not os.path.exists(manifest_path):
+  if not files.exists(path) or not files.exists(manifest_path):
     raise TeacherError("student file %s or its manifest %s is missing (not "
                        "completely written)" % (path, manifest_path))
   m = files.read_json(manifest_path)

@@ -11,11 +11,11 @@ import dataclasses
 import hashlib
 import os
 import re
-import shutil
 from typing import Any, Dict, Optional
 
 from absl import logging
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.common.errors import ConfigError
 from bam_tf.data.tokenization import InGraphTokenizer
@@ -208,8 +208,7 @@ def build_debug_encoder(vocab_file: str = "",
     do_lower_case = True if do_lower_case is None else do_lower_case
   elif do_lower_case is None:
     do_lower_case = _guess_lower_case(vocab_file)
-  with open(vocab_file, encoding="utf-8") as f:
-    vocab_size = sum(1 for _ in f)
+  vocab_size = len(files.read_text(vocab_file).splitlines())
   layer = bert_encoder_layer(
       vocab_size=vocab_size, hidden_size=DEBUG_HIDDEN_SIZE,
       num_layers=DEBUG_NUM_LAYERS, num_attention_heads=DEBUG_NUM_HEADS,
@@ -387,42 +386,41 @@ def export_tf1_checkpoint(ckpt_dir: str, cache_dir: str,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from official.legacy.bert import configs  # pylint: disable=g-import-not-at-top
   from official.nlp.tools import tf2_bert_encoder_checkpoint_converter as conv  # pylint: disable=g-import-not-at-top
-  files = _tf1_files(ckpt_dir)
+  tf1 = _tf1_files(ckpt_dir)
   if do_lower_case is None:
-    do_lower_case = _guess_lower_case(os.path.abspath(ckpt_dir))
+    do_lower_case = _guess_lower_case(files.absolute(ckpt_dir))
   if do_lower_case is None:
     raise EncoderError(f"Cannot tell whether {ckpt_dir} is cased (no 'uncased'"
                      "/'cased' in its name); pass --do_lower_case=true/false.")
-  key_src = [os.path.abspath(ckpt_dir), str(bool(do_lower_case)),
+  key_src = [files.absolute(ckpt_dir), str(bool(do_lower_case)),
              str(TF1_EXPORT_FORMAT_VERSION)]
   if precision != "float32":
     key_src.append(precision)
-  for p in (files["config"], files["vocab"], files["ckpt"] + ".index"):
-    st = os.stat(p)
-    key_src.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+  for p in (tf1["config"], tf1["vocab"], tf1["ckpt"] + ".index"):
+    key_src.append(f"{p}:{files.getsize(p)}:{files.getmtime(p)}")
   key = hashlib.sha256("\n".join(key_src).encode()).hexdigest()[:16]
   target = os.path.join(cache_dir, "tf1_bert",
                         f"{os.path.basename(os.path.normpath(ckpt_dir))}-{key}")
 
   def build(tmp):
-    bert_config = configs.BertConfig.from_json_file(files["config"])
+    bert_config = configs.BertConfig.from_json_file(tf1["config"])
     convert_cfg = configs.BertConfig.from_dict(bert_config.to_dict())
     if str(bert_config.hidden_act).lower() in _EXACT_GELU_NAMES:
       bert_config.hidden_act = hub_export.exact_gelu
       convert_cfg.hidden_act = "gelu"  # only variables matter for conversion
     out = os.path.join(tmp, "ckpt", "converted")
     conv.convert_checkpoint(bert_config=convert_cfg, output_path=out,
-                            v1_checkpoint=files["ckpt"],
+                            v1_checkpoint=tf1["ckpt"],
                             checkpoint_model_name="encoder",
                             converted_model="encoder")
     hub_export.export_hub_pair(
         tmp, bert_config=bert_config,
         checkpoint_path=tf.train.latest_checkpoint(os.path.dirname(out)),
-        vocab_file=files["vocab"], do_lower_case=bool(do_lower_case),
+        vocab_file=tf1["vocab"], do_lower_case=bool(do_lower_case),
         precision=precision)
-    shutil.rmtree(os.path.join(tmp, "ckpt"))
+    files.remove(os.path.join(tmp, "ckpt"))
 
-  hub_export.atomic_export(target, dict(key=key, source=os.path.abspath(ckpt_dir)),
-                       build)
+  hub_export.atomic_export(
+      target, dict(key=key, source=files.absolute(ckpt_dir)), build)
   return dict(encoder=os.path.join(target, "encoder"),
               preprocessor=os.path.join(target, "preprocessor"))

@@ -23,11 +23,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from typing import Dict, Optional
 
 import numpy as np
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.modeling import hub_export
 
@@ -96,37 +96,35 @@ def check_config(config: Dict, where: str) -> None:
 
 def read_folder(path: str) -> HfFolder:
   """Checks a folder's files and config before anything is built."""
-  if not os.path.isdir(path):
+  if not files.isdir(path):
     _fail(path, "not a folder")
   config_path = os.path.join(path, CONFIG)
-  if not os.path.isfile(config_path):
+  if not files.isfile(config_path):
     _fail(path, f"{CONFIG} is missing (a Hugging Face model folder, as "
           "save_pretrained writes it)")
   try:
-    with open(config_path, encoding="utf-8") as f:
-      config = json.load(f)
+    config = files.read_json(config_path)
   except (ValueError, UnicodeDecodeError) as e:
     _fail(config_path, f"not valid JSON ({e})")
   if not isinstance(config, dict):
     _fail(config_path, "not a JSON object")
   check_config(config, config_path)
   weights = os.path.join(path, WEIGHTS)
-  if not os.path.isfile(weights):
-    if os.path.isfile(os.path.join(path, "pytorch_model.bin")):
+  if not files.isfile(weights):
+    if files.isfile(os.path.join(path, "pytorch_model.bin")):
       _fail(path, f"has pytorch_model.bin but no {WEIGHTS}: bam_tf reads "
             "safetensors only (a .bin is a pickle that needs PyTorch); "
             + TO_SAFETENSORS.replace("DIR", path))
     _fail(path, f"{WEIGHTS} is missing")
   vocab = os.path.join(path, VOCAB)
-  if not os.path.isfile(vocab):
+  if not files.isfile(vocab):
     _fail(path, f"{VOCAB} is missing (a WordPiece vocabulary, one token a "
           "line)")
   do_lower_case = None
   tokenizer_config = os.path.join(path, TOKENIZER_CONFIG)
-  if os.path.isfile(tokenizer_config):
+  if files.isfile(tokenizer_config):
     try:
-      with open(tokenizer_config, encoding="utf-8") as f:
-        value = json.load(f).get("do_lower_case")
+      value = files.read_json(tokenizer_config).get("do_lower_case")
     except (ValueError, UnicodeDecodeError, AttributeError):
       _fail(tokenizer_config, "not a valid JSON object")
     if isinstance(value, bool):
@@ -135,9 +133,10 @@ def read_folder(path: str) -> HfFolder:
 
 
 def load_weights(path: str) -> Dict[str, np.ndarray]:
-  """Reads a safetensors file into numpy arrays (no torch needed)."""
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-  return load_file(path)
+  """Reads a safetensors file into numpy arrays (no torch needed), from any
+  filesystem."""
+  from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
+  return load(files.read_bytes(path))
 
 
 def activation(config: Dict):
@@ -269,7 +268,7 @@ def export_folder(folder: HfFolder, target: str, manifest: Dict,
         tmp, bert_config=bert_config(folder.config), checkpoint_path=ckpt,
         vocab_file=folder.vocab_file, do_lower_case=do_lower_case,
         precision=precision)
-    shutil.rmtree(os.path.join(tmp, "ckpt"))
+    files.remove(os.path.join(tmp, "ckpt"))
 
   hub_export.atomic_export(target, manifest, build)
   return dict(encoder=os.path.join(target, "encoder"),
@@ -299,7 +298,7 @@ def export_checkpoint(path: str, cache_dir: str,
                   do_lower_case=bool(do_lower_case), precision=precision)
   key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode(
       "utf-8")).hexdigest()[:16]
-  name = os.path.basename(os.path.normpath(os.path.abspath(path)))
+  name = os.path.basename(os.path.normpath(files.absolute(path)))
   target = os.path.join(cache_dir, "hf_bert", f"{name}-{key}")
   return export_folder(folder, target, manifest, bool(do_lower_case),
                        precision)

@@ -7,11 +7,10 @@ through the same `hub.KerasLayer` path as TF-Hub's BERT-Large.
 """
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 
-import json
 import os
-import shutil
-import tempfile
 from typing import Dict
+
+from bam_tf.common import files
 
 MANIFEST = "bam_tf_manifest.json"
 PREPROCESSOR_SEQ_LENGTH = 128
@@ -70,38 +69,35 @@ def atomic_export(target: str, manifest: dict, build_fn) -> None:
 
   Reuses `target` when its manifest equals `manifest`; a stale one is
   replaced. Concurrent exporters race harmlessly: the loser's rename fails
-  and its copy is discarded if the winner's manifest matches.
+  and its copy is discarded if the winner's manifest matches. Where folders
+  cannot be renamed (an object store), the files are moved in one by one,
+  the manifest last: an export without it is never reused.
   """
   if _manifest_matches(target, manifest):
     return
-  parent = os.path.dirname(target)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp.",
-                         dir=parent)
+  parent, base = os.path.split(target)
+  tmp = files.make_temp_dir(parent, base + ".tmp.")
   try:
     build_fn(tmp)
-    with open(os.path.join(tmp, MANIFEST), "w") as f:
-      json.dump(manifest, f, indent=2, sort_keys=True)
-    if os.path.exists(target):
+    files.write_json_atomic(os.path.join(tmp, MANIFEST), manifest)
+    if files.exists(target):
       if _manifest_matches(target, manifest):
         return
-      stale = tempfile.mkdtemp(prefix=os.path.basename(target) + ".old.",
-                               dir=parent)
-      os.rename(target, os.path.join(stale, "x"))
-      shutil.rmtree(stale, ignore_errors=True)
+      files.remove(target)
+    if not files.is_local(target):
+      files.move_tree(tmp, target, last=MANIFEST)
+      return
     try:
-      os.rename(tmp, target)
+      files.rename(tmp, target)
     except OSError:
       if not _manifest_matches(target, manifest):
         raise
   finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
+    files.remove(tmp)
 
 
 def _manifest_matches(target: str, manifest: dict) -> bool:
   try:
-    with open(os.path.join(target, MANIFEST)) as f:
-      return json.load(f) == manifest
+    return files.read_json(os.path.join(target, MANIFEST)) == manifest
   except (OSError, ValueError):
     return False

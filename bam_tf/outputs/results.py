@@ -19,7 +19,7 @@ RESULTS_TXT = "results.txt"
 
 def load(model_dir: str) -> Dict:
   path = os.path.join(model_dir, RESULTS_JSON)
-  if os.path.exists(path):
+  if files.exists(path):
     return files.read_json(path)
   return {"trials": []}
 
@@ -136,17 +136,15 @@ def complete_outputs(model_dir: str) -> bool:
   """Rewrites results.txt from results.json where it is missing or behind
   (a run killed between the two writes of record_trial, whose rerun finds
   every trial finished and records none); returns whether it did."""
-  if not os.path.exists(os.path.join(model_dir, RESULTS_JSON)):
+  if not files.exists(os.path.join(model_dir, RESULTS_JSON)):
     return False
   data = load(model_dir)
   if not data.get("trials"):
     return False
   text = render_text(data)
   path = os.path.join(model_dir, RESULTS_TXT)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      if f.read() == text:
-        return False
+  if files.exists(path) and files.read_text(path) == text:
+    return False
   logging.info("%s is missing or older than %s; writing it again", path,
                RESULTS_JSON)
   files.write_text_atomic(path, text)

@@ -47,6 +47,8 @@ After that the leftovers of killed exports (`.<base>.tmp-*`,
 `.<base>.old-*`) are deleted: by then export_dir holds the complete model
 they no longer protect. One export at a time per export_dir: a concurrent
 one may lose its staging folder (and fail with an error), never the target.
+On an object store (gs://), where a folder cannot be renamed, "a rename"
+above moves the files one by one, saved_model.pb last.
 
 Command line:
   python -m bam_tf.serving.export --model_dir=RUN --export_dir=OUT \
@@ -56,21 +58,17 @@ Command line:
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 
 import argparse
-import ctypes
-import errno
 import json
 import os
-import platform
 import re
-import shutil
 import sys
-import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
 
 from bam_tf import configure
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.modeling import encoders
 from bam_tf.modeling.multitask_model import head_name
@@ -108,11 +106,10 @@ def load_run_config(model_dir: str) -> configure.BamConfig:
   is not needed either, so a missing --data_dir is tolerated.
   """
   path = os.path.join(model_dir, "config.json")
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     raise ExportError(f"{path} not found; --model_dir must be a finished "
                       "run (run_classifier.py writes config.json)")
-  with open(path, encoding="utf-8") as f:
-    saved = json.load(f)
+  saved = files.read_json(path)
   missing = configure.missing_settings(saved)
   if missing:
     raise ExportError(f"{path} lacks {missing}; was it written by another "
@@ -318,37 +315,10 @@ def _check_tasks(model, tasks) -> List[TaskSpec]:
 # ---------------------------------------------------------------------------
 # Putting an export in place (see the module docstring).
 
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-# renameat2's syscall number, for a libc without the wrapper (glibc < 2.28).
-_SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "ppc64le": 357,
-                  "s390x": 347}
-
-
 def exchange_paths(a: str, b: str):
-  """Swaps two existing paths atomically (Linux renameat2 RENAME_EXCHANGE).
-
-  Raises OSError where the OS, the libc or the filesystem cannot (then
-  nothing has changed).
-  """
-  if not sys.platform.startswith("linux"):
-    raise OSError(errno.ENOSYS, "renameat2 is Linux only")
-  libc = ctypes.CDLL(None, use_errno=True)
-  a_path, b_path = os.fsencode(a), os.fsencode(b)
-  if hasattr(libc, "renameat2"):
-    result = libc.renameat2(ctypes.c_int(_AT_FDCWD), a_path,
-                            ctypes.c_int(_AT_FDCWD), b_path,
-                            ctypes.c_uint(_RENAME_EXCHANGE))
-  elif platform.machine() in _SYS_RENAMEAT2:
-    long = ctypes.c_long
-    result = libc.syscall(long(_SYS_RENAMEAT2[platform.machine()]),
-                          long(_AT_FDCWD), a_path, long(_AT_FDCWD), b_path,
-                          long(_RENAME_EXCHANGE))
-  else:
-    raise OSError(errno.ENOSYS, "renameat2 is not available")
-  if result != 0:
-    err = ctypes.get_errno()
-    raise OSError(err, os.strerror(err), a, None, b)
+  """Swaps two existing paths atomically (files.exchange_paths); a name of
+  its own so that tests can take it away."""
+  files.exchange_paths(a, b)
 
 
 def _leftover_pattern(base: str):
@@ -361,45 +331,13 @@ def _leftovers(export_dir: str) -> Dict[str, List[str]]:
   export_dir."""
   parent, base = os.path.split(export_dir)
   found = {"tmp": [], "old": []}
-  if os.path.isdir(parent):
+  if files.isdir(parent):
     pattern = _leftover_pattern(base)
-    for name in sorted(os.listdir(parent)):
+    for name in files.listdir(parent):
       match = pattern.match(name)
       if match:
         found[match.group(1)].append(os.path.join(parent, name))
   return found
-
-
-def _remove(path: str):
-  if os.path.isdir(path) and not os.path.islink(path):
-    shutil.rmtree(path, ignore_errors=True)
-  elif os.path.lexists(path):
-    try:
-      os.remove(path)
-    except OSError:
-      pass
-
-
-def _fsync(path: str):
-  try:
-    fd = os.open(path, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:  # folders cannot be fsynced on some platforms
-    pass
-  finally:
-    os.close(fd)
-
-
-def _fsync_tree(root: str):
-  """Files, then folders bottom-up: the export is on disk before it is
-  renamed into place (else a power cut could publish empty files)."""
-  for folder, _, names in os.walk(root, topdown=False):
-    for name in names:
-      _fsync(os.path.join(folder, name))
-    _fsync(folder)
 
 
 def recover_export_dir(export_dir: str) -> bool:
@@ -410,47 +348,57 @@ def recover_export_dir(export_dir: str) -> bool:
   moved back. Then every leftover staging or set-aside folder is deleted:
   none is the only complete copy any more.
   """
-  export_dir = os.path.abspath(export_dir)
+  export_dir = files.absolute(export_dir)
   base = os.path.basename(export_dir)
   restored = False
-  if not os.path.lexists(export_dir):
+  if not files.exists(export_dir):
     aside = [d for d in _leftovers(export_dir)["old"]
-             if os.path.isdir(os.path.join(d, base))]
+             if files.isdir(os.path.join(d, base))]
     if aside:
-      newest = max(aside, key=os.path.getmtime)
-      os.rename(os.path.join(newest, base), export_dir)
-      _fsync(os.path.dirname(export_dir))
+      newest = max(aside, key=files.getmtime)
+      _put(os.path.join(newest, base), export_dir)
+      files.fsync_dir(os.path.dirname(export_dir))
       logging.warning("Restored %s from %s (an export replacing it was "
                       "killed)", export_dir, newest)
       restored = True
   for paths in _leftovers(export_dir).values():
     for path in paths:
       logging.info("Removing %s (left by a killed export)", path)
-      _remove(path)
+      files.remove(path)
   return restored
+
+
+def _put(src: str, dst: str):
+  """Moves a folder to a path that does not exist: one rename, or where
+  folders cannot be renamed (an object store) file by file, saved_model.pb
+  last (a watcher sees a model only once its variables are there)."""
+  if files.is_local(dst):
+    files.rename(src, dst)
+  else:
+    files.move_tree(src, dst, last="saved_model.pb")
 
 
 def _replace_by_two_renames(staging: str, export_dir: str):
   """The fallback without an atomic exchange (module docstring)."""
   parent, base = os.path.split(export_dir)
-  old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+  old = files.make_temp_dir(parent, f".{base}.old-")
   aside = os.path.join(old, base)
-  os.rename(export_dir, aside)
+  _put(export_dir, aside)
   # Killed here: no export_dir; recover_export_dir moves `aside` back.
   try:
-    os.rename(staging, export_dir)
+    _put(staging, export_dir)
   except OSError:
-    os.rename(aside, export_dir)  # if this fails too, `old` is kept
-    _remove(old)
+    _put(aside, export_dir)  # if this fails too, `old` is kept
+    files.remove(old)
     raise
-  _remove(old)
+  files.remove(old)
 
 
 def _move_into_place(staging: str, export_dir: str):
   parent = os.path.dirname(export_dir)
   try:
-    if not os.path.lexists(export_dir):
-      os.rename(staging, export_dir)
+    if not files.exists(export_dir):
+      _put(staging, export_dir)
     else:
       try:
         exchange_paths(staging, export_dir)  # staging now holds the old one
@@ -462,7 +410,7 @@ def _move_into_place(staging: str, export_dir: str):
     raise ExportError(f"could not move the export into {export_dir} ({e}); "
                       "did something else create or remove it meanwhile?"
                       ) from None
-  _fsync(parent)
+  files.fsync_dir(parent)
 
 
 def export_saved_model(model, tokenizer, tasks, export_dir: str,
@@ -477,30 +425,28 @@ def export_saved_model(model, tokenizer, tasks, export_dir: str,
   or names, a subset of model.tasks (default all).
   """
   tasks = _check_tasks(model, tasks)
-  export_dir = os.path.abspath(export_dir)
+  export_dir = files.absolute(export_dir)
   recover_export_dir(export_dir)
-  if os.path.lexists(export_dir) and not overwrite:
+  if files.exists(export_dir) and not overwrite:
     raise ExportError(f"export dir {export_dir} already exists; refusing to "
                       "overwrite an export (pass overwrite=True / "
                       "--overwrite, or choose a new dir)")
   parent, base = os.path.split(export_dir)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+  staging = files.make_temp_dir(parent, f".{base}.tmp-")
+  scratch = files.scratch_dir("bam_tf_export_")
   try:
-    os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide it from servers
     meta = export_metadata(model, tokenizer, tasks, extra_metadata)
-    with tempfile.TemporaryDirectory() as scratch:
-      meta_file = os.path.join(scratch, METADATA_FILE)
-      with open(meta_file, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-      module = ServingModule(model, tokenizer, tasks, meta, meta_file)
-      tf.saved_model.save(module, staging,
-                          signatures=module.serving_signatures())
-    _fsync_tree(staging)
+    meta_file = os.path.join(scratch, METADATA_FILE)
+    files.write_json_atomic(meta_file, meta)
+    module = ServingModule(model, tokenizer, tasks, meta, meta_file)
+    tf.saved_model.save(module, staging,
+                        signatures=module.serving_signatures())
+    files.fsync_tree(staging)
     _move_into_place(staging, export_dir)
   finally:
     # Unfinished staging, or after an exchange the replaced export.
-    _remove(staging)
+    files.remove(staging)
+    files.remove(scratch)
   return export_dir
 
 
@@ -510,12 +456,12 @@ def export_run(model_dir: str, export_dir: str, trial: int = 0,
   """restore_run + export_saved_model, recording where the weights came
   from."""
   recover_export_dir(export_dir)
-  if os.path.lexists(export_dir) and not overwrite:  # fail before loading
-    raise ExportError(f"export dir {os.path.abspath(export_dir)} already "
+  if files.exists(export_dir) and not overwrite:  # fail before loading
+    raise ExportError(f"export dir {files.absolute(export_dir)} already "
                       "exists; refusing to overwrite an export (pass "
                       "overwrite=True / --overwrite, or choose a new dir)")
   config, model, tokenizer, bundle = restore_run(model_dir, trial)
-  extra = {"source": {"model_dir": os.path.abspath(model_dir),
+  extra = {"source": {"model_dir": files.absolute(model_dir),
                       "trial": trial, "encoder": bundle.description,
                       "task_names": list(config.task_names)}}
   return export_saved_model(model, tokenizer, tasks, export_dir,

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.tasks.task import Example, SplitLayout, TaskSpec
 
@@ -25,23 +26,25 @@ def split_path(task: TaskSpec, data_dir: str, split: str) -> str:
   if split not in task.splits:
     raise DataError(f"task {task.name!r} has no split {split!r}; it has "
                     f"{', '.join(task.splits)}")
-  return os.path.normpath(os.path.join(data_dir, task.dir_name,
-                                       task.splits[split].file))
+  path = os.path.join(data_dir, task.dir_name, task.splits[split].file)
+  # normpath would fold a scheme's "//" (gs://bucket/...).
+  return os.path.normpath(path) if files.is_local(path) else path
 
 
 def check_split_file(task: TaskSpec, data_dir: str, split: str) -> str:
   """Returns the split's path, or a DataError naming what is missing."""
-  if not data_dir or not os.path.isdir(data_dir):
+  if not data_dir or not files.isdir(data_dir):
     raise DataError(f"--data_dir={data_dir!r} is not a directory; expected "
                     "a glue_data root with one folder per task")
   task_dir = os.path.join(data_dir, task.dir_name)
   layout = task.splits.get(split)
-  absolute = layout is not None and os.path.isabs(layout.file)
-  if not absolute and not os.path.isdir(task_dir):
+  absolute = layout is not None and (os.path.isabs(layout.file)
+                                     or not files.is_local(layout.file))
+  if not absolute and not files.isdir(task_dir):
     raise DataError(f"task folder {task_dir} is missing (task {task.name!r} "
                     f"reads {task.dir_name}/ under --data_dir)")
   path = split_path(task, data_dir, split)
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     raise DataError(f"{path}: the {split} file of task {task.name!r} is "
                     "missing")
   return path
@@ -69,8 +72,7 @@ def _split_row(line: str, delimiter: str) -> List[str]:
 def _decode_lines(path: str) -> List[str]:
   """The file's lines: split at '\\n' only (not str.splitlines, which also
   splits at U+2028, U+0085, form feeds and a lone '\\r')."""
-  with open(path, "rb") as f:
-    raw = f.read()
+  raw = files.read_bytes(path)
   if not raw.strip():
     raise DataError(f"{path}: the file is empty")
   return _decode(path, raw).split("\n")
@@ -78,8 +80,7 @@ def _decode_lines(path: str) -> List[str]:
 
 def first_row(path: str, delimiter: str) -> List[str]:
   """The fields of a file's first line (its header, or first data row)."""
-  with open(path, "rb") as f:
-    line = f.readline()
+  line = files.read_first_line(path)
   if not line.strip():
     raise DataError(f"{path}:1: the first line is empty")
   return _split_row(_decode(path, line).rstrip("\n"), delimiter)
@@ -113,7 +114,7 @@ def check_columns(task: TaskSpec, data_dir: str):
   run starts."""
   for split, layout in task.splits.items():
     path = split_path(task, data_dir, split)
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+    if not files.isfile(path) or files.getsize(path) == 0:
       continue
     row = first_row(path, layout.delimiter)
     header = row if layout.has_header else None

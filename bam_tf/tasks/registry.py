@@ -13,6 +13,7 @@ import os
 import re
 from typing import Dict, List
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.tasks import glue
 from bam_tf.tasks.task import (CLASSIFICATION, METRICS, REGRESSION,
@@ -208,16 +209,15 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
 def _read_declaration(declaration: str):
   """(where, text) of --custom_tasks: a file's path and contents, or the
   flag's inline JSON."""
-  if os.path.isfile(declaration):
+  if declaration.lstrip().startswith(("{", "[")):
+    return "--custom_tasks", declaration
+  if files.isfile(declaration):
     try:
-      with open(declaration, encoding="utf-8") as f:
-        return declaration, f.read()
+      return declaration, files.read_text(declaration)
     except UnicodeDecodeError as e:
       raise TaskError(f"--custom_tasks: {declaration} is not UTF-8 text "
                       f"({e.reason})") from None
-  if declaration.lstrip().startswith(("{", "[")):
-    return "--custom_tasks", declaration
-  if os.path.isdir(declaration):
+  if files.isdir(declaration):
     raise TaskError(f"--custom_tasks: {declaration} is a folder, not a JSON "
                     "file")
   raise TaskError(f"--custom_tasks: file {declaration} not found (give a "

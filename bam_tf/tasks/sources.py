@@ -3,9 +3,9 @@ or tensorflow-datasets' GLUE (--data_source=tfds). Both give the same
 `Example`s for a GLUE split, so everything downstream (features, teacher
 outputs, fingerprints) is the same code."""
 
-import os
 from typing import List, Optional
 
+from bam_tf.common import files
 from bam_tf.tasks import readers
 from bam_tf.tasks import tfds_glue
 from bam_tf.tasks.task import Example, TaskSpec
@@ -35,7 +35,7 @@ class TsvSource:
     return readers.check_split_file(task, self.data_dir, split)
 
   def has_split(self, task: TaskSpec, split: str) -> bool:
-    return split in task.splits and os.path.isfile(
+    return split in task.splits and files.isfile(
         readers.split_path(task, self.data_dir, split))
 
   def read(self, task: TaskSpec, split: str, max_rows: Optional[int] = None,

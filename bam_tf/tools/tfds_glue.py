@@ -17,11 +17,11 @@ own), so the examples are GLUE's (ids: see bam_tf.tasks.tfds_glue).
 import argparse
 import os
 import sys
-import tempfile
 from typing import Dict, List
 
 from absl import logging
 
+from bam_tf.common import files
 from bam_tf.common.errors import BamError
 
 # TFDS config -> the glue_data folder its files are in.
@@ -50,31 +50,26 @@ class _LocalDownloads:
 
 def _tsv_body(path: str) -> List[bytes]:
   """A TSV file's data lines (header and BOM off), each ending in \\n."""
-  with open(path, "rb") as f:
-    lines = f.read().split(b"\n")
-  body = [line + b"\n" for line in lines[1:] if line.strip()]
-  return body
+  lines = files.read_bytes(path).split(b"\n")
+  return [line + b"\n" for line in lines[1:] if line.strip()]
 
 
 def write_mrpc_sources(glue_dir: str, out_dir: str) -> Dict[str, str]:
   """The Microsoft files TFDS's MRPC builder reads, from GLUE's TSVs."""
   mrpc = os.path.join(glue_dir, "MRPC")
-  with open(os.path.join(mrpc, "train.tsv"), "rb") as f:
-    header = f.readline()
+  header = files.read_first_line(os.path.join(mrpc, "train.tsv"))
   header = header[len(_BOM):] if header.startswith(_BOM) else header
   train, dev = (_tsv_body(os.path.join(mrpc, f"{s}.tsv"))
                 for s in ("train", "dev"))
   paths = {k: os.path.join(out_dir, f"mrpc_{k}.tsv")
            for k in ("train", "dev_ids", "test")}
-  with open(paths["train"], "wb") as f:  # the builder skips 3 BOM bytes
-    f.write(_BOM + header.rstrip(b"\r\n") + b"\n")
-    f.writelines(train + dev)
-  with open(paths["dev_ids"], "wb") as f:
-    f.writelines(b"\t".join(line.split(b"\t")[1:3]) + b"\n" for line in dev)
-  with open(os.path.join(mrpc, "test.tsv"), "rb") as src:
-    data = src.read()
-  with open(paths["test"], "wb") as f:
-    f.write(data)
+  # The builder skips 3 BOM bytes at the start of the train file.
+  files.write_bytes_atomic(paths["train"], b"".join(
+      [_BOM + header.rstrip(b"\r\n") + b"\n"] + train + dev))
+  files.write_bytes_atomic(paths["dev_ids"], b"".join(
+      b"\t".join(line.split(b"\t")[1:3]) + b"\n" for line in dev))
+  files.write_bytes_atomic(paths["test"], files.read_bytes(
+      os.path.join(mrpc, "test.tsv")))
   return paths
 
 
@@ -89,11 +84,12 @@ def prepare(glue_dir: str, tfds_data_dir: str, configs: List[str]) -> None:
       raise BamError(f"--configs: unknown GLUE config {config!r}; known: "
                      f"{', '.join(FOLDERS)}")
     folder = os.path.join(glue_dir, FOLDERS[config])
-    if not os.path.isdir(folder):
+    if not files.isdir(folder):
       raise BamError(f"--glue_dir: {folder} is missing (glue/{config} is "
                      "made from it)")
 
-  with tempfile.TemporaryDirectory() as tmp:
+  tmp = files.scratch_dir("bam_tf_mrpc_")
+  try:
     mrpc_files = (write_mrpc_sources(glue_dir, tmp) if "mrpc" in configs
                   else {})
     downloads = _LocalDownloads(glue_dir, mrpc_files)
@@ -117,6 +113,8 @@ def prepare(glue_dir: str, tfds_data_dir: str, configs: List[str]) -> None:
               try_download_gcs=False))
       sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
       print(f"glue/{config}: {sizes} -> {builder.data_dir}", flush=True)
+  finally:
+    files.remove(tmp)
 
 
 def main(argv=None) -> int:
@@ -131,13 +129,13 @@ def main(argv=None) -> int:
                  "configs (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
                  "wnli, ax); default: those whose folder is in --glue_dir.")
   args = p.parse_args(argv)
-  if not os.path.isdir(args.glue_dir):
+  if not files.isdir(args.glue_dir):
     print(f"error: --glue_dir: {args.glue_dir!r} is not a folder",
           file=sys.stderr)
     return 2
   configs = [c for c in args.configs.split(",") if c] or [
       c for c, folder in FOLDERS.items()
-      if os.path.isdir(os.path.join(args.glue_dir, folder))]
+      if files.isdir(os.path.join(args.glue_dir, folder))]
   try:
     prepare(args.glue_dir, os.path.expanduser(args.tfds_data_dir), configs)
   except BamError as e:

@@ -18,9 +18,7 @@ use.
 import contextlib
 import os
 import re
-import shutil
 import signal
-import tempfile
 import threading
 
 import tensorflow as tf
@@ -71,20 +69,14 @@ def remove_stale_temp(directory: str):
   `ckpt-N_temp/` would sit there for good, or be mixed into the next save of
   step N.
   """
-  if not os.path.isdir(directory):
+  if not files.isdir(directory):
     return
-  for name in sorted(os.listdir(directory)):
+  for name in files.listdir(directory):
     if not _STALE.match(name):
       continue
     path = os.path.join(directory, name)
     logging.info("Removing %s (left by a save that was killed)", path)
-    if os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path, ignore_errors=True)
-    else:
-      try:
-        os.remove(path)
-      except FileNotFoundError:
-        pass
+    files.remove(path)
 
 
 @contextlib.contextmanager
@@ -141,7 +133,7 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
   start = restore_latest(manager)
   progress_path = os.path.join(trial_dir, PROGRESS_JSON)
   seconds_before = 0.0
-  if start and os.path.exists(progress_path):
+  if start and files.exists(progress_path):
     seconds_before = float(files.read_json(progress_path)["train_seconds"])
   remaining = total_steps - start
   if remaining <= 0:
@@ -152,7 +144,7 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
     train_ds = train_ds.skip(start)
   scratch = None
   if not chief:
-    scratch = tempfile.mkdtemp(prefix="bam_tf_worker_")
+    scratch = files.scratch_dir("bam_tf_worker_")
     manager = tf.train.CheckpointManager(
         manager.checkpoint, os.path.join(scratch, "checkpoints"),
         max_to_keep=1)
@@ -173,7 +165,7 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
                 callbacks=[stopper, progress, saver])
   finally:
     if scratch:
-      shutil.rmtree(scratch, ignore_errors=True)
+      files.remove(scratch)
   if stopper.error:
     raise NonFiniteLossError(stopper.error)
   if request.received:
