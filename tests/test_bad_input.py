@@ -44,6 +44,12 @@ def _run(args, capsys):
   return code, capsys.readouterr().err
 
 
+def _one_error(err):
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, err
+  return lines[0]
+
+
 def _drop_header(path):
   with open(path, "rb") as f:
     lines = f.read().split(b"\n")
@@ -99,9 +105,8 @@ def test_bad_data_file(case, glue_dir, tmp_path, capsys):
                     f"--model_dir={model_dir}", "--debug",
                     f"--cache_dir={tmp_path / 'cache'}"], capsys)
   assert code != 0
-  lines = [l for l in err.splitlines() if l.startswith("error: ")]
-  assert len(lines) == 1, err
-  assert re.search(message, lines[0]), lines[0]
+  line = _one_error(err)
+  assert re.search(message, line), line
   assert not model_dir.exists()
 
 
@@ -187,12 +192,12 @@ def _refused(args, message, tmp_path, capsys, model_dir=None):
   before = _tree(model_dir)
   code, err = _run([f"--model_dir={model_dir}", f"--cache_dir={cache}",
                     "--debug", "--max_train_steps=1"] + args, capsys)
-  lines = [l for l in err.splitlines() if l.startswith("error: ")]
-  assert code == 2 and len(lines) == 1, err
-  assert re.search(message, lines[0]), lines[0]
+  assert code == 2, err
+  line = _one_error(err)
+  assert re.search(message, line), line
   assert _tree(model_dir) == before
   assert not cache.exists()
-  return lines[0]
+  return line
 
 
 @pytest.mark.parametrize("args,message", [
@@ -404,9 +409,8 @@ def test_full_disk_one_line_and_last_checkpoint_kept(glue_dir, tmp_path,
           "--debug", "--max_train_steps=2", "--save_checkpoints_steps=1",
           "--teacher_output_trials="]
   code, err = _run(args, capsys)
-  lines = [l for l in err.splitlines() if l.startswith("error: ")]
-  assert code == 2 and len(lines) == 1, err
-  assert lines[0] == ("error: no space left on device writing "
+  assert code == 2, err
+  assert _one_error(err) == ("error: no space left on device writing "
                       f"{model_dir}/trial_0/predictions/rte_dev.npz"), err
   left = [os.path.join(r, n) for r, _, names in os.walk(model_dir)
           for n in names if n.startswith(".tmp_")]
@@ -506,12 +510,6 @@ def test_full_disk_errors_as_one_line():
 # --------------------------------------------------------------- TFDS, metrics
 
 
-def _one_error(err):
-  lines = [l for l in err.splitlines() if l.startswith("error: ")]
-  assert len(lines) == 1, err
-  return lines[0]
-
-
 @pytest.mark.parametrize("args,message", [
     (["--task_names=rte", "--data_source=tfds"],
      r"^error: --tfds_data_dir: .*empty_tfds holds no prepared glue/rte "
@@ -523,14 +521,10 @@ def _one_error(err):
      r"^error: --data_source=tfds: task 'spam' is not a GLUE task"),
 ])
 def test_bad_tfds_source(args, message, tmp_path, capsys):
-  model_dir = tmp_path / "run"
   (tmp_path / "empty_tfds").mkdir()
-  code, err = _run(args + [f"--tfds_data_dir={tmp_path / 'empty_tfds'}",
-                           f"--model_dir={model_dir}", "--debug",
-                           f"--cache_dir={tmp_path / 'cache'}"], capsys)
-  assert code == 2
-  assert re.search(message, _one_error(err)), err
-  assert not model_dir.exists()
+  _refused(args + [f"--tfds_data_dir={tmp_path / 'empty_tfds'}"], message,
+           tmp_path, capsys)
+  assert not (tmp_path / "run").exists()
   assert os.listdir(tmp_path / "empty_tfds") == []
 
 
@@ -543,15 +537,12 @@ def test_unknown_metric_names_file_and_field(glue_dir, tmp_path, capsys):
                            "label_col": 3},
                  "dev": {"file": "dev.tsv", "text_a_col": 1,
                          "label_col": 3}}}))
-  model_dir = tmp_path / "run"
-  code, err = _run(["--task_names=rte2", f"--custom_tasks={decl}",
-                    f"--data_dir={glue_dir}", f"--model_dir={model_dir}",
-                    "--debug", f"--cache_dir={tmp_path / 'cache'}"], capsys)
-  assert code == 2
-  assert re.search(rf"^error: {re.escape(str(decl))} \(task 0\): metric: a "
-                   r"classification task's metrics are accuracy, f1, "
-                   r"macro_f1, mcc; got 'auc'$", _one_error(err)), err
-  assert not model_dir.exists()
+  _refused(["--task_names=rte2", f"--custom_tasks={decl}",
+            f"--data_dir={glue_dir}"],
+           rf"^error: {re.escape(str(decl))} \(task 0\): metric: a "
+           r"classification task's metrics are accuracy, f1, macro_f1, mcc; "
+           r"got 'auc'$", tmp_path, capsys)
+  assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("config,message", [
