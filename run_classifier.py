@@ -1,9 +1,11 @@
-"""Entry point: python run_classifier.py --flagfile=official_configs/...
+"""BAM! Born-Again Multi-Task Networks: train, evaluate, predict, export.
 
-Thin on purpose: flags are defined and validated in bam_tf.configure, the
-work is done by bam_tf.runner. Every flag and path is checked before the
-runner writes anything; bad input and a full disk end with one line
-`error: ...` and exit code 2.
+  python run_classifier.py --flagfile=official_configs/demo.cfg [--flag=value]
+
+Flags after --flagfile override it. Every flag and path is checked before
+anything is written: bad input and a full disk end with one line
+`error: ...` and exit code 2. (This file is the thin entry point: flags are
+declared in bam_tf/configure.py, the work is done by bam_tf/runner.py.)
 """
 
 import errno
@@ -11,12 +13,18 @@ import sys
 
 import bam_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app
-from absl import logging
+from absl import flags
 
 from bam_tf import configure
+from bam_tf.common import console
 from bam_tf.common.errors import BamError
 
 configure.define_flags()
+# --helpfull lists them too, under this module.
+flags.adopt_module_key_flags(configure)
+
+# What `--help` prints instead of absl's module-by-module listing.
+HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -43,7 +51,7 @@ def disk_full_message(e: BaseException):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  console.setup(verbose=flags.FLAGS["verbosity"].present)
   try:
     config = configure.config_from_flags()
     configure.check_paths(config)
@@ -64,4 +72,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  if any(a in HELP_ARGS for a in sys.argv[1:]):
+    print(configure.help_text(__doc__))
+    sys.exit(0)
   app.run(main)

@@ -10,3 +10,6 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q -r requirements.txt
 .venv/bin/python -m pip install -q --no-deps -r requirements-embedded.txt
 .venv/bin/python -c "import bam_tf, tensorflow, tensorflow_text, tensorflow_hub, official.nlp; print('bam_tf set-up OK: TensorFlow', tensorflow.__version__)"
+# The embedded encoder as a TF-Hub-format SavedModel, once, in $BAM_TF_CACHE
+# (default ~/.cache/bam_tf): about 35 s that the first run would spend.
+.venv/bin/python -c "from bam_tf.modeling import minilm; print('embedded encoder ready:', minilm.export_embedded_encoder()['encoder'])"

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import flags
@@ -29,11 +30,15 @@ from bam_tf.tasks.task import TaskSpec
 
 FLAGS = flags.FLAGS
 
-MODES = ("train", "inspect_data", "predict", "export")
+MODES = ("train", "inspect_data", "predict", "export", "eval")
 SAMPLING_SCHEMES = ("multiples", "loss_weights", "proportional")
 REGRESSION_HEADS = ("linear", "sigmoid")
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+
+# The sections of `run_classifier.py --help`, in order.
+FLAG_GROUPS = ("run", "data", "model", "training", "distillation",
+               "hardware", "outputs")
 
 _FLAG_DEFAULT = object()  # Setting.field_default: the same as the flag's.
 _TYPES = {"enum": str, "integer": int, "float": float, "bool": bool,
@@ -70,6 +75,8 @@ class Setting:
   # how to report and where it runs (a run may resume on other hardware),
   # not what is trained.
   rerun_safe: bool = False
+  # Where `--help` lists the flag (FLAG_GROUPS); derived fields have none.
+  group: str = ""
 
   @property
   def derived(self) -> bool:
@@ -94,15 +101,16 @@ class Setting:
     return (self.name, annotation,
             dataclasses.field(default=self.field_default_value()))
 
-  def define_flag(self):
+  def define_flag(self, flag_values=None):
+    where = {"flag_values": FLAGS if flag_values is None else flag_values}
     if self.kind == "enum":
       flags.DEFINE_enum(self.name, self.default, list(self.values),
-                        self.help)
+                        self.help, **where)
     elif self.kind == "list":
-      flags.DEFINE_list(self.name, list(self.default), self.help)
+      flags.DEFINE_list(self.name, list(self.default), self.help, **where)
     else:
       getattr(flags, f"DEFINE_{self.kind}")(self.name, self.default,
-                                            self.help)
+                                            self.help, **where)
 
 
 def _lower_case(flag_value: str) -> Optional[bool]:
@@ -131,65 +139,84 @@ SETTINGS: Tuple[Setting, ...] = (
     _S("mode", "enum", "train", "train: train and evaluate; "
        "inspect_data: report on the data; predict: test-set "
        "predictions of a finished run (a TSV per task and split, and GLUE "
-       "leaderboard files); export: SavedModel serving raw text.", values=MODES, required=True, rerun_safe=True),
-    _S("trial", "integer", 0, "The trial of a finished run that predict "
-       "and export use.", check=lambda v: v >= 0,
-       message="must be >= 0, got {value}", rerun_safe=True),
-    _S("export_dir", "string", "", "Where --mode=export writes (default "
-       "model_dir/export/trial_<t>).", rerun_safe=True),
+       "leaderboard files); export: SavedModel serving raw text; eval: "
+       "dev metrics and predictions of a finished run's weights (or "
+       "--checkpoint) in model_dir/eval/, without training.",
+       values=MODES, required=True, rerun_safe=True, group="run"),
+    _S("trial", "integer", 0, "The trial of a finished run that predict, "
+       "export and eval use.", check=lambda v: v >= 0,
+       message="must be >= 0, got {value}", rerun_safe=True, group="run"),
+    _S("checkpoint", "string", "", "--mode=eval: evaluate this checkpoint "
+       "of the trial (model_dir/trial_<t>/checkpoints/ckpt-N, or that "
+       "folder for its latest) instead of its final weights.",
+       rerun_safe=True, group="run"),
+    _S("export_dir", "string", "", "The base folder --mode=export writes "
+       "to and TF Serving watches: each export is a new version "
+       "<export_dir>/<N> (default model_dir/export).", rerun_safe=True,
+       group="outputs"),
+    _S("export_version", "integer", 0, "N of <export_dir>/<N> for "
+       "--mode=export; 0 = the next after the highest there (1 in an "
+       "empty base). An existing version is refused, never replaced.",
+       check=lambda v: 0 <= v < 2 ** 63,
+       message="must be in [0, 2^63) (0 = the next), got {value}",
+       rerun_safe=True, group="outputs"),
     _S("task_names", "list", ("rte",), "Tasks to train, e.g. cola,mrpc,sts,"
-       "rte (original names or GLUE spellings).", required=True),
+       "rte (original names or GLUE spellings).", required=True, group="data"),
     _S("custom_tasks", "string", "", "JSON file or inline JSON declaring "
-       "your own tasks (see bam_tf/tasks/registry.py)."),
+       "your own tasks (see bam_tf/tasks/registry.py).", group="data"),
     _S("data_dir", "string", "", "glue_data root: one folder per task "
-       "(--data_source=tsv).", required=True),
+       "(--data_source=tsv).", required=True, group="data"),
     _S("data_source", "enum", sources.TSV, "Where examples come from: tsv "
        "(the files under --data_dir, any task) or tfds (GLUE prepared by "
        "tensorflow-datasets in --tfds_data_dir; the same examples and ids).",
        values=sources.KINDS, check=lambda v: v in sources.KINDS,
-       message=_one_of(sources.KINDS)),
+       message=_one_of(sources.KINDS), group="data"),
     _S("tfds_data_dir", "string", "", "TFDS data dir holding glue/<config> "
-       "(--data_source=tfds; empty: TFDS's default, ~/tensorflow_datasets)."),
+       "(--data_source=tfds; empty: TFDS's default, ~/tensorflow_datasets).",
+       group="data"),
     _S("model_dir", "string", "", "Everything a run writes goes here.",
-       required=True),
+       required=True, group="run"),
     _S("cache_dir", "string", "", "Shared cache of exported encoders and "
        "featurised TFRecords (default $BAM_TF_CACHE or "
-       "~/.cache/bam_tf).", required=True, rerun_safe=True),
+       "~/.cache/bam_tf).", required=True, rerun_safe=True, group="data"),
     # Encoder.
     _S("hub_module_url", "string", "", "TF-Hub-format BERT encoder handle "
-       "or path; empty = the embedded MiniLM-L6 encoder.", required=True),
+       "or path; empty = the embedded MiniLM-L6 encoder.", required=True,
+       group="model"),
     _S("hub_preprocessor_url", "string", "", "Matching TF-Hub preprocessor "
-       "(its vocab is used when the encoder carries none).", required=True),
+       "(its vocab is used when the encoder carries none).", required=True,
+       group="model"),
     _S("vocab_file", "string", "", "WordPiece vocab (overrides the "
        "encoder's).", required=True,
        check=lambda v: not v or files.isfile(v),
-       message="{value!r} does not exist"),
+       message="{value!r} does not exist", group="model"),
     _S("do_lower_case", "enum", "auto", "Lower-case text; auto = what the "
        "encoder says.", values=("auto", "true", "false"), required=True,
-       type=Optional[bool], from_flag=_lower_case),
+       type=Optional[bool], from_flag=_lower_case, group="model"),
     _S("bert_checkpoint_dir", "string", "", "Original Google BERT TF1 "
        "folder (bert_config.json, vocab.txt, bert_model.ckpt).",
-       required=True),
+       required=True, group="model"),
     _S("hf_checkpoint_dir", "string", "", "Hugging Face BERT-family folder "
        "(config.json, model.safetensors, vocab.txt), converted to Model "
-       "Garden's BertEncoder and exported once to the TF-Hub format."),
+       "Garden's BertEncoder and exported once to the TF-Hub format.",
+       group="model"),
     _S("debug", "bool", False, "Tiny random encoder (3 layers, hidden 144) "
        "on the first 50 rows of each file: smoke runs in seconds.",
-       required=True),
+       required=True, group="run"),
     # Input.
     _S("max_seq_length", "integer", 128, "Maximum tokens per example.",
        required=True, check=lambda v: v >= 8,
-       message="must be at least 8, got {value}"),
+       message="must be at least 8, got {value}", group="data"),
     _S("double_unordered", "bool", True, "Add (b, a) copies of MRPC and "
-       "STS-B train pairs, as the original does.", required=True),
+       "STS-B train pairs, as the original does.", required=True, group="data"),
     _S("dynamic_padding", "bool", True, "Pad each batch to its longest "
        "example instead of max_seq_length (same results, faster).",
-       required=True),
+       required=True, group="data"),
     _S("length_bucketing", "bool", False, "Batch TRAINING examples of "
        "similar length together (needs dynamic padding): much less "
        "padding on mixes of short and long tasks. Off by default: "
        "the original drew batches at random. Inference always "
-       "groups by length (it does not change predictions)."),
+       "groups by length (it does not change predictions).", group="data"),
     _S("task_sampling", "enum", None, "How tasks are mixed. multiples "
        "(default for multi-task runs, the original code's): copies of each "
        "train set and loss weights from the original's fixed GLUE size "
@@ -200,90 +227,100 @@ SETTINGS: Tuple[Setting, ...] = (
        "sampler with p ~ |D|^exponent that trains the default "
        "scheme's number of steps.", values=SAMPLING_SCHEMES, required=True,
        type=Optional[str], check=lambda v: v in SAMPLING_SCHEMES,
-       message=_one_of(SAMPLING_SCHEMES)),
+       message=_one_of(SAMPLING_SCHEMES), group="training"),
     _S("sampling_exponent", "float", 0.75, "Exponent of the task sampling "
        "(1.0 = plain example mixing, 'no task sampling').", required=True,
        check=_finite(lambda v: v >= 0),
-       message="must be >= 0 and finite, got {value}"),
+       message="must be >= 0 and finite, got {value}", group="training"),
     # Optimisation.
     _S("learning_rate", "float", None, "Peak learning rate (default 1e-4 "
        "multi-task, 5e-5 single-task).", required=True,
        check=_finite(lambda v: v > 0),
        message="must be > 0 and finite, got {value}",
-       single_task_default=5e-5, multi_task_default=1e-4),
+       single_task_default=5e-5, multi_task_default=1e-4, group="training"),
     _S("num_train_epochs", "float", None, "Epochs (default 6 multi-task, "
        "3 single-task).", required=True, check=_finite(lambda v: v > 0),
        message="must be > 0 and finite, got {value}",
        single_task_default=3.0,
-       multi_task_default=6.0, debug_default=3.0),
+       multi_task_default=6.0, debug_default=3.0, group="training"),
     _S("train_batch_size", "integer", None, "Global batch (default 128 "
        "multi-task, 32 single-task).", required=True, check=lambda v: v > 0,
        message="must be > 0, got {value}", single_task_default=32,
-       multi_task_default=128, debug_default=32),
+       multi_task_default=128, debug_default=32, group="training"),
     _S("eval_batch_size", "integer", 128, "Inference batch (dev "
-       "evaluation, teacher outputs, --mode=predict). Batches are "
+       "evaluation, teacher outputs, --mode=predict; --mode=eval: the "
+       "run's unless set to another value). Batches are "
        "grouped by length; the size does not change predictions "
        "(the original evaluated in batches of 8): 128 predicts "
        "1.5x faster than 32 on 2 CPU cores (docs/PERFORMANCE.md).",
        required=True, check=lambda v: v > 0,
-       message="must be > 0, got {value}", rerun_safe=True),
+       message="must be > 0, got {value}", rerun_safe=True, group="outputs"),
     _S("warmup_proportion", "float", 0.1, "Linear warmup share of steps.",
        required=True, check=lambda v: 0 <= v < 1,
-       message="must be in [0, 1), got {value}"),
+       message="must be in [0, 1), got {value}", group="training"),
     _S("weight_decay_rate", "float", 0.01, "Decoupled weight decay.",
        required=True, check=_finite(lambda v: v >= 0),
-       message="must be >= 0 and finite, got {value}"),
+       message="must be >= 0 and finite, got {value}", group="training"),
     _S("layerwise_lr_decay", "float", 0.9, "Per-layer lr decay (1.0 = "
        "off).", required=True, check=lambda v: 0 < v <= 1,
-       message="must be in (0, 1], got {value}"),
+       message="must be in (0, 1], got {value}", group="training"),
     _S("clip_norm", "float", 1.0, "Global-norm gradient clipping.",
        required=True, check=_finite(lambda v: v > 0),
-       message="must be > 0 and finite, got {value}"),
+       message="must be > 0 and finite, got {value}", group="training"),
     _S("adam_bias_correction", "bool", False, "Bias-corrected Adam moments "
        "(Keras/PyTorch). Off = the original BERT/BAM "
-       "AdamWeightDecayOptimizer, which has no bias correction."),
+       "AdamWeightDecayOptimizer, which has no bias correction.",
+       group="training"),
     _S("loss_reduction", "enum", "sum", "sum: the "
        "training objective is the loss summed over the global batch "
        "(original code; with --clip_norm=1.0 the clip acts on "
        "nearly every step); mean: divided by the global batch size "
        "(the usual PyTorch/Keras convention).", values=("sum", "mean"),
        check=lambda v: v in ("sum", "mean"),
-       message="must be 'sum' or 'mean', got {value!r}"),
+       message="must be 'sum' or 'mean', got {value!r}", group="training"),
     _S("head_dropout", "float", 0.1, "Dropout before each task head.",
        required=True, check=lambda v: 0 <= v < 1,
-       message="must be in [0, 1)"),
+       message="must be in [0, 1)", group="model"),
     _S("regression_head", "enum", "linear", "linear: dense to 1 unit "
        "(original code); sigmoid: sigmoid of it (paper).",
-       values=REGRESSION_HEADS, required=True),
+       values=REGRESSION_HEADS, required=True, group="model"),
     # Runs.
     _S("num_trials", "integer", 1, "Train+eval this many times with "
        "distinct seeds; every trial is kept.", required=True,
-       check=lambda v: v >= 1, message="must be >= 1", rerun_safe=True),
+       check=lambda v: v >= 1, message="must be >= 1", rerun_safe=True,
+       group="run"),
     _S("seed", "integer", 1, "Seed of the first trial (trial t: seed + t).",
        required=True, check=lambda v: 0 <= v < SEED_LIMIT,
-       message="must be in [0, 2^32), got {value}"),
+       message="must be in [0, 2^32), got {value}", group="run"),
     _S("retrain_trials", "list", (), "Trials to train and evaluate again "
        "although results.json has them, e.g. when their teacher "
        "outputs or predictions were lost with the machine (same "
        "seed; the new record replaces the old). Checkpoints left in "
        "the trial dir are used: a finished one is only evaluated "
        "again, a killed one resumes.", check=_trial_numbers,
-       message="must be trial numbers, e.g. 0,1", rerun_safe=True),
+       message="must be trial numbers, e.g. 0,1", rerun_safe=True, group="run"),
     _S("save_checkpoints_steps", "integer", 500, "Checkpoint every N "
        "steps.", required=True, check=lambda v: v > 0,
-       message="must be > 0", rerun_safe=True),
+       message="must be > 0", rerun_safe=True, group="training"),
     _S("keep_checkpoint_max", "integer", 2, "Checkpoints kept.",
        required=True, check=lambda v: v >= 1,
-       message="must be >= 1, got {value}", rerun_safe=True),
+       message="must be >= 1, got {value}", rerun_safe=True, group="training"),
     _S("log_every_steps", "integer", 10, "Progress line every N steps.",
        required=True, check=lambda v: v > 0, message="must be > 0",
-       rerun_safe=True),
+       rerun_safe=True, group="outputs"),
+    _S("eval_every_steps", "integer", 0, "Evaluate every task's dev split "
+       "every N steps while training (0 = only at the end, as the "
+       "original): a progress line and validation/ TensorBoard scalars "
+       "beside the training ones. The time counts in train_seconds.",
+       check=lambda v: v >= 0, message="must be >= 0, got {value}",
+       rerun_safe=True, group="outputs"),
     _S("overwrite", "bool", False, "Delete what --model_dir holds when it "
        "was written with another configuration (otherwise such a "
-       "run is refused).", rerun_safe=True),
+       "run is refused). Training only: an export never replaces a "
+       "version.", rerun_safe=True, group="run"),
     _S("max_train_steps", "integer", 0, "Stop after this many steps (0 = "
        "as many as the epochs need); for smoke runs.", required=True,
-       check=lambda v: v >= 0, message="must be >= 0"),
+       check=lambda v: v >= 0, message="must be >= 0", group="run"),
     # Hardware.
     _S("strategy", "enum", "one_device", "tf.distribute "
        "strategy: one_device (the default strategy), mirrored (all "
@@ -291,52 +328,58 @@ SETTINGS: Tuple[Setting, ...] = (
        "tpu (--tpu). --train_batch_size/--eval_batch_size are global "
        "batches, split across replicas.", values=STRATEGIES,
        check=lambda v: v in STRATEGIES, message=_one_of(STRATEGIES),
-       rerun_safe=True),
+       rerun_safe=True, group="hardware"),
     _S("tpu", "string", "", "TPU name or grpc:// address for "
-       "--strategy=tpu (empty = the local TPU VM).", rerun_safe=True),
+       "--strategy=tpu (empty = the local TPU VM).", rerun_safe=True,
+       group="hardware"),
     _S("worker_timeout_s", "integer", 600, "--strategy="
        "multi_worker_mirrored: seconds a worker may go without a heartbeat, "
        "and the limit of the start-up and shut-down barriers, before the "
        "run is aborted (TensorFlow's default heartbeat timeout is 10 s, "
        "which a loaded host exceeds; a dead worker is detected after this "
        "long).", check=lambda v: v >= 10, message="must be >= 10, got "
-       "{value}", rerun_safe=True),
+       "{value}", rerun_safe=True, group="hardware"),
     _S("deterministic", "bool", False, "tf.config.experimental."
        "enable_op_determinism(): bit-identical reruns also where "
        "kernels are not deterministic by default (GPU). On CPU the "
-       "same seed already repeats exactly.", rerun_safe=True),
+       "same seed already repeats exactly.", rerun_safe=True, group="hardware"),
     _S("jit_compile", "bool", False, "Compile the train step with XLA "
-       "(see docs/PERFORMANCE.md for when it pays).", rerun_safe=True),
+       "(see docs/PERFORMANCE.md for when it pays).", rerun_safe=True,
+       group="hardware"),
     _S("mixed_precision", "enum", "none", "Keras mixed "
        "precision policy (heads and losses stay float32; "
        "mixed_float16 adds dynamic loss scaling).", values=MIXED_PRECISION,
-       check=lambda v: v in MIXED_PRECISION, message=_one_of(MIXED_PRECISION)),
+       check=lambda v: v in MIXED_PRECISION, message=_one_of(MIXED_PRECISION),
+       group="hardware"),
     # Distillation.
     _S("teacher_output_trials", "list", ("0",), "Trials that write teacher "
        "outputs (train/dev/test predictions) after training; empty "
        "= none.", field_default=(), check=_trial_numbers,
-       message="must be trial numbers, e.g. 0,1", rerun_safe=True),
-    _S("distill", "bool", False, "Train a student on teacher outputs."),
+       message="must be trial numbers, e.g. 0,1", rerun_safe=True,
+       group="distillation"),
+    _S("distill", "bool", False, "Train a student on teacher outputs.",
+       group="distillation"),
     _S("teachers", "string", "", "Teachers per task: 'rte:DIR,mrpc:DIR' "
        "(single-task teachers), 'all:DIR' (one multi-task "
        "teacher), 'rte:DIR1+DIR2' (an ensemble). DIR = a "
-       "teacher run's model_dir."),
+       "teacher run's model_dir.", group="distillation"),
     _S("teacher_trial", "integer", 0, "Which trial of each teacher run to "
        "take outputs from.", check=lambda v: v >= 0,
-       message="must be >= 0, got {value}"),
+       message="must be >= 0, got {value}", group="distillation"),
     _S("distill_schedule", "enum", "annealing", "annealing: lambda = "
        "step/total (teacher annealing); fixed: target = (1-w) gold + w "
        "teacher; pure: teacher only.",
-       values=("annealing", "fixed", "pure")),
+       values=("annealing", "fixed", "pure"), group="distillation"),
     _S("distill_weight", "float", 0.5, "w of the fixed schedule.",
-       check=lambda v: 0 <= v <= 1, message="must be in [0, 1]"),
+       check=lambda v: 0 <= v <= 1, message="must be in [0, 1]",
+       group="distillation"),
     _S("init_from", "string", "", "Start from the final encoder and "
        "matching heads of another run's model_dir (trial "
        "--teacher_trial), e.g. single-task fine-tuning after "
-       "multi-task training (Table 3)."),
+       "multi-task training (Table 3).", group="distillation"),
     _S("distill_temperature", "float", 1.0, "Softmax temperature applied "
        "to teacher logits.", check=_finite(lambda v: v > 0),
-       message="must be > 0 and finite, got {value}"),
+       message="must be > 0 and finite, got {value}", group="distillation"),
     # Derived by `resolve`: {task name: [teacher model_dir, ...]}; teachers
     # given as flagfiles (trained first if their outputs are missing); the
     # tasks themselves.
@@ -365,6 +408,54 @@ def define_flags():
   for setting in SETTINGS:
     if not setting.derived:
       setting.define_flag()
+
+
+_GROUP_TITLES = {
+    "run": "What to run and where it goes",
+    "data": "Data",
+    "model": "Model (the encoder and the heads)",
+    "training": "Training",
+    "distillation": "Distillation (BAM)",
+    "hardware": "Hardware",
+    "outputs": "Outputs and reporting",
+}
+
+
+def _default_text(setting: Setting) -> str:
+  """The default as a user writes it; "by task count" where it depends on
+  single- vs multi-task runs (the help says which)."""
+  if setting.default is None:
+    return "depends on the run"
+  if setting.kind == "list":
+    return ",".join(setting.default) or "none"
+  if setting.kind == "bool":
+    return "true" if setting.default else "false"
+  return repr(setting.default) if setting.kind in ("string", "enum") \
+      else str(setting.default)
+
+
+def help_text(doc: str = "") -> str:
+  """`run_classifier.py --help`: every project flag with its help, grouped
+  (FLAG_GROUPS); absl's own and the libraries' flags stay in --helpfull."""
+  import textwrap  # pylint: disable=g-import-not-at-top
+  wrap = lambda text, indent: textwrap.fill(
+      text, width=80, initial_indent=indent, subsequent_indent=indent)
+  out = [doc.strip(), ""] if doc else []
+  for group in FLAG_GROUPS:
+    out.append(f"{_GROUP_TITLES[group]}:")
+    for setting in SETTINGS:
+      if setting.group != group:
+        continue
+      choices = (f"; one of {', '.join(setting.values)}"
+                 if setting.values else "")
+      out.append(f"  --{setting.name} (default: "
+                 f"{_default_text(setting)}{choices})")
+      out.append(wrap(setting.help, "      "))
+    out.append("")
+  out.append("Also: --flagfile=FILE (flags from a file, one per line; later "
+             "flags override it), --verbosity=N (show TensorFlow's own log "
+             "lines too), --helpfull (every flag of every library).")
+  return "\n".join(out)
 
 
 def missing_settings(saved: Dict) -> List[str]:
@@ -454,7 +545,7 @@ def _check(cond: bool, flag: str, message: str):
 
 def config_from_flags(flag_values=None) -> BamConfig:
   """Builds the config from parsed absl flags, applying the task defaults."""
-  fv = flag_values or FLAGS
+  fv = FLAGS if flag_values is None else flag_values
   define_flags()
   values = {}
   for s in SETTINGS:
@@ -462,6 +553,23 @@ def config_from_flags(flag_values=None) -> BamConfig:
       value = fv[s.name].value
       values[s.name] = s.from_flag(value) if s.from_flag else value
   return resolve(BamConfig(**values))
+
+
+def config_from_args(args: List[str]) -> BamConfig:
+  """The config of a run_classifier.py command line (e.g. a recipe's
+  teacher, trained in the same process), parsed apart from the process's
+  own flags and checked as run_classifier.py checks it."""
+  flag_values = flags.FlagValues()
+  for s in SETTINGS:
+    if not s.derived:
+      s.define_flag(flag_values)
+  try:
+    flag_values(["run_classifier.py"] + list(args))
+  except flags.Error as e:
+    raise ConfigError(str(e)) from e
+  config = config_from_flags(flag_values)
+  check_paths(config)
+  return config
 
 
 def resolve(config: BamConfig, need_data: bool = True) -> BamConfig:
@@ -573,22 +681,14 @@ def validate(config: BamConfig, need_data: bool = True):
   _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),
          "mixed_precision", "TPUs compute in bfloat16: use mixed_bfloat16 "
          "with --strategy=tpu")
-  reads_data = need_data and c.mode in ("train", "inspect_data", "predict")
-  if reads_data and c.data_source == sources.TFDS:
-    _check_tfds(c)  # --data_dir is not read
-  elif reads_data:
-    _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
-    _check(files.isdir(c.data_dir), "data_dir",
-           f"{c.data_dir!r} is not a directory")
-    for task in c.tasks:
-      if task.name not in glue.GLUE_TASKS:  # declared by --custom_tasks
-        try:
-          readers.check_columns(task, c.data_dir)
-        except readers.DataError as e:
-          raise ConfigError(f"--custom_tasks: {e}") from None
-  if c.mode in ("train", "predict", "export"):
+  # --mode=eval reads the run's tasks and data (check_paths checks them).
+  if need_data and c.mode in ("train", "inspect_data", "predict"):
+    _check_data(c)
+  _check(not c.checkpoint or c.mode == "eval", "checkpoint",
+         "given without --mode=eval")
+  if c.mode in ("train", "predict", "export", "eval"):
     _check(bool(c.model_dir), "model_dir", "is required")
-  if c.mode in ("predict", "export"):
+  if c.mode in ("predict", "export", "eval"):
     _check(files.isfile(os.path.join(c.model_dir, "config.json")),
            "model_dir", f"{c.model_dir!r} holds no finished run "
            "(config.json missing)")
@@ -608,12 +708,30 @@ def validate(config: BamConfig, need_data: bool = True):
            "pass --do_lower_case=true or false")
 
 
+def _check_data(c: BamConfig):
+  """The data this mode reads is there: --data_dir (and the columns of
+  --custom_tasks' files), or the TFDS datasets."""
+  if c.data_source == sources.TFDS:
+    _check_tfds(c)  # --data_dir is not read
+    return
+  _check(bool(c.data_dir), "data_dir", "is required (a glue_data root)")
+  _check(files.isdir(c.data_dir), "data_dir",
+         f"{c.data_dir!r} is not a directory")
+  for task in c.tasks:
+    if task.name not in glue.GLUE_TASKS:  # declared by --custom_tasks
+      try:
+        readers.check_columns(task, c.data_dir)
+      except readers.DataError as e:
+        raise ConfigError(f"--custom_tasks: {e}") from None
+
+
 def _check_tfds(c: BamConfig):
   """Every task a GLUE task whose TFDS dataset is prepared with the splits
   this mode reads (one line naming the flag and the dataset)."""
   for task in c.tasks:
     splits = {"train": ["train", task.dev_split],
-              "inspect_data": ["train", task.dev_split]}.get(
+              "inspect_data": ["train", task.dev_split],
+              "eval": [task.dev_split]}.get(
                   c.mode, [s for s in tfds_glue.tfds_splits(task)
                            if s not in ("train", task.dev_split)])
     try:
@@ -674,6 +792,100 @@ def read_saved_config(model_dir: str, hint: str) -> Optional[Dict]:
   raise ConfigError(f"--model_dir: {where}: {problem}; {hint}")
 
 
+# Where a trial's checkpoints live (bam_tf.training.trainer's manager;
+# tests/test_eval_mode.py checks they agree) and their names.
+CHECKPOINTS_DIR = "checkpoints"
+_CHECKPOINT_NAME = re.compile(r"^ckpt-(\d+)$")
+
+
+def _checkpoint_steps(folder: str) -> List[int]:
+  """The steps of the complete checkpoints in a checkpoints folder."""
+  if not files.isdir(folder):
+    return []
+  found = (_CHECKPOINT_NAME.match(name[:-len(".index")])
+           for name in files.listdir(folder) if name.endswith(".index"))
+  return sorted(int(m.group(1)) for m in found if m)
+
+
+def eval_checkpoint(config: BamConfig) -> str:
+  """--checkpoint as the path of one of trial --trial's checkpoints
+  (model_dir/trial_<t>/checkpoints/ckpt-N; that folder means its latest);
+  '' without the flag. Anything else is a ConfigError naming the flag."""
+  if not config.checkpoint:
+    return ""
+  folder = os.path.join(config.model_dir, f"trial_{config.trial}",
+                        CHECKPOINTS_DIR)
+  given = config.checkpoint
+  # ckpt-N.index or ckpt-N.data-00000-of-00001 name the checkpoint too.
+  path = re.sub(r"\.(index|data-\d+-of-\d+)$", "", given.rstrip("/"))
+  steps = _checkpoint_steps(folder)
+  if files.isdir(path):
+    name = path
+  else:
+    name = os.path.dirname(path) if _CHECKPOINT_NAME.match(
+        os.path.basename(path)) else ""
+  _check(bool(name) and files.resolve(name) == files.resolve(folder),
+         "checkpoint", f"{given} is not a checkpoint of trial "
+         f"{config.trial} of {config.model_dir} (those are {folder}/ckpt-N, "
+         "or that folder for the latest; --trial picks the trial)")
+  have = ", ".join(f"ckpt-{s}" for s in steps) or "none"
+  if files.isdir(path):
+    _check(bool(steps), "checkpoint", f"{given} holds no complete "
+           "checkpoint")
+    return os.path.join(folder, f"ckpt-{steps[-1]}")
+  path = os.path.join(folder, os.path.basename(path))
+  _check(files.isfile(path + ".index"), "checkpoint",
+         f"{given} not found (trial {config.trial}'s checkpoints: {have})")
+  return path
+
+
+def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
+                    ) -> BamConfig:
+  """--mode=eval: the finished run's config (model_dir/config.json, or
+  `saved`), with this invocation's settings of where and how it runs
+  (strategy, batch, cache) and its dev data checked.
+
+  The data is the run's own unless flags name other: --data_source=tfds
+  (with --tfds_data_dir, or the run's) or --data_dir (TSV files). What only
+  training reads (teachers, --init_from) is cleared, as for an export.
+  """
+  c = config
+  if saved is None:
+    saved = read_saved_config(c.model_dir, "--model_dir holds no finished "
+                              "run")
+  if saved is None:
+    raise ConfigError(f"--model_dir: {c.model_dir!r} holds no finished run "
+                      "(config.json missing)")
+  data = {}
+  if c.data_source == sources.TFDS:
+    data = dict(data_source=sources.TFDS, tfds_data_dir=c.tfds_data_dir or (
+        saved.get("tfds_data_dir", "")
+        if saved.get("data_source") == sources.TFDS else ""))
+  elif c.data_dir:
+    data = dict(data_source=sources.TSV, data_dir=c.data_dir)
+  here = {name: getattr(c, name) for name in (
+      "trial", "checkpoint", "cache_dir", "strategy", "tpu",
+      "worker_timeout_s", "deterministic", "jit_compile")}
+  # The batching moves predictions by float rounding: the run's batch, so
+  # that its final weights give results.json's metrics exactly, unless
+  # --eval_batch_size is set to another than its default.
+  default = next(s.default for s in SETTINGS if s.name == "eval_batch_size")
+  if c.eval_batch_size != default:
+    here["eval_batch_size"] = c.eval_batch_size
+  run = BamConfig.from_json(
+      saved, need_data=False, mode="eval", model_dir=c.model_dir,
+      distill=False, teachers="", init_from="", **here, **data)
+  try:
+    _check_data(run)
+  except ConfigError as e:
+    if data:
+      raise
+    raise ConfigError(f"{e} (the run's own data; --data_dir or "
+                      "--data_source=tfds read its dev data from elsewhere)"
+                      ) from None
+  return run
+
+
 def check_paths(config: BamConfig):
   """Checks what this invocation writes to and starts from, before anything
   is written, so a failed run leaves nothing that refuses its corrected
@@ -699,6 +911,23 @@ def check_paths(config: BamConfig):
       _check_writable("export_dir", c.export_dir)
     else:
       _check_writable("model_dir", os.path.join(c.model_dir, "export"))
+    if c.mode == "export" and c.export_version:
+      base = c.export_dir or os.path.join(c.model_dir, "export")
+      _check(not files.exists(os.path.join(base, str(c.export_version))),
+             "export_version", f"{c.export_version} already exists in "
+             f"{base} (versions are never replaced: TF Serving may be "
+             "serving it; choose another or delete it)")
+  elif c.mode == "eval":
+    saved = read_saved_config(c.model_dir, "--model_dir holds no finished "
+                              "run")
+    _check_writable("model_dir", os.path.join(c.model_dir, "eval"))
+    if not c.checkpoint:
+      index = final_weights_index(c.model_dir, c.trial)
+      _check(files.isfile(index), "trial", f"trial {c.trial} of "
+             f"{c.model_dir} has no final weights ({index} missing): has "
+             "it finished? (--checkpoint evaluates one of its checkpoints)")
+    eval_checkpoint(c)
+    eval_run_config(c, saved)
   if c.init_from and c.mode == "train":
     _check(files.isdir(c.init_from), "init_from",
            f"{c.init_from} is not a folder (a finished run's --model_dir)")

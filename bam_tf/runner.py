@@ -32,11 +32,13 @@ from bam_tf.evaluation import metrics
 from bam_tf.modeling import encoders
 from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.modeling.teacher_annealing import DistillSchedule
+from bam_tf.distill import comparison
 from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
 from bam_tf.outputs import test_predictions
 from bam_tf.tasks import glue
 from bam_tf.tasks import sources
+from bam_tf.training import callbacks as callbacks_lib
 from bam_tf.training import distribution
 from bam_tf.training import optimization
 from bam_tf.training import rng_state
@@ -200,7 +202,9 @@ def predict(config, model, data: PreparedData, task,
                              pad_task_id=(len(config.tasks) if equal_batches
                                           else None),
                              length_bucketing=config.use_dynamic_padding)
-  return evaluator.predict_task(model, task, ds, strategy)
+  progress = evaluator.Progress(f"{task.name} {split}",
+                                manifest["count"]) if manifest else None
+  return evaluator.predict_task(model, task, ds, strategy, progress)
 
 
 def evaluate(config, model, data: PreparedData, trial_dir: str,
@@ -283,10 +287,22 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   logging.info("Trial %d (seed %d): %d steps, batch %d over %d replica(s), "
                "lr %g", trial, seed, total_steps, config.train_batch_size,
                strategy.num_replicas_in_sync, config.learning_rate)
+  validation = None
+  if config.eval_every_steps:  # tensorboard/validation/ beside the training
+    validation = callbacks_lib.ValidationLog(total_steps, os.path.join(
+        trial_dir, "tensorboard", "validation") if chief else "")
+
+  def evaluate_at(step):
+    per_task, _ = evaluate(config, model, data, trial_dir, strategy,
+                           write=False)
+    validation.record(step, dict(
+        per_task, average=metrics.averages(config.tasks, per_task)))
+
   try:
-    train_seconds = trainer.fit(model, train_ds, total_steps, trial_dir,
-                                config, lr_fn=lambda step: lr(step),
-                                chief=chief)
+    train_seconds = trainer.fit(
+        model, train_ds, total_steps, trial_dir, config,
+        lr_fn=lambda step: lr(step), chief=chief,
+        evaluate_fn=evaluate_at if validation else None)
   finally:
     train_pool.remove_pools(pools)
     if not chief:
@@ -302,6 +318,9 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(eval_seconds, 1), "tasks": per_task,
             "averages": metrics.averages(config.tasks, per_task)}
+  if validation:  # the last point of the curves: this evaluation
+    validation.record(total_steps, dict(per_task, average=result["averages"]))
+    validation.close()
   if chief:
     warm_start.save_final(model, bundle.layer, trial_dir)
   return result
@@ -471,9 +490,7 @@ def make_strategy(config, strategy=None):
   if strategy is None:
     strategy = distribution.make_strategy(config)
   distribution.check_batch_sizes(config, strategy.num_replicas_in_sync)
-  if strategy.num_replicas_in_sync > 1 or config.strategy != "one_device":
-    logging.info("--strategy=%s: %d replicas", config.strategy,
-                 strategy.num_replicas_in_sync)
+  logging.info("%s", distribution.describe_devices(config, strategy))
   return strategy
 
 
@@ -488,7 +505,9 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   chief = replicas.is_chief(strategy)
   rng_state.use_checkpointable_dropout()
   if config.distill:
-    recipe.ensure_teachers(config)  # a recipe's teacher stages come first
+    # A recipe's teacher stages come first, on the same strategy.
+    recipe.ensure_teachers(config, lambda args: train_and_evaluate(
+        configure.config_from_args(args), strategy))
   bundle, tokenizer = encoders.load_encoder_and_tokenizer(config)
   data = featurize(config, tokenizer, _splits_to_featurize(config))
   # Teachers are validated before anything is written to model_dir.
@@ -525,10 +544,113 @@ def train_and_evaluate(config, strategy=None) -> Dict:
             config.model_dir, config.to_json_dict(), result,
             {t.name: t.metric for t in config.tasks})
         print(text, flush=True)
-    return results_lib.load(config.model_dir)
+    results = results_lib.load(config.model_dir)
+    if chief and config.distill:
+      dev_key_parts = {t.name: data.manifests[t.name][t.dev_split]
+                       ["key_parts"] for t in config.tasks}
+      rows = comparison.compare(config, dev_key_parts, results["summary"])
+      print(comparison.write(config.model_dir, rows), flush=True)
+    return results
   finally:
     if dir_lock:
       dir_lock.release()
+
+
+EVAL_DIR = "eval"
+
+
+def restore_checkpoint(model, path: str, model_dir: str):
+  """The model's weights from a training checkpoint of its run (optimizer
+  state and dropout streams are left out); one line if they do not fit."""
+  status = tf.train.Checkpoint(model=model).read(path)
+  try:
+    status.assert_existing_objects_matched()
+  except AssertionError as e:
+    raise configure.ConfigError(
+        f"--checkpoint: {path} does not match the model built from "
+        f"{model_dir}/config.json ({str(e).splitlines()[0]})") from None
+  status.expect_partial()
+
+
+def _check_dev_data_unchanged(config, data: PreparedData):
+  """Warns where a dev split's examples differ from those the run was
+  trained and evaluated with (its data fingerprint): metrics then differ
+  from results.json's for that reason alone."""
+  path = os.path.join(config.model_dir, FINGERPRINT_JSON)
+  if not files.exists(path):
+    return
+  saved = files.read_json(path).get("data", {})
+  for task in config.tasks:
+    was = saved.get(task.name, {}).get(task.dev_split, {})
+    now = data.manifests[task.name][task.dev_split]["key_parts"]
+    if was.get("examples_sha256", now["examples_sha256"]) != (
+        now["examples_sha256"]):
+      logging.warning("%s %s: these examples differ from the ones %s was "
+                      "evaluated on after training (%s)", task.name,
+                      task.dev_split, config.model_dir, was.get("file"))
+
+
+def evaluate_run(config) -> Dict:
+  """--mode=eval: trial --trial of a finished run on every task's dev
+  split, without training, from its final weights or from --checkpoint
+  (one the run saved). Built and evaluated as the end of training does
+  (precision policy, the run's --eval_batch_size unless another is given),
+  so on the same --strategy the final weights give results.json's metrics
+  exactly.
+
+  Writes results.json, results.txt (the run's layout, one trial) and
+  predictions/<task>_<dev>.npz in model_dir/eval/trial_<t>/<final|ckpt-N>/,
+  never touching the run's own records, and prints the table. Returns the
+  results.json content.
+  """
+  from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
+  run_config = configure.eval_run_config(config)
+  checkpoint = configure.eval_checkpoint(config)
+  trial = config.trial
+  name = os.path.basename(checkpoint) if checkpoint else "final"
+  step = (int(name[len("ckpt-"):]) if checkpoint else
+          results_lib.finished_trials(config.model_dir).get(trial, {}).get(
+              "train_steps"))
+  strategy = make_strategy(run_config)
+  chief = replicas.is_chief(strategy)
+  rng_state.use_checkpointable_dropout()  # the layers training built
+  tf_keras.utils.set_random_seed(run_config.trial_seed(trial))
+  with strategy.scope(), distribution.precision_policy(run_config):
+    bundle, tokenizer = encoders.load_encoder_and_tokenizer(run_config)
+    model = MultiTaskModel(bundle.layer, run_config.tasks,
+                           regression_head=run_config.regression_head,
+                           head_dropout=run_config.head_dropout)
+  if checkpoint:
+    restore_checkpoint(model, checkpoint, config.model_dir)
+  else:
+    export.restore_final(model, bundle.layer, config.model_dir, trial)
+  logging.info("Evaluating trial %d of %s: %s weights%s", trial,
+               config.model_dir, name, f" (step {step})" if step else "")
+  data = featurize(run_config, tokenizer, lambda task: [task.dev_split])
+  _check_dev_data_unchanged(run_config, data)
+  t0 = time.time()
+  per_task, predictions = evaluate(run_config, model, data, "", strategy,
+                                   write=False)
+  record = {"trial": trial, "seed": run_config.trial_seed(trial),
+            "train_steps": step, "eval_seconds": round(time.time() - t0, 1),
+            "tasks": per_task,
+            "averages": metrics.averages(run_config.tasks, per_task)}
+  if not chief:  # other workers take part in predicting only
+    return {"trials": [record]}
+  out_dir = os.path.join(config.model_dir, EVAL_DIR, f"trial_{trial}", name)
+  for task in run_config.tasks:
+    save_predictions(os.path.join(out_dir, "predictions",
+                                  f"{task.name}_{task.dev_split}.npz"),
+                     predictions[task.name])
+  weights = {"name": name, "step": step,
+             "path": checkpoint or export.final_checkpoint_path(
+                 config.model_dir, trial)}
+  text = results_lib.record_evaluation(
+      out_dir, run_config.to_json_dict(), record,
+      {t.name: t.metric for t in run_config.tasks}, weights)
+  print(text, flush=True)
+  print(f"wrote {out_dir}", flush=True)
+  return results_lib.load(out_dir)
 
 
 def predict_test_sets(config) -> Dict[str, int]:
@@ -578,16 +700,20 @@ def run(config) -> int:
     return 0
   if config.mode == "export":
     from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
-    export_dir = config.export_dir or os.path.join(
-        config.model_dir, "export", f"trial_{config.trial}")
-    path = export.export_run(config.model_dir, export_dir, config.trial,
-                             overwrite=config.overwrite)
-    print(f"exported SavedModel to {path}")
+    # The base TF Serving watches; each export is a new version in it.
+    export_base = config.export_dir or os.path.join(config.model_dir,
+                                                    "export")
+    path = export.export_run(config.model_dir, export_base, config.trial,
+                             version=config.export_version)
+    print(export.done_line(path))
     return 0
   if config.mode == "inspect_data":
     _, tokenizer = encoders.load_encoder_and_tokenizer(config)
     return inspect_lib.inspect(config, tokenizer)
   if config.mode == "train":
     train_and_evaluate(config)
+    return 0
+  if config.mode == "eval":
+    evaluate_run(config)
     return 0
   raise configure.ConfigError(f"--mode: {config.mode!r} is not implemented")

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import subprocess
 import sys
 
@@ -134,3 +135,21 @@ def resolve_flags(args):
     return configure.config_from_flags()
   finally:
     flags.FLAGS.unparse_flags()
+
+
+# What TensorFlow and its libraries print when not silenced: absl's format
+# (`I1201 12:54:20.518433 1404868 functional_saver.py:440] ...`),
+# TensorFlow's C++ format (`2026-12-01 12:54:12.499360: E external/...`),
+# Python warnings and the known chatter.
+FRAMEWORK_NOISE = re.compile(
+    r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ |"
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |"
+    r"Warning:|WARNING:|retracing|cuInit|Sharding callback|"
+    r"untraced functions|gradient_clip_norm|oneDNN|absl::")
+
+
+def noise_lines(output: str):
+  """The lines of a run's terminal output that TensorFlow and its libraries
+  printed (tests/test_terminal.py checks the pattern)."""
+  return [line for line in output.splitlines()
+          if FRAMEWORK_NOISE.search(line)]

@@ -463,9 +463,10 @@ def test_eval_batch_far_above_the_split_is_capped(tmp_path, monkeypatch,
   path = tmp_path / "dev.tfrecord"
   _records(path, 50)
   shapes = []
-  monkeypatch.setattr(runner.evaluator, "predict_task",
-                      lambda model, task, ds, strategy: shapes.append(
-                          [b["eid"].shape[0] for b in ds]))
+  monkeypatch.setattr(
+      runner.evaluator, "predict_task",
+      lambda model, task, ds, strategy, progress: shapes.append(
+          [b["eid"].shape[0] for b in ds]))
   config = types.SimpleNamespace(
       tasks=[glue.GLUE_TASKS["rte"]], eval_batch_size=100000,
       use_dynamic_padding=not static_shapes, max_seq_length=16,
@@ -566,3 +567,77 @@ def test_bad_hf_checkpoint_dir(config, message, glue_dir, tmp_path, capsys):
   assert re.search(message, _one_error(err)), err
   assert not model_dir.exists()
   assert not (tmp_path / "cache").exists()
+
+
+# ----------------------------------------------------------------- --mode=eval
+
+
+def _finished_run(tmp_path, data_dir, name="run"):
+  """What --mode=eval checks of a run before reading it: config.json, trial
+  0's final weights and its checkpoint ckpt-2 (empty files)."""
+  from bam_tf import configure  # pylint: disable=g-import-not-at-top
+  from conftest import resolve_flags  # pylint: disable=g-import-not-at-top
+  run = tmp_path / name
+  trial = run / "trial_0"
+  (trial / "checkpoints").mkdir(parents=True)
+  (trial / "final").mkdir()
+  for path in (trial / "checkpoints" / "ckpt-2.index",
+               trial / "checkpoints" / "ckpt-2.data-00000-of-00001",
+               trial / "final" / "encoder_and_heads.index"):
+    path.write_bytes(b"")
+  configure.save_config(resolve_flags([
+      "--task_names=rte", f"--data_dir={data_dir}", f"--model_dir={run}",
+      "--debug"]), str(run / "config.json"))
+  return run
+
+
+def test_bad_eval_checkpoint_or_trial(glue_dir, tmp_path, capsys):
+  run = _finished_run(tmp_path, glue_dir)
+  other = _finished_run(tmp_path, glue_dir, "other")
+  ckpts = run / "trial_0" / "checkpoints"
+  (run / "trial_1" / "checkpoints").mkdir(parents=True)
+
+  def refused(args, message):
+    return _refused(["--mode=eval"] + args, message, tmp_path, capsys,
+                    model_dir=run)
+
+  def not_ours(trial):
+    return (rf" is not a checkpoint of trial {trial} of .*/run \(those are "
+            rf".*/run/trial_{trial}/checkpoints/ckpt-N, or that folder for "
+            r"the latest; --trial picks the trial\)$")
+
+  refused([f"--checkpoint={other}/trial_0/checkpoints/ckpt-2"],
+          r"^error: --checkpoint: .*/other/trial_0/checkpoints/ckpt-2"
+          + not_ours(0))
+  refused([f"--checkpoint={tmp_path / 'nope' / 'ckpt-2'}"],
+          r"^error: --checkpoint: .*/nope/ckpt-2" + not_ours(0))
+  refused([f"--checkpoint={run}"], r"^error: --checkpoint: .*/run"
+          + not_ours(0))  # the run's folder, not its checkpoints'
+  refused([f"--checkpoint={ckpts}/model.ckpt"], not_ours(0))
+  refused([f"--checkpoint={ckpts}/ckpt-2", "--trial=1"],
+          r"trial_0/checkpoints/ckpt-2" + not_ours(1))
+  refused([f"--checkpoint={ckpts}/ckpt-3"], r"^error: --checkpoint: "
+          r".*/run/trial_0/checkpoints/ckpt-3 not found \(trial 0's "
+          r"checkpoints: ckpt-2\)$")
+  refused([f"--checkpoint={run}/trial_1/checkpoints", "--trial=1"],
+          r"^error: --checkpoint: .*/run/trial_1/checkpoints holds no "
+          r"complete checkpoint$")
+  refused(["--trial=1"], r"^error: --trial: trial 1 of .*/run has no final "
+          r"weights \(.*/run/trial_1/final/encoder_and_heads.index "
+          r"missing\): has it finished\? \(--checkpoint evaluates one of its "
+          r"checkpoints\)$")
+  refused([f"--data_dir={tmp_path / 'gone'}"],
+          r"^error: --data_dir: '.*/gone' is not a directory$")
+  _refused(["--task_names=rte", f"--data_dir={glue_dir}",
+            f"--checkpoint={ckpts}/ckpt-2"],
+           r"^error: --checkpoint: given without --mode=eval$", tmp_path,
+           capsys, model_dir=tmp_path / "new")
+  # The data the run was trained on has moved, and no flag says where.
+  data = tmp_path / "data"
+  data.mkdir()
+  moved = _finished_run(tmp_path, data, "moved")
+  data.rmdir()
+  _refused(["--mode=eval"], r"^error: --data_dir: '.*/data' is not a "
+           r"directory \(the run's own data; --data_dir or "
+           r"--data_source=tfds read its dev data from elsewhere\)$",
+           tmp_path, capsys, model_dir=moved)

@@ -5,7 +5,8 @@ Why these checks: a server loads the export without bam_tf, so it must
 (2) give exactly what the in-memory model gives on the same text, and what
 the run itself predicted on dev (proof the trained weights were restored),
 (3) advertise string signatures a client can discover with saved_model_cli,
-(4) never clobber an existing export by accident.
+(4) appear as a new numbered version of the base TF Serving watches, only
+once complete, never replacing an existing version.
 
 One real --debug run (3 train steps) on RTE (pairs, 2 labels), STS-B (pairs,
 regression) and SST-2 (single sentences) is made once for the module.
@@ -17,17 +18,23 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+from absl import flags
 
 import bam_tf  # noqa: F401
 import tensorflow as tf
 
+from bam_tf.common import files
 from bam_tf.serving import export
 from bam_tf.tasks import readers
 
 from conftest import GLUE_DIR, REPO_ROOT  # noqa: E402
+
+sys.path.insert(0, REPO_ROOT)
+import run_classifier  # noqa: E402  pylint: disable=wrong-import-position
 
 TASKS = ("rte", "sts", "sst")
 ROWS = 50          # the --debug run reads the first 50 rows of each file
@@ -39,13 +46,15 @@ SAVED_MODEL_CLI = os.path.join(os.path.dirname(PY), "saved_model_cli")
 # Runs in a fresh interpreter: nothing of bam_tf, tf_keras or Model Garden
 # may be needed.
 LOADER = r"""
-import json, sys
+import json, os, sys
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
-export_dir, calls_file, out_file = sys.argv[1:4]
-loaded = tf.saved_model.load(export_dir)
+base, calls_file, out_file = sys.argv[1:4]
+# What TF Serving does with a base: serve the highest numbered folder.
+version = max((n for n in os.listdir(base) if n.isdigit()), key=int)
+loaded = tf.saved_model.load(os.path.join(base, version))
 with open(calls_file) as f:
   calls = json.load(f)
 out = {}
@@ -59,6 +68,7 @@ for name, call in calls.items():
     out[name + "/" + key] = value
 meta = loaded.metadata()["metadata_json"].numpy().decode("utf-8")
 out["metadata"] = np.array(meta)
+out["version"] = np.array(version)
 out["modules"] = np.array(sorted(
     m for m in sys.modules
     if m.split(".")[0] in ("bam_tf", "tf_keras", "official")))
@@ -94,13 +104,22 @@ def restored(run_dir):
 
 
 @pytest.fixture(scope="module")
-def export_dir(run_dir, restored, tmp_path_factory):
+def export_base(run_dir, restored, tmp_path_factory):
+  """A base with two versions: 1 serves STS-B only, 2 every task (the
+  newest: what a server serves)."""
   _, model, tokenizer = restored
-  out = str(tmp_path_factory.mktemp("exports") / "bam")
-  path = export.export_saved_model(model, tokenizer, None, out,
-                                   extra_metadata={"source": run_dir})
-  assert path == os.path.abspath(out)
-  return path
+  base = str(tmp_path_factory.mktemp("exports") / "bam")
+  first = export.export_saved_model(model, tokenizer, ["sts"], base)
+  second = export.export_saved_model(model, tokenizer, None, base,
+                                     extra_metadata={"source": run_dir})
+  assert first == os.path.join(os.path.abspath(base), "1")
+  assert second == os.path.join(os.path.abspath(base), "2")
+  return os.path.abspath(base)
+
+
+@pytest.fixture(scope="module")
+def export_dir(export_base):
+  return os.path.join(export_base, "2")
 
 
 def in_memory(model, tokenizer, task, text_a, text_b):
@@ -116,7 +135,7 @@ def in_memory(model, tokenizer, task, text_a, text_b):
   return {"probabilities": tf.nn.softmax(logits, axis=-1).numpy()}
 
 
-def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
+def test_fresh_process_matches_model_and_run(run_dir, restored, export_base,
                                              tmp_path):
   config, model, tokenizer = restored
   assert [t.name for t in config.tasks] == list(TASKS)
@@ -143,9 +162,10 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
   calls["default_mixed"] = {"signature": "serving_default",
                             "inputs": {"text_a": mixed_a, "text_b": mixed_b}}
 
-  # Loaded from a copy elsewhere: the vocab must travel as an asset.
+  # Loaded from a copy of the base elsewhere (the vocab must travel as an
+  # asset), given only the base, as TF Serving is.
   moved = str(tmp_path / "moved")
-  shutil.copytree(export_dir, moved)
+  shutil.copytree(export_base, moved)
   (tmp_path / "loader.py").write_text(LOADER)
   (tmp_path / "calls.json").write_text(json.dumps(calls))
   # Without bam_tf's TF_USE_LEGACY_KERAS, so tf_keras is not even loaded
@@ -158,6 +178,7 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
   assert proc.returncode == 0, proc.stderr[-4000:]
   got = dict(np.load(tmp_path / "out.npz"))
   assert got["modules"].size == 0, got["modules"]
+  assert str(got["version"]) == "2"  # the newest, with every task
 
   expected = {}
   for name, task in tasks.items():
@@ -216,9 +237,9 @@ def test_fresh_process_matches_model_and_run(run_dir, restored, export_dir,
     assert info["label_list"] == list(task.label_list)
     assert info["pair"] == export.is_pair_task(task)
   assert meta["tokenizer"]["vocab_sha256"] == tokenizer.vocab_sha256
-  with open(os.path.join(moved, "assets", export.METADATA_FILE)) as f:
+  with open(os.path.join(moved, "2", "assets", export.METADATA_FILE)) as f:
     assert json.load(f) == meta
-  assert os.path.isfile(os.path.join(moved, "assets", "vocab.txt"))
+  assert os.path.isfile(os.path.join(moved, "2", "assets", "vocab.txt"))
 
 
 def _signature_blocks(text):
@@ -253,29 +274,6 @@ def test_saved_model_cli_lists_string_signatures(export_dir):
                      rf"\s*shape: {shape}", default), (out, default)
 
 
-def test_export_refuses_existing_dir_and_overwrites_on_request(
-    run_dir, restored, export_dir, tmp_path):
-  _, model, tokenizer = restored
-  before = sorted(os.listdir(export_dir))
-  with pytest.raises(export.ExportError, match="already exists"):
-    export.export_saved_model(model, tokenizer, None, export_dir)
-  with pytest.raises(export.ExportError, match="already exists"):
-    export.export_run(run_dir, export_dir)
-  assert sorted(os.listdir(export_dir)) == before
-  assert export.main([f"--model_dir={run_dir}",
-                      f"--export_dir={export_dir}"]) == 1
-
-  copy = str(tmp_path / "bam")
-  shutil.copytree(export_dir, copy)
-  export.export_saved_model(model, tokenizer, ["sts"], copy, overwrite=True)
-  with open(os.path.join(copy, "assets", export.METADATA_FILE)) as f:
-    assert [t["name"] for t in json.load(f)["tasks"]] == ["sts"]
-  assert os.listdir(tmp_path) == ["bam"]  # no temp folders left behind
-  leftovers = [n for n in os.listdir(os.path.dirname(export_dir))
-               if n.startswith(".")]
-  assert not leftovers
-
-
 def test_restore_errors_are_clear(run_dir, restored, tmp_path):
   _, model, tokenizer = restored
   with pytest.raises(export.ExportError, match="trial 5"):
@@ -287,8 +285,119 @@ def test_restore_errors_are_clear(run_dir, restored, tmp_path):
                               str(tmp_path / "x"))
 
 
+  assert not os.path.exists(tmp_path / "x")  # refused before writing
+  with pytest.raises(export.ExportError, match="must be >= 0"):
+    export.export_saved_model(model, tokenizer, None, str(tmp_path / "x"),
+                              version=-1)
+
+
 # ---------------------------------------------------------------------------
-# Replacing an export (--overwrite) while a server watches the path.
+# The versioned layout TF Serving watches.
+
+
+def _tree(folder):
+  """Every path under folder with its size and mtime: any write shows."""
+  out = {}
+  for root, dirs, names in os.walk(folder):
+    for name in dirs + names:
+      path = os.path.join(root, name)
+      st = os.lstat(path)
+      out[os.path.relpath(path, folder)] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
+def _provenance(version_dir):
+  with open(os.path.join(version_dir, export.PROVENANCE_DIR,
+                         export.METADATA_FILE)) as f:
+    return json.load(f)
+
+
+def _cli(args, capsys):
+  """run_classifier.py in this process: (exit code, stdout, stderr)."""
+  flags.FLAGS.unparse_flags()
+  try:
+    code = run_classifier.main(flags.FLAGS(["run_classifier"] + args))
+  finally:
+    flags.FLAGS.unparse_flags()
+  out = capsys.readouterr()
+  return code, out.out, out.err
+
+
+def test_layout_is_numbered_versions_with_provenance(export_base, tmp_path):
+  # Nothing but the versions: no staging folder left behind.
+  assert sorted(os.listdir(export_base)) == ["1", "2"]
+  for number in (1, 2):
+    path = os.path.join(export_base, str(number))
+    for name in ("saved_model.pb", "variables/variables.index",
+                 f"assets/{export.METADATA_FILE}", "assets/vocab.txt"):
+      assert os.path.isfile(os.path.join(path, name)), (number, name)
+    record = _provenance(path)
+    assert record["version"] == number
+    assert record["format"] == export.EXPORT_FORMAT
+    assert record["tensorflow"] == tf.__version__
+    assert time.time() - time.mktime(time.strptime(
+        record["exported_at"][:19], "%Y-%m-%dT%H:%M:%S")) < 2 * 86400
+    commit = record["bam_tf_commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit), commit
+  with open(os.path.join(export_base, "1", "assets",
+                         export.METADATA_FILE)) as f:
+    assert [t["name"] for t in json.load(f)["tasks"]] == ["sts"]
+  assert export.versions(export_base) == {
+      1: os.path.join(export_base, "1"), 2: os.path.join(export_base, "2")}
+  assert export.latest_version(export_base) == os.path.join(export_base, "2")
+  assert export.latest_version(str(tmp_path / "none")) is None
+  # A numbered folder without saved_model.pb (an object-store move that was
+  # killed) is not served by latest_version, and its number is not reused.
+  copy = str(tmp_path / "copy")
+  shutil.copytree(export_base, copy)
+  os.makedirs(os.path.join(copy, "3", "variables"))
+  assert export.latest_version(copy) == os.path.join(copy, "2")
+  assert export._next_version(copy) == 4  # pylint: disable=protected-access
+
+
+def test_command_lines_write_the_next_version(run_dir, capsys):
+  """run_classifier.py --mode=export (default base model_dir/export), then
+  the module's command line: versions 1 and 2, provenance naming the
+  run."""
+  base = os.path.join(run_dir, "export")
+  code, out, err = _cli([f"--model_dir={run_dir}", "--mode=export"], capsys)
+  assert code in (0, None), err[-3000:]
+  assert f"exported SavedModel version 1 to {base}/1" in out
+  assert export.main([f"--model_dir={run_dir}", f"--export_dir={base}",
+                      "--tasks=rte"]) == 0
+  out = capsys.readouterr().out
+  assert out.strip().endswith(f"exported SavedModel version 2 to {base}/2")
+  assert sorted(os.listdir(base)) == ["1", "2"]
+  record = _provenance(os.path.join(base, "2"))
+  assert record["model_dir"] == run_dir and record["trial"] == 0
+  assert record["version"] == 2
+  assert export.latest_version(base) == os.path.join(base, "2")
+
+
+def test_existing_version_is_refused_with_one_line(run_dir, restored,
+                                                   export_base, capsys):
+  _, model, tokenizer = restored
+  before = _tree(export_base)
+  message = (f"--export_version: 1 already exists in {export_base} "
+             "(versions are never replaced: TF Serving may be serving it; "
+             "choose another or delete it)")
+  with pytest.raises(export.ExportError) as e:
+    export.export_saved_model(model, tokenizer, None, export_base, version=1)
+  assert str(e.value) == message
+  with pytest.raises(export.ExportError, match="2 already exists"):
+    export.export_run(run_dir, export_base, version=2)
+  assert export.main([f"--model_dir={run_dir}", f"--export_dir={export_base}",
+                      "--export_version=1"]) == 1
+  assert capsys.readouterr().err.strip() == f"error: {message}"
+  # run_classifier.py: checked with the flags, before the run is loaded;
+  # --overwrite does not make a version replaceable.
+  code, out, err = _cli([f"--model_dir={run_dir}", "--mode=export",
+                         f"--export_dir={export_base}", "--export_version=1",
+                         "--overwrite"], capsys)
+  assert code == 2, out + err
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert lines == [f"error: {message}"], err
+  assert _tree(export_base) == before
 
 
 class _Killed(BaseException):
@@ -296,125 +405,73 @@ class _Killed(BaseException):
   export may catch it)."""
 
 
-def _complete(path):
-  """The export's metadata if `path` holds a complete SavedModel, else
-  None."""
-  meta = os.path.join(path, "assets", export.METADATA_FILE)
-  if not (os.path.isfile(os.path.join(path, "saved_model.pb"))
-          and os.path.isfile(os.path.join(path, "variables",
-                                          "variables.index"))
-          and os.path.isfile(meta)):
-    return None
-  with open(meta) as f:
-    return json.load(f)
-
-
-def _kill_after_first_change(monkeypatch, target, snapshot):
-  """Patches os.rename and export.exchange_paths: after the first call that
-  moves `target` (the export path), the folder holding it is copied to
-  `snapshot` (what a kill at that instant leaves on disk) and the export
-  ends there."""
-  real_rename = os.rename
-  real_exchange = getattr(export, "exchange_paths", None)
-
-  def after(src, dst):
-    if target in (os.path.abspath(src), os.path.abspath(dst)):
-      shutil.copytree(os.path.dirname(target), snapshot, symlinks=True)
-      raise _Killed()
+def test_killed_export_leaves_no_version_and_next_cleans_up(
+    restored, export_base, tmp_path, monkeypatch):
+  """Killed at the last instant (the SavedModel complete in its staging
+  folder, not yet renamed): what the kill leaves holds no new version, a
+  server still finds version 2, and the next export gives 3 and deletes
+  the staging folder."""
+  _, model, tokenizer = restored
+  base = str(tmp_path / "serving" / "bam")
+  shutil.copytree(export_base, base)
+  killed = str(tmp_path / "killed")
+  real_rename = files.rename
 
   def rename(src, dst, *args, **kwargs):
-    real_rename(src, dst, *args, **kwargs)
-    after(src, dst)
-
-  def exchange(a, b):
-    real_exchange(a, b)
-    after(a, b)
-
-  monkeypatch.setattr(os, "rename", rename)
-  if real_exchange is not None:
-    monkeypatch.setattr(export, "exchange_paths", exchange)
-
-
-def _replace_until_killed(monkeypatch, restored, target, killed):
-  """`--overwrite` export of an STS-B-only model (export_version 2) over
-  `target`, ended where a kill would be after the first change to the
-  path; what that kill leaves on disk is copied to `killed`."""
-  _, model, tokenizer = restored
-  _kill_after_first_change(monkeypatch, target, killed)
-  with pytest.raises(_Killed):
-    export.export_saved_model(model, tokenizer, ["sts"], target,
-                              overwrite=True,
-                              extra_metadata={"export_version": 2})
-
-
-def _old_export(export_dir, tmp_path):
-  """A copy of the module's export (all three tasks) as the one in place."""
-  parent = tmp_path / "serving"
-  parent.mkdir()
-  target = str(parent / "bam")
-  shutil.copytree(export_dir, target)
-  return target
-
-
-def _dot_files(folder):
-  return sorted(n for n in os.listdir(folder) if n.startswith("."))
-
-
-def test_overwrite_killed_mid_replacement_leaves_a_complete_export(
-    restored, export_dir, tmp_path, monkeypatch):
-  _, model, tokenizer = restored
-  target = _old_export(export_dir, tmp_path)
-  killed = str(tmp_path / "killed")
-  with monkeypatch.context() as patch:
-    _replace_until_killed(patch, restored, target, killed)
-  # At the instant the path first changed it already held a complete model:
-  # the new one (atomic exchange); the old one waits under a staging name.
-  at_kill = os.path.join(killed, "bam")
-  meta = _complete(at_kill)
-  assert meta is not None, os.listdir(killed)
-  assert meta["export_version"] == 2
-  assert [t["name"] for t in meta["tasks"]] == ["sts"]
-  loaded = tf.saved_model.load(at_kill)
-  assert json.loads(loaded.metadata()["metadata_json"].numpy()) == meta
-  assert _dot_files(killed), "expected the replaced export aside"
-
-  # The next export to that path deletes the leftovers.
-  export.export_saved_model(model, tokenizer, ["sts"], at_kill,
-                            overwrite=True,
-                            extra_metadata={"export_version": 3})
-  assert _complete(at_kill)["export_version"] == 3
-  assert os.listdir(killed) == ["bam"]
-
-
-def test_fallback_replacement_killed_between_renames_is_restored(
-    restored, export_dir, tmp_path, monkeypatch):
-  """Without an atomic exchange (another OS or filesystem) the old export is
-  renamed aside first; killed then, the next export puts it back before
-  anything else, then removes the leftovers."""
-  _, model, tokenizer = restored
-  target = _old_export(export_dir, tmp_path)
-  killed = str(tmp_path / "killed")
-
-  def no_exchange(a, b):
-    raise OSError(22, "Invalid argument", a, None, b)  # EINVAL
+    if os.path.dirname(dst) == base and os.path.basename(dst).isdigit():
+      shutil.copytree(base, killed)  # what a kill at this instant leaves
+      raise _Killed()
+    return real_rename(src, dst, *args, **kwargs)
 
   with monkeypatch.context() as patch:
-    patch.setattr(export, "exchange_paths", no_exchange, raising=False)
-    _replace_until_killed(patch, restored, target, killed)
-  at_kill = os.path.join(killed, "bam")
-  assert not os.path.exists(at_kill)
-  aside = [n for n in _dot_files(killed) if n.startswith(".bam.old-")]
-  assert len(aside) == 1, os.listdir(killed)
-  assert _complete(os.path.join(killed, aside[0], "bam")) is not None
-  leftover_staging = os.path.join(killed, ".bam.tmp-abcd1234")
-  os.mkdir(leftover_staging)  # a staging folder of an earlier kill
+    patch.setattr(files, "rename", rename)
+    with pytest.raises(_Killed):
+      export.export_saved_model(model, tokenizer, ["sts"], base)
+  assert sorted(os.listdir(base)) == ["1", "2"]  # an error cleans up itself
 
-  # Without --overwrite: the old export is back, so it refuses to replace.
-  with pytest.raises(export.ExportError, match="already exists"):
-    export.export_saved_model(model, tokenizer, ["sts"], at_kill)
-  meta = _complete(at_kill)
-  assert meta is not None
-  assert [t["name"] for t in meta["tasks"]] == list(TASKS)  # the old one
-  assert "export_version" not in meta
-  assert os.listdir(killed) == ["bam"]
-  assert export.recover_export_dir(at_kill) is False  # settled
+  names = sorted(os.listdir(killed))
+  assert [n for n in names if n.isdigit()] == ["1", "2"]
+  staging = [n for n in names if not n.isdigit()]
+  assert len(staging) == 1 and staging[0].startswith(".tmp-"), names
+  assert os.path.isfile(os.path.join(killed, staging[0], "saved_model.pb"))
+  assert export.latest_version(killed) == os.path.join(killed, "2")
+
+  path = export.export_saved_model(model, tokenizer, ["sts"], killed)
+  assert path == os.path.join(killed, "3")
+  assert sorted(os.listdir(killed)) == ["1", "2", "3"]
+  assert tf.saved_model.load(path).signatures["sts"] is not None
+
+
+def test_only_staging_folders_of_no_running_export_are_removed(tmp_path):
+  base = tmp_path / "bam"
+  (base / "1").mkdir(parents=True)
+  now = int(time.time())
+  old = now - export.STALE_AFTER_S - 60
+  here = export._host_tag()  # pylint: disable=protected-access
+  elsewhere = "00000000" if here != "00000000" else "ffffffff"
+  done = subprocess.Popen(["true"])
+  done.wait()
+  alive = subprocess.Popen(["sleep", "120"])
+  try:
+    names = {
+        "dead_here": (now, here, done.pid, True),
+        "alive_here": (now, here, alive.pid, False),
+        "alive_here_but_old": (old, here, alive.pid, True),
+        "this_process_not_exporting": (now, here, os.getpid(), True),
+        "other_host": (now, elsewhere, 1, False),
+        "other_host_old": (old, elsewhere, 1, True),
+    }
+    folders = {}
+    for key, (started, host, pid, _) in names.items():
+      name = f".tmp-{started}-{host}-{pid}-{key[:8]}"
+      (base / name).mkdir()
+      folders[key] = name
+    (base / ".tmp-notours").mkdir()  # not an export's name: left alone
+    removed = export.remove_stale_staging(str(base))
+  finally:
+    alive.kill()
+    alive.wait()
+  expected = {key for key, spec in names.items() if spec[3]}
+  assert sorted(removed) == sorted(str(base / folders[k]) for k in expected)
+  assert sorted(os.listdir(base)) == sorted(
+      ["1", ".tmp-notours"] + [folders[k] for k in names if k not in expected])

@@ -50,10 +50,11 @@ def test_teacher_student_export(tmp_path, glue_dir):
   results = json.loads(open(os.path.join(student, "results.json")).read())
   assert set(results["trials"][0]["tasks"]) == {"rte", "sts"}
 
-  export_dir = str(tmp_path / "export")
+  export_base = str(tmp_path / "export")
   out = _run([f"--model_dir={student}", "--mode=export",
-              f"--export_dir={export_dir}"])
-  assert f"exported SavedModel to {export_dir}" in out
+              f"--export_dir={export_base}"])
+  export_dir = os.path.join(export_base, "1")  # the first version
+  assert f"exported SavedModel version 1 to {export_dir}" in out
   dev = readers.read_examples(glue.GLUE_TASKS["rte"], glue_dir, "dev",
                               max_rows=6)
   rows = [[e.text_a, e.text_b] for e in dev]

@@ -5,7 +5,7 @@ On Cloud TPU the data, the cache and the model_dir live in gs:// buckets, so
 every read, write, listing and rename goes through this module (a test
 fails if a module under bam_tf/ does it with os, open or shutil). Local
 paths use the OS directly: exact POSIX semantics (fsync, an atomic rename,
-an atomic exchange of two folders, flock) and no TensorFlow import for the
+flock) and no TensorFlow import for the
 tools that only read results. Any other path ("gs://", "ram://", "hdfs://",
 ...) goes through tf.io.gfile.
 
@@ -16,13 +16,11 @@ rename is a copy and a delete, which is as close to atomic as it offers.
 """
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -321,40 +319,6 @@ def fsync_tree(root: str):
 def fsync_dir(path: str):
   if is_local(path):
     _fsync(_local(path))
-
-
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-# renameat2's syscall number, for a libc without the wrapper (glibc < 2.28).
-_SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "ppc64le": 357,
-                  "s390x": 347}
-
-
-def exchange_paths(a: str, b: str):
-  """Swaps two existing local paths atomically (Linux renameat2
-  RENAME_EXCHANGE). Hand-written: Python and TensorFlow have no atomic
-  exchange. Raises OSError where the OS, the libc or the filesystem cannot
-  (then nothing has changed)."""
-  if not (is_local(a) and is_local(b)):
-    raise OSError(errno.ENOSYS, "an atomic exchange needs local paths")
-  if not sys.platform.startswith("linux"):
-    raise OSError(errno.ENOSYS, "renameat2 is Linux only")
-  libc = ctypes.CDLL(None, use_errno=True)
-  a_path, b_path = os.fsencode(_local(a)), os.fsencode(_local(b))
-  if hasattr(libc, "renameat2"):
-    result = libc.renameat2(ctypes.c_int(_AT_FDCWD), a_path,
-                            ctypes.c_int(_AT_FDCWD), b_path,
-                            ctypes.c_uint(_RENAME_EXCHANGE))
-  elif platform.machine() in _SYS_RENAMEAT2:
-    long = ctypes.c_long
-    result = libc.syscall(long(_SYS_RENAMEAT2[platform.machine()]),
-                          long(_AT_FDCWD), a_path, long(_AT_FDCWD), b_path,
-                          long(_RENAME_EXCHANGE))
-  else:
-    raise OSError(errno.ENOSYS, "renameat2 is not available")
-  if result != 0:
-    err = ctypes.get_errno()
-    raise OSError(err, os.strerror(err), a, None, b)
 
 
 def writable_problem(path: str) -> str:

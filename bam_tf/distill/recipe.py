@@ -1,18 +1,17 @@
 """One command for a whole BAM recipe: teachers first, then the student.
 
-Teachers named by flagfile in --teachers are trained (each in its own
-process, exactly as `run_classifier.py --flagfile=...` would) unless their
-teacher outputs already exist; finished trials and checkpoints make every
-stage resumable, so rerunning the recipe after a kill continues where it
-stopped. A teacher trial that results.json records as finished but whose
+Teachers named by flagfile in --teachers are trained unless their teacher
+outputs already exist, in this process (no second TensorFlow start-up and
+encoder load per teacher) and exactly as `run_classifier.py --flagfile=...`
+with the logged flags would train them; finished trials and checkpoints make
+every stage resumable, so rerunning the recipe after a kill continues where
+it stopped. A teacher trial that results.json records as finished but whose
 outputs are gone (a fresh machine with only the committed run records) is
 trained again with its own seed (--retrain_trials), which on CPU repeats it
 exactly.
 """
 
-import os
-import subprocess
-import sys
+from typing import Callable, List
 
 from absl import logging
 
@@ -27,23 +26,21 @@ INHERITED_FLAGS = ("data_dir", "data_source", "tfds_data_dir", "cache_dir",
                    "debug", "max_train_steps",
                    "strategy", "tpu", "mixed_precision")
 
-ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__)))), "run_classifier.py")
-
-
 def has_outputs(model_dir: str, trial: int) -> bool:
   out = teacher_outputs.teacher_outputs_dir(model_dir, trial)
   return files.isdir(out) and any(n.endswith("_train.json")
                                   for n in files.listdir(out))
 
 
-def ensure_teachers(config):
-  """Runs each flagfile teacher whose outputs are missing."""
+def ensure_teachers(config, train: Callable[[List[str]], None]):
+  """Trains each flagfile teacher whose outputs are missing: `train(args)`
+  runs the run_classifier.py command line `args` (the runner's
+  train_teacher)."""
   for model_dir, flagfile in sorted(config.teacher_flagfiles.items()):
     if has_outputs(model_dir, config.teacher_trial):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
       continue
-    cmd = [sys.executable, ENTRY_POINT, f"--flagfile={flagfile}"]
+    cmd = [f"--flagfile={flagfile}"]
     if config.teacher_trial in results_lib.finished_trials(model_dir):
       logging.warning(
           "Teacher %s: trial %d is finished (results.json) but its teacher "
@@ -56,10 +53,12 @@ def ensure_teachers(config):
         cmd.append("--debug" if value else "--nodebug")
       elif value:
         cmd.append(f"--{flag}={value}")
-    logging.info("Teacher %s: training (%s)", model_dir, " ".join(cmd))
-    if subprocess.call(cmd) != 0:
-      raise BamError(f"--teachers: the teacher run {flagfile} failed; see "
-                     "its output above")
+    logging.info("Teacher %s: training (run_classifier.py %s)", model_dir,
+                 " ".join(cmd))
+    try:
+      train(cmd)
+    except BamError as e:
+      raise BamError(f"--teachers: the teacher run {flagfile}: {e}") from e
     if not has_outputs(model_dir, config.teacher_trial):
       raise BamError(f"--teachers: {flagfile} finished without teacher "
                      f"outputs for trial {config.teacher_trial} (check its "

@@ -1,10 +1,13 @@
 """Runs a trained model over a split and scores it."""
 
+import time
 from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from bam_tf.common import durations
 from bam_tf.common import replicas
 from bam_tf.evaluation import metrics
 from bam_tf.modeling.multitask_model import model_inputs
@@ -70,8 +73,42 @@ def _predict_step(model, task: TaskSpec, strategy, element_spec):
   return cache[key]
 
 
+class Progress:
+  """Progress lines for a long prediction (a teacher predicting a large
+  train split takes minutes): at most one every EVERY_S seconds, so a
+  short one prints nothing, and a last line when one was printed."""
+
+  EVERY_S = 15.0
+
+  def __init__(self, what: str, total: int):
+    self.what, self.total = what, max(int(total), 1)
+    self.count, self.start = 0, time.time()
+    self.last = self.start
+    self.printed = False
+
+  def update(self, rows: int):
+    self.count += rows
+    now = time.time()
+    if now - self.last < self.EVERY_S:
+      return
+    self.last, self.printed = now, True
+    rate = self.count / max(now - self.start, 1e-9)
+    eta = (self.total - self.count) / max(rate, 1e-9)
+    logging.info("predicting %s: %s/%s examples (%.0f%%) | %.0f examples/s "
+                 "| ETA %s", self.what, f"{self.count:,}", f"{self.total:,}",
+                 100.0 * self.count / self.total, rate,
+                 durations.format_duration(eta))
+
+  def done(self):
+    if self.printed:
+      logging.info("predicted %s: %s examples in %s", self.what,
+                   f"{self.count:,}",
+                   durations.format_duration(time.time() - self.start))
+
+
 def predict_task(model, task: TaskSpec, dataset: tf.data.Dataset,
-                 strategy: Optional[tf.distribute.Strategy] = None
+                 strategy: Optional[tf.distribute.Strategy] = None,
+                 progress: Optional["Progress"] = None
                  ) -> Dict[str, np.ndarray]:
   """Per-example outputs of one task's head, in file order.
 
@@ -92,6 +129,10 @@ def predict_task(model, task: TaskSpec, dataset: tf.data.Dataset,
     keep = out["example_mask"].numpy().astype(bool)
     for k in parts:
       parts[k].append(out[k].numpy()[keep])
+    if progress:
+      progress.update(int(keep.sum()))
+  if progress:
+    progress.done()
   # Length-bucketed batches come out of file order; eids are row numbers.
   order = np.argsort(np.concatenate(parts["eid"]), kind="stable")
   result = {k: np.concatenate(parts[k])[order]

@@ -132,6 +132,26 @@ def record_trial(model_dir: str, config_dict: Dict, trial_result: Dict,
   return text
 
 
+def record_evaluation(out_dir: str, config_dict: Dict, trial_result: Dict,
+                      headline_metrics: Dict[str, str], weights: Dict):
+  """--mode=eval's results.json and results.txt in `out_dir`: a run's
+  layout with the one evaluated trial (so what reads a run's results reads
+  these), plus `weights` (what was evaluated: final weights or which
+  checkpoint, at which step). Returns the text."""
+  data = {"config": config_dict, "trials": [trial_result],
+          "summary": summarize([trial_result]),
+          "headline_metrics": dict(headline_metrics),
+          "weights": dict(weights)}
+  files.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), data)
+  step = weights.get("step")
+  text = (f"Evaluation of trial {trial_result['trial']}: "
+          f"{weights['name']} weights"
+          + (f" (step {step})" if step is not None else "") + "\n"
+          + render_text(data))
+  files.write_text_atomic(os.path.join(out_dir, RESULTS_TXT), text)
+  return text
+
+
 def complete_outputs(model_dir: str) -> bool:
   """Rewrites results.txt from results.json where it is missing or behind
   (a run killed between the two writes of record_trial, whose rerun finds

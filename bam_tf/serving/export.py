@@ -30,41 +30,45 @@ passed through `TaskSpec.unscale`). Dropout is off.
 Only the variables are saved, not the Keras objects, so loading needs
 tensorflow + tensorflow_text only.
 
-Writing and replacing (why a server watching export_dir never loses its
-model): the SavedModel is written into a staging folder beside export_dir
-(`.<base>.tmp-XXXXXXXX`) and fsynced, then put in place in one step. A new
-export_dir is one rename. An existing one (--overwrite) is swapped with the
-staging folder by Linux's renameat2(RENAME_EXCHANGE): atomic, so at every
-instant export_dir is the complete old model or the complete new one, also
-if the process is killed; the old one, now under the staging name, is
-deleted afterwards. Where the exchange is not available (another OS, an old
-kernel, a filesystem without it) the replacement falls back to two renames,
-old -> `.<base>.old-XXXXXXXX/<base>` then staging -> export_dir: a kill
-between them leaves no export_dir for that moment, but the old model is
-complete aside and the next export to that path (`recover_export_dir`,
-also `export_run` without --overwrite) puts it back before anything else.
-After that the leftovers of killed exports (`.<base>.tmp-*`,
-`.<base>.old-*`) are deleted: by then export_dir holds the complete model
-they no longer protect. One export at a time per export_dir: a concurrent
-one may lose its staging folder (and fail with an error), never the target.
-On an object store (gs://), where a folder cannot be renamed, "a rename"
-above moves the files one by one, saved_model.pb last.
+Versions (why): TensorFlow Serving watches a BASE folder and serves the
+highest numbered subfolder, `<base>/<version>/saved_model.pb`; it loads a
+new version when one appears and keeps serving the old one until then. So
+an export never replaces anything: each one is a new version
+(--export_version, default the next integer after the highest there),
+and an existing version is refused (a server may be serving it).
 
-Command line:
-  python -m bam_tf.serving.export --model_dir=RUN --export_dir=OUT \
-      [--trial=0] [--tasks=rte,sts] [--overwrite]
+Staging (why a non-numeric name): the SavedModel is written and fsynced in
+`<base>/.tmp-<time>-<host>-<pid>-XXXXXXXX`, which TF Serving skips (only
+names that parse as integers are versions), then renamed to
+`<base>/<version>` in one step: a server polling the base sees a version
+only once it is complete. On an object store (gs://), where a folder
+cannot be renamed, the files are moved one by one, saved_model.pb last.
+Staging folders of killed exports are deleted by the next export
+(`remove_stale_staging`). Provenance (run, trial, commit, time) is in
+`<version>/assets.extra/bam_export.json`, which TF Serving ignores.
+
+Command line (--export_dir is the base):
+  python -m bam_tf.serving.export --model_dir=RUN --export_dir=BASE \
+      [--trial=0] [--tasks=rte,sts] [--export_version=N]
 """
 
 import bam_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 
 import argparse
+import datetime
+import errno
 import json
 import os
 import re
+import socket
+import subprocess
 import sys
+import time
+import zlib
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
+import tensorflow_text as tf_text
 from absl import logging
 
 from bam_tf import configure
@@ -313,59 +317,109 @@ def _check_tasks(model, tasks) -> List[TaskSpec]:
 
 
 # ---------------------------------------------------------------------------
-# Putting an export in place (see the module docstring).
+# Versions of an export base (see the module docstring).
 
-def exchange_paths(a: str, b: str):
-  """Swaps two existing paths atomically (files.exchange_paths); a name of
-  its own so that tests can take it away."""
-  files.exchange_paths(a, b)
-
-
-def _leftover_pattern(base: str):
-  # tempfile.mkdtemp's names: the prefix and 8 characters of [a-z0-9_].
-  return re.compile(rf"^\.{re.escape(base)}\.(tmp|old)-[a-z0-9_]{{8}}$")
-
-
-def _leftovers(export_dir: str) -> Dict[str, List[str]]:
-  """{"tmp": [...], "old": [...]}: staging and set-aside folders beside
-  export_dir."""
-  parent, base = os.path.split(export_dir)
-  found = {"tmp": [], "old": []}
-  if files.isdir(parent):
-    pattern = _leftover_pattern(base)
-    for name in files.listdir(parent):
-      match = pattern.match(name)
-      if match:
-        found[match.group(1)].append(os.path.join(parent, name))
-  return found
+STAGING_PREFIX = ".tmp-"
+PROVENANCE_DIR = "assets.extra"
+# A staging folder of another host (whose process cannot be looked up from
+# here) is only deleted once it is this old: an export takes minutes.
+STALE_AFTER_S = 24 * 3600
+_STAGING = re.compile(r"^\.tmp-(\d+)-([0-9a-f]{8})-(\d+)-[a-z0-9_]{8}$")
+_ACTIVE = set()  # staging folders of exports running in this process
+_VERSION = re.compile(r"^[0-9]+$")  # what TF Serving parses as a version
 
 
-def recover_export_dir(export_dir: str) -> bool:
-  """Settles export_dir after killed exports; returns whether it restored.
+def versions(base: str) -> Dict[int, str]:
+  """{version: path} of the numbered folders in `base` ({} if none)."""
+  if not files.isdir(base):
+    return {}
+  return {int(name): os.path.join(base, name)
+          for name in files.listdir(base) if _VERSION.match(name)}
 
-  If export_dir is missing and a fallback replacement was killed between
-  its two renames, the old export (complete, in `.<base>.old-*/<base>`) is
-  moved back. Then every leftover staging or set-aside folder is deleted:
-  none is the only complete copy any more.
+
+def latest_version(base: str) -> Optional[str]:
+  """The path of the newest complete version in `base` (what TF Serving
+  serves by default), or None. A version without saved_model.pb (an
+  object-store move that was killed) is skipped."""
+  found = versions(base)
+  for number in sorted(found, reverse=True):
+    if files.exists(os.path.join(found[number], "saved_model.pb")):
+      return found[number]
+  return None
+
+
+def _next_version(base: str) -> int:
+  # After every numbered folder, complete or not: numbers are never reused.
+  return max(versions(base), default=0) + 1
+
+
+def _host_tag() -> str:
+  return f"{zlib.crc32(socket.gethostname().encode('utf-8')):08x}"
+
+
+def _process_gone(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except (PermissionError, OverflowError):
+    return False  # another user's live process / not a pid of this host
+  return False
+
+
+def _stale(name: str, path: str, now: float) -> bool:
+  """Whether a staging folder belongs to no running export.
+
+  Deleting a live export's staging folder would make it fail, so: a
+  folder of this host is stale when its process is gone (or, for this
+  process, when no export here is using it); one of another host only
+  after STALE_AFTER_S, since its process cannot be looked up from here
+  (and a pid may be reused on this host: that errs on keeping it).
   """
-  export_dir = files.absolute(export_dir)
-  base = os.path.basename(export_dir)
-  restored = False
-  if not files.exists(export_dir):
-    aside = [d for d in _leftovers(export_dir)["old"]
-             if files.isdir(os.path.join(d, base))]
-    if aside:
-      newest = max(aside, key=files.getmtime)
-      _put(os.path.join(newest, base), export_dir)
-      files.fsync_dir(os.path.dirname(export_dir))
-      logging.warning("Restored %s from %s (an export replacing it was "
-                      "killed)", export_dir, newest)
-      restored = True
-  for paths in _leftovers(export_dir).values():
-    for path in paths:
+  match = _STAGING.match(name)
+  if not match:
+    return False  # not ours: left alone
+  started, host, pid = int(match.group(1)), match.group(2), int(
+      match.group(3))
+  if now - started > STALE_AFTER_S:
+    return True
+  if host != _host_tag():
+    return False
+  if pid == os.getpid():
+    return path not in _ACTIVE
+  return _process_gone(pid)
+
+
+def remove_stale_staging(base: str) -> List[str]:
+  """Deletes the staging folders of killed exports in `base` (see
+  `_stale`); returns their paths."""
+  if not files.isdir(base):
+    return []
+  now = time.time()
+  removed = []
+  for name in files.listdir(base):
+    path = os.path.join(base, name)
+    if _stale(name, path, now):
       logging.info("Removing %s (left by a killed export)", path)
       files.remove(path)
-  return restored
+      removed.append(path)
+  return removed
+
+
+def _exists_error(base: str, version: int) -> ExportError:
+  return ExportError(
+      f"--export_version: {version} already exists in {base} (versions "
+      "are never replaced: TF Serving may be serving it; choose another or "
+      "delete it)")
+
+
+def _check_version(base: str, version: int):
+  """A requested version (0: automatic) that can be written: before any
+  work."""
+  if version < 0:
+    raise ExportError(f"--export_version: must be >= 0, got {version}")
+  if version and version in versions(base):
+    raise _exists_error(base, version)
 
 
 def _put(src: str, dst: str):
@@ -373,66 +427,74 @@ def _put(src: str, dst: str):
   folders cannot be renamed (an object store) file by file, saved_model.pb
   last (a watcher sees a model only once its variables are there)."""
   if files.is_local(dst):
-    files.rename(src, dst)
+    files.rename(src, dst)  # a non-empty dst is an error, never replaced
+  elif files.exists(dst):
+    raise FileExistsError(errno.EEXIST, "file exists", dst)
   else:
+    # assets.extra on its own first: TensorFlow's ram:// filesystem lists
+    # its files under `assets` too (a bare prefix match), so one pass
+    # would try to move them twice.
+    extra = os.path.join(src, PROVENANCE_DIR)
+    if files.exists(extra):
+      files.move_tree(extra, os.path.join(dst, PROVENANCE_DIR))
     files.move_tree(src, dst, last="saved_model.pb")
 
 
-def _replace_by_two_renames(staging: str, export_dir: str):
-  """The fallback without an atomic exchange (module docstring)."""
-  parent, base = os.path.split(export_dir)
-  old = files.make_temp_dir(parent, f".{base}.old-")
-  aside = os.path.join(old, base)
-  _put(export_dir, aside)
-  # Killed here: no export_dir; recover_export_dir moves `aside` back.
+def _git_commit() -> Dict:
+  """bam_tf's git commit (None outside a checkout) and whether the tree
+  had uncommitted changes; read-only git calls, a few ms."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+
+  def git(*args):
+    return subprocess.run(
+        ["git", "--no-optional-locks", "-C", root, *args],
+        capture_output=True, text=True, timeout=20, check=True).stdout
+
   try:
-    _put(staging, export_dir)
-  except OSError:
-    _put(aside, export_dir)  # if this fails too, `old` is kept
-    files.remove(old)
-    raise
-  files.remove(old)
+    commit = git("rev-parse", "HEAD").strip()
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no",
+                     "--", "bam_tf").strip())
+  except (OSError, subprocess.SubprocessError):
+    return {"bam_tf_commit": None}
+  return {"bam_tf_commit": commit, "bam_tf_uncommitted_changes": dirty}
 
 
-def _move_into_place(staging: str, export_dir: str):
-  parent = os.path.dirname(export_dir)
-  try:
-    if not files.exists(export_dir):
-      _put(staging, export_dir)
-    else:
-      try:
-        exchange_paths(staging, export_dir)  # staging now holds the old one
-      except OSError as e:
-        logging.info("No atomic exchange for %s (%s); replacing it by two "
-                     "renames", export_dir, e)
-        _replace_by_two_renames(staging, export_dir)
-  except OSError as e:
-    raise ExportError(f"could not move the export into {export_dir} ({e}); "
-                      "did something else create or remove it meanwhile?"
-                      ) from None
-  files.fsync_dir(parent)
+def _provenance(version: int, extra: Optional[Dict]) -> Dict:
+  record = {
+      "format": EXPORT_FORMAT, "version": version,
+      "exported_at": datetime.datetime.now(datetime.timezone.utc)
+                     .isoformat(timespec="seconds"),
+      "host": socket.gethostname(),
+      "tensorflow": tf.__version__,
+      "tensorflow_text": getattr(tf_text, "__version__", None),
+      **_git_commit()}
+  record.update(extra or {})
+  return record
 
 
-def export_saved_model(model, tokenizer, tasks, export_dir: str,
-                       overwrite: bool = False,
-                       extra_metadata: Optional[Dict] = None) -> str:
-  """Writes the SavedModel to export_dir; returns its absolute path.
+def export_saved_model(model, tokenizer, tasks, export_base: str,
+                       version: int = 0,
+                       extra_metadata: Optional[Dict] = None,
+                       provenance: Optional[Dict] = None) -> str:
+  """Writes the SavedModel as a new version of export_base; returns the
+  version's absolute path, `<export_base>/<version>`.
 
-  Written into a staging folder beside export_dir and put in place in one
-  atomic step, so a server watching export_dir never sees half an export,
-  nor (with overwrite=True) a moment without one (module docstring). An
-  existing export_dir is refused unless overwrite=True. `tasks`: TaskSpecs
-  or names, a subset of model.tasks (default all).
+  version 0 takes the next number after the highest in the base (1 in an
+  empty one); an existing version is refused (ExportError). Written in a
+  staging folder of the base and renamed into place (module docstring).
+  `tasks`: TaskSpecs or names, a subset of model.tasks (default all).
+  `extra_metadata` goes into assets/bam_export.json (and `metadata()`),
+  `provenance` into assets.extra/bam_export.json.
   """
   tasks = _check_tasks(model, tasks)
-  export_dir = files.absolute(export_dir)
-  recover_export_dir(export_dir)
-  if files.exists(export_dir) and not overwrite:
-    raise ExportError(f"export dir {export_dir} already exists; refusing to "
-                      "overwrite an export (pass overwrite=True / "
-                      "--overwrite, or choose a new dir)")
-  parent, base = os.path.split(export_dir)
-  staging = files.make_temp_dir(parent, f".{base}.tmp-")
+  base = files.absolute(export_base)
+  _check_version(base, version)
+  remove_stale_staging(base)
+  staging = files.make_temp_dir(
+      base, f"{STAGING_PREFIX}{int(time.time())}-{_host_tag()}-"
+      f"{os.getpid()}-")
+  _ACTIVE.add(staging)
   scratch = files.scratch_dir("bam_tf_export_")
   try:
     meta = export_metadata(model, tokenizer, tasks, extra_metadata)
@@ -441,51 +503,80 @@ def export_saved_model(model, tokenizer, tasks, export_dir: str,
     module = ServingModule(model, tokenizer, tasks, meta, meta_file)
     tf.saved_model.save(module, staging,
                         signatures=module.serving_signatures())
-    files.fsync_tree(staging)
-    _move_into_place(staging, export_dir)
+    # Several tries only for an automatic number another export took
+    # meanwhile; an explicit one is that version or nothing.
+    for _ in range(1 if version else 10):
+      number = version or _next_version(base)
+      files.write_json_atomic(
+          os.path.join(staging, PROVENANCE_DIR, METADATA_FILE),
+          _provenance(number, provenance))
+      files.fsync_tree(staging)
+      target = os.path.join(base, str(number))
+      try:
+        _put(staging, target)
+        break
+      except OSError as e:
+        taken = isinstance(e, FileExistsError) or e.errno in (
+            errno.EEXIST, errno.ENOTEMPTY)
+        if not taken:
+          raise ExportError(f"could not move the export into {target} "
+                            f"({e})") from None
+        if version:
+          raise _exists_error(base, version) from None
+    else:
+      raise ExportError(f"other exports keep taking the next version in "
+                        f"{base}; pass --export_version")
+    files.fsync_dir(base)
   finally:
-    # Unfinished staging, or after an exchange the replaced export.
-    files.remove(staging)
+    _ACTIVE.discard(staging)
+    files.remove(staging)  # unfinished, or left empty by a move_tree
     files.remove(scratch)
-  return export_dir
+  return target
 
 
-def export_run(model_dir: str, export_dir: str, trial: int = 0,
+def export_run(model_dir: str, export_base: str, trial: int = 0,
                tasks: Optional[Sequence[str]] = None,
-               overwrite: bool = False) -> str:
+               version: int = 0) -> str:
   """restore_run + export_saved_model, recording where the weights came
-  from."""
-  recover_export_dir(export_dir)
-  if files.exists(export_dir) and not overwrite:  # fail before loading
-    raise ExportError(f"export dir {files.absolute(export_dir)} already "
-                      "exists; refusing to overwrite an export (pass "
-                      "overwrite=True / --overwrite, or choose a new dir)")
+  from; returns the new version's path."""
+  base = files.absolute(export_base)
+  _check_version(base, version)  # before the slow loading
   config, model, tokenizer, bundle = restore_run(model_dir, trial)
   extra = {"source": {"model_dir": files.absolute(model_dir),
                       "trial": trial, "encoder": bundle.description,
                       "task_names": list(config.task_names)}}
-  return export_saved_model(model, tokenizer, tasks, export_dir,
-                            overwrite=overwrite, extra_metadata=extra)
+  return export_saved_model(
+      model, tokenizer, tasks, base, version=version, extra_metadata=extra,
+      provenance={"model_dir": files.absolute(model_dir), "trial": trial})
+
+
+def done_line(path: str) -> str:
+  """What both command lines print at the end."""
+  return f"exported SavedModel version {os.path.basename(path)} to {path}"
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
-      description="Export a finished bam_tf run as a raw-text SavedModel.")
+      description="Export a finished bam_tf run as a new version of a "
+                  "TF Serving model base (a raw-text SavedModel).")
   parser.add_argument("--model_dir", required=True)
-  parser.add_argument("--export_dir", required=True)
+  parser.add_argument("--export_dir", required=True,
+                      help="the base: versions are <export_dir>/<N>")
   parser.add_argument("--trial", type=int, default=0)
   parser.add_argument("--tasks", default="",
                       help="comma-separated subset of the run's tasks")
-  parser.add_argument("--overwrite", action="store_true")
+  parser.add_argument("--export_version", type=int, default=0,
+                      help="N of <export_dir>/<N>; 0 = the next after the "
+                           "highest there. Never replaces one.")
   args = parser.parse_args(argv)
   tasks = [t for t in args.tasks.split(",") if t] or None
   try:
     path = export_run(args.model_dir, args.export_dir, args.trial, tasks,
-                      args.overwrite)
+                      args.export_version)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"Exported to {path}")
+  print(done_line(path))
   return 0
 
 

@@ -1,4 +1,5 @@
-"""Keras callbacks for long runs: progress lines, TensorBoard, checkpoints."""
+"""Keras callbacks for long runs: progress lines, TensorBoard, checkpoints,
+dev evaluation every N steps."""
 
 import collections
 import signal
@@ -201,3 +202,70 @@ class StopOnNonFinite(tf_keras.callbacks.Callback):
                   f"{', '.join(bad) or 'unknown'}); the last good checkpoint "
                   "is kept")
     self.model.stop_training = True
+
+
+class ValidationLog:
+  """One evaluation of the dev splits during training: an `eval at step`
+  line, and `validation/` TensorBoard scalars (a folder beside the training
+  ones) at the global step: `<task>/<metric>` for every metric of every
+  task and `average/<name>` for the averages.
+
+  `metrics`: {task or "average": {metric: value}}; `num_examples` and the
+  headline aliases (`score`, `glue_score`) are not curves of their own.
+  Without a summary_dir (a worker other than the chief) only the line is
+  logged.
+  """
+
+  SKIPPED = ("num_examples", "score", "glue_score")
+
+  def __init__(self, total_steps: int, summary_dir: str = ""):
+    self.total_steps = total_steps
+    self.writer = (tf.summary.create_file_writer(summary_dir)
+                   if summary_dir else None)
+
+  def record(self, step: int, metrics):
+    groups = [(group, {k: float(v) for k, v in values.items()
+                       if k not in self.SKIPPED})
+              for group, values in metrics.items()]
+    groups = [(g, values) for g, values in groups if values]
+    logging.info("eval at step %d/%d | %s", step, self.total_steps,
+                 " | ".join(f"{g} " + " ".join(f"{k} {v:.2f}" for k, v in
+                                               values.items())
+                            for g, values in groups))
+    if self.writer is None:
+      return
+    with self.writer.as_default(step=step):
+      for group, values in groups:
+        for name, value in values.items():
+          tf.summary.scalar(f"{group}/{name}", value)
+    self.writer.flush()
+
+  def close(self):
+    if self.writer is not None:
+      self.writer.close()
+
+
+class PeriodicEvaluation(tf_keras.callbacks.Callback):
+  """Calls `evaluate_fn(step)` every N global steps while training.
+
+  Not at the last step: the end-of-training evaluation that follows is that
+  one (the caller records it), so the final weights are evaluated once.
+  Nor after a step that stopped training (a non-finite loss, SIGTERM): put
+  after CheckpointEveryN, the checkpoint of a step is saved before its
+  evaluation starts. A resumed run continues at the next multiple of N.
+  Evaluation runs the model in inference mode on its own datasets: the
+  training data order and dropout streams are not touched.
+  """
+
+  def __init__(self, every: int, total_steps: int, evaluate_fn):
+    super().__init__()
+    self.every = every
+    self.total_steps = total_steps
+    self.evaluate_fn = evaluate_fn
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.model.stop_training:
+      return
+    step = int(self.model.optimizer.iterations.numpy())
+    if step % self.every == 0 and step < self.total_steps:
+      self.evaluate_fn(step)

@@ -13,6 +13,7 @@ under `strategy.scope()`; the runner does this.
 """
 
 import contextlib
+import os
 from typing import Optional, Sequence
 
 import bam_tf  # noqa: F401  (Keras 2 before TensorFlow)
@@ -50,6 +51,22 @@ def make_strategy(config, devices: Optional[Sequence[str]] = None
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   raise ConfigError(f"--strategy: unknown strategy {kind!r}")
+
+
+def describe_devices(config, strategy: tf.distribute.Strategy) -> str:
+  """One line for the run's start: what computes, under which strategy."""
+  accelerators = [d for d in tf.config.list_logical_devices()
+                  if d.device_type in ("GPU", "TPU")]
+  if accelerators:
+    kinds = sorted({d.device_type for d in accelerators})
+    where = ", ".join(
+        f"{sum(d.device_type == k for d in accelerators)} {k}(s)"
+        for k in kinds)
+  else:
+    where = f"CPU ({os.cpu_count()} cores)"
+  replicas = strategy.num_replicas_in_sync
+  return (f"Running on {where}: --strategy={config.strategy}, {replicas} "
+          f"replica{'s' if replicas != 1 else ''}")
 
 
 def configure_coordination(resolver, timeout_s: int):

@@ -112,7 +112,7 @@ def restore_latest(manager: tf.train.CheckpointManager) -> int:
 
 
 def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
-        config, lr_fn, chief: bool = True) -> float:
+        config, lr_fn, chief: bool = True, evaluate_fn=None) -> float:
   """Trains to `total_steps`, resuming if the trial has checkpoints.
 
   `chief`: whether this process owns trial_dir. Under multi-worker training
@@ -124,6 +124,10 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
   On SIGTERM (single-worker runs) the step in flight finishes, a
   checkpoint is saved at it and PreemptedError is raised: the run stops
   without evaluating, and rerunning it resumes from that step.
+
+  `evaluate_fn(step)`: with --eval_every_steps=N, called every N steps
+  before the last (callbacks.PeriodicEvaluation); on every worker, since
+  predicting under a multi-worker strategy is collective.
 
   Returns the training time in seconds, summed over resumed sessions.
   """
@@ -161,8 +165,14 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
       saver = callbacks_lib.CheckpointEveryN(
           manager, config.save_checkpoints_steps, total_steps, progress_path,
           seconds_before, stop_request=request)
+      callbacks = [stopper, progress, saver]
+      if evaluate_fn is not None and config.eval_every_steps:
+        # After the saver: a step's checkpoint is written before its
+        # evaluation, and a stopped step is not evaluated.
+        callbacks.append(callbacks_lib.PeriodicEvaluation(
+            config.eval_every_steps, total_steps, evaluate_fn))
       model.fit(train_ds, steps_per_epoch=remaining, epochs=1, verbose=0,
-                callbacks=[stopper, progress, saver])
+                callbacks=callbacks)
   finally:
     if scratch:
       files.remove(scratch)
