@@ -12,4 +12,4 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -c "import bam_tf, tensorflow, tensorflow_text, tensorflow_hub, official.nlp; print('bam_tf set-up OK: TensorFlow', tensorflow.__version__)"
 # The embedded encoder as a TF-Hub-format SavedModel, once, in $BAM_TF_CACHE
 # (default ~/.cache/bam_tf): about 35 s that the first run would spend.
-.venv/bin/python -c "from bam_tf.modeling import minilm; print('embedded encoder ready:', minilm.export_embedded_encoder()['encoder'])"
+.venv/bin/python -c "import logging; logging.getLogger('tensorflow').setLevel(logging.ERROR); from bam_tf.modeling import minilm; print('embedded encoder ready:', minilm.export_embedded_encoder()['encoder'])"
