@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import textwrap
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import flags
@@ -437,7 +438,6 @@ def _default_text(setting: Setting) -> str:
 def help_text(doc: str = "") -> str:
   """`run_classifier.py --help`: every project flag with its help, grouped
   (FLAG_GROUPS); absl's own and the libraries' flags stay in --helpfull."""
-  import textwrap  # pylint: disable=g-import-not-at-top
   wrap = lambda text, indent: textwrap.fill(
       text, width=80, initial_indent=indent, subsequent_indent=indent)
   out = [doc.strip(), ""] if doc else []

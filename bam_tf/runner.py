@@ -24,6 +24,7 @@ from bam_tf.data import inspect as inspect_lib
 from bam_tf.data import pipeline
 from bam_tf.data import sampling
 from bam_tf.data import train_pool
+from bam_tf.distill import comparison
 from bam_tf.distill import recipe
 from bam_tf.distill import student
 from bam_tf.distill import teacher_outputs
@@ -32,7 +33,6 @@ from bam_tf.evaluation import metrics
 from bam_tf.modeling import encoders
 from bam_tf.modeling.multitask_model import MultiTaskModel
 from bam_tf.modeling.teacher_annealing import DistillSchedule
-from bam_tf.distill import comparison
 from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
 from bam_tf.outputs import test_predictions
