@@ -22,6 +22,7 @@ from absl import flags
 from bam_tf.common import files
 from bam_tf.common.errors import ConfigError
 from bam_tf.modeling import hf_bert
+from bam_tf.modeling.multitask_model import REGRESSION_HEADS
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers
 from bam_tf.tasks import registry
@@ -33,7 +34,6 @@ FLAGS = flags.FLAGS
 
 MODES = ("train", "inspect_data", "predict", "export", "eval")
 SAMPLING_SCHEMES = ("multiples", "loss_weights", "proportional")
-REGRESSION_HEADS = ("linear", "sigmoid")
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 

@@ -346,11 +346,13 @@ def _splits_to_featurize(config):
 FINGERPRINT_JSON = "data_fingerprint.json"
 
 
-def run_fingerprint(config, bundle, data: PreparedData) -> Dict:
+def run_fingerprint(config, bundle, data: PreparedData,
+                    targets=None) -> Dict:
   """What a run trains on beyond its flags: the digests of each task's
-  train and dev data (from the feature manifests) and the vocabulary,
-  casing and length it is read with. Flags are compared through
-  config.json; files can change under the same flags."""
+  train and dev data (from the feature manifests), of a student's teacher
+  targets (`targets`, by task), and the vocabulary, casing and length it is
+  read with. Flags are compared through config.json; files can change under
+  the same flags (a teacher trained again in the same folder)."""
   splits = {}
   source = sources.for_run(config)
   for task in config.tasks:
@@ -362,13 +364,21 @@ def run_fingerprint(config, bundle, data: PreparedData) -> Dict:
           "data_sha256": parts["data_sha256"],
           "examples_sha256": parts["examples_sha256"]}
   parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
-  return {"data": splits,
+  return {"data": splits, "teachers": teachers_fingerprint(targets or {}),
           "encoder": {"description": bundle.description,
                       "hub_path": bundle.hub_path,
                       "vocab_file": bundle.vocab_file,
                       "vocab_sha256": parts["vocab_sha256"],
                       "do_lower_case": parts["do_lower_case"],
                       "max_seq_length": parts["max_seq_length"]}}
+
+
+def teachers_fingerprint(targets) -> Dict:
+  """By task: the teacher files a student learns from and the digest of
+  their targets."""
+  return {name: {"sources": list(target.sources),
+                 "targets_sha256": target.sha256()}
+          for name, target in sorted(targets.items())}
 
 
 def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
@@ -390,6 +400,11 @@ def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
                 f"{str(was.get('data_sha256'))[:12]}..., now "
                 f"{str(now['data_sha256'])[:12]}...)")
       return f"{flag}: the examples read from {now['file']} changed {since}"
+  for task, now in sorted(current.get("teachers", {}).items()):
+    was = saved.get("teachers", {}).get(task)
+    if was and was["targets_sha256"] != now["targets_sha256"]:
+      return (f"--teachers: the outputs of {task}'s teacher "
+              f"({', '.join(now['sources'])}) changed {since}")
   was, now = saved.get("encoder", {}), current["encoder"]
   if was.get("vocab_sha256", now["vocab_sha256"]) != now["vocab_sha256"]:
     return (f"--vocab_file: the vocabulary {now['vocab_file']} changed "
@@ -489,8 +504,9 @@ def make_strategy(config, strategy=None):
   collectives must be configured first), its batch sizes checked."""
   if strategy is None:
     strategy = distribution.make_strategy(config)
+    # Once per process: in-process teachers run on the student's strategy.
+    logging.info("%s", distribution.describe_devices(config, strategy))
   distribution.check_batch_sizes(config, strategy.num_replicas_in_sync)
-  logging.info("%s", distribution.describe_devices(config, strategy))
   return strategy
 
 
@@ -514,7 +530,8 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   targets = student.load_targets(config, data) if config.distill else {}
   dir_lock = None
   if chief:
-    dir_lock = claim_model_dir(config, run_fingerprint(config, bundle, data))
+    dir_lock = claim_model_dir(config, run_fingerprint(config, bundle, data,
+                                                       targets))
   try:
     if chief:  # what a run killed after results.json left undone
       results_lib.complete_outputs(config.model_dir)
@@ -537,6 +554,7 @@ def train_and_evaluate(config, strategy=None) -> Dict:
       # scope and the --mixed_precision policy.
       with strategy.scope(), distribution.precision_policy(config):
         bundle = encoders.build_encoder(config)
+        rng_state.seed_encoder_dropout(bundle.layer, config.trial_seed(trial))
       result = run_trial(config, trial, bundle, data, plan, total_steps,
                          student_paths, strategy)
       if chief:

@@ -23,6 +23,7 @@ from bam_tf.modeling import encoders
 from bam_tf.modeling import hf_bert
 from bam_tf.modeling import hub_export
 from bam_tf.modeling import minilm
+from bam_tf.training import rng_state
 from conftest import GLUE_DIR
 
 RTE_DEV = os.path.join(GLUE_DIR, "RTE", "dev.tsv")
@@ -198,6 +199,34 @@ def test_export_is_cached(embedded, cache_dir):
   assert again["encoder"] == embedded.hub_path
   assert os.stat(pb).st_mtime_ns == before
   assert not [d for d in os.listdir(cache_dir) if ".tmp." in d]
+
+
+def test_encoder_dropout_follows_the_seed_not_the_export(embedded, rte_batch):
+  """The export's dropout streams start where Keras' random draw at export
+  time left them; seed_encoder_dropout restarts all of them from the
+  trial's seed, so two exports (or two machines) train alike and two seeds
+  draw other masks."""
+  ids, mask, types_ = rte_batch
+  inputs = dict(input_word_ids=tf.constant(ids), input_mask=tf.constant(mask),
+                input_type_ids=tf.constant(types_))
+  layer = embedded.layer
+  states = rng_state.encoder_dropout_states(layer)
+  # MiniLM-L6: the embedding dropout and 4 per transformer layer.
+  assert len(states) == 1 + 4 * 6, sorted(states)
+
+  def pooled_after_seeding(seed):
+    assert rng_state.seed_encoder_dropout(layer, seed) == 25
+    return layer(inputs, training=True)["pooled_output"].numpy()
+
+  first = pooled_after_seeding(7)
+  # Another export: its streams were left elsewhere.
+  for i, var in enumerate(states.values()):
+    var.assign(tf.random.create_rng_state(1000 + i, "philox"))
+  np.testing.assert_array_equal(pooled_after_seeding(7), first)
+  other_seed = pooled_after_seeding(8)
+  assert np.abs(other_seed - first).max() > 1e-3
+  # Every stream starts from its own state.
+  assert len({tuple(v.numpy()) for v in states.values()}) == 25
 
 
 def test_embedded_export_per_mixed_precision(embedded, cache_dir, rte_batch):

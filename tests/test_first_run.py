@@ -65,6 +65,8 @@ def test_student_and_teachers_beat_the_baselines(first_run):
 def test_terminal_has_no_framework_noise(first_run):
   _, output = first_run
   assert noise_lines(output) == []
-  assert re.search(r"^\d\d:\d\d:\d\d Running on CPU \(\d+ cores\): "
-                   r"--strategy=one_device, 1 replica$", output, re.M)
+  # Once, though the teachers train in the same process.
+  assert len(re.findall(r"^\d\d:\d\d:\d\d Running on CPU \(\d+ cores\): "
+                        r"--strategy=one_device, 1 replica$", output,
+                        re.M)) == 1
   assert re.search(r"^\d\d:\d\d:\d\d step \d+/\d+ ", output, re.M)

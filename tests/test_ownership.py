@@ -231,6 +231,41 @@ def test_resume_onto_changed_training_data_is_refused(tmp_path, glue_dir,
   assert after["data"]["rte"]["dev"] == recorded["data"]["rte"]["dev"]
 
 
+def test_resume_onto_changed_teacher_outputs_is_refused(tmp_path):
+  """A teacher trained again in the same folder gives the student other
+  targets under the same flags: the student's fingerprint records their
+  digest, so its resume is refused like one onto changed data."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bam_tf import runner  # pylint: disable=g-import-not-at-top
+  from bam_tf.distill.teacher_outputs import TeacherTargets  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(50, 2))
+  probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+  source = str(tmp_path / "teacher/teacher_outputs/trial_0/rte_train.tfrecord")
+
+  def fingerprint(p):
+    rte = TeacherTargets("rte", "classification", np.arange(50), probs=p,
+                         sources=[source])
+    sts = TeacherTargets("sts", "regression", np.arange(9),
+                         values=np.linspace(0, 1, 9), sources=["sts.tfrecord"])
+    return {"data": {}, "encoder": {"vocab_sha256": "v", "do_lower_case": True,
+                                    "max_seq_length": 128},
+            "teachers": runner.teachers_fingerprint({"sts": sts, "rte": rte})}
+
+  saved = fingerprint(probs.astype(np.float32))
+  assert list(saved["teachers"]) == ["rte", "sts"]
+  # Read again (float64 from another reader): the same targets.
+  assert runner.fingerprint_change(saved, fingerprint(probs), "run") == ""
+  retrained = probs.copy()
+  retrained[7] = retrained[7, ::-1]
+  assert runner.fingerprint_change(saved, fingerprint(retrained), "run") == (
+      f"--teachers: the outputs of rte's teacher ({source}) changed since "
+      "this run started training in run")
+  # A run recorded before teachers were fingerprinted resumes as before.
+  del saved["teachers"]
+  assert runner.fingerprint_change(saved, fingerprint(retrained), "run") == ""
+
+
 # 3. A model_dir that is, contains or lies inside a run it reads.
 
 

@@ -22,6 +22,7 @@ tasks of both kinds can be mixed in one tf.data stream.
 
 import dataclasses
 import datetime
+import hashlib
 import math
 import os
 import re
@@ -67,6 +68,14 @@ class TeacherTargets:
   @property
   def targets(self) -> np.ndarray:
     return self.values if self.kind == REGRESSION else self.probs
+
+  def sha256(self) -> str:
+    """Digest of what the student learns from (example ids and targets):
+    a resumed student checks that its teachers did not change under it."""
+    h = hashlib.sha256()
+    for array in (self.eids.astype("<i8"), self.targets.astype("<f4")):
+      h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------- writing

@@ -12,8 +12,14 @@ inside a TF-Hub SavedModel is frozen into the exported graph: this project's
 exports (hub_export.export_hub_pair) use generators too, whose state the loaded
 KerasLayer checkpoints; third-party exports keep legacy stateful ops, whose
 masks restart their stream after a resume (docs/RELIABILITY.md).
+
+A SavedModel's generators start from the state they were exported with,
+which Keras drew at random when the export was made: every trial would
+replay the same masks and two machines' exports would train differently.
+`seed_encoder_dropout` restarts them from the trial's seed instead.
 """
 
+import hashlib
 from typing import Dict
 
 import tensorflow as tf
@@ -36,3 +42,39 @@ def random_generators(model: tf_keras.Model) -> Dict[str, tf.random.Generator]:
     if isinstance(generator, tf.random.Generator):
       gens[f"{i:04d}_{layer.name}"] = generator
   return gens
+
+
+def encoder_dropout_states(layer) -> Dict[str, tf.Variable]:
+  """The dropout generators' state variables inside a loaded TF-Hub
+  encoder (a hub.KerasLayer), by variable name. They are not among the
+  layer's `variables`, so they are found in its object graph."""
+  loaded = getattr(layer, "resolved_object", None)
+  if loaded is None:
+    return {}
+  states = {}
+  for obj in tf.train.TrackableView(loaded).descendants():
+    if (isinstance(obj, tf.Variable) and obj.dtype == tf.int64
+        and obj.name.split(":")[0].endswith("StateVar")):
+      states[obj.name] = obj
+  return states
+
+
+_STATE_ALGORITHMS = {3: "philox", 2: "threefry"}
+
+
+def seed_encoder_dropout(layer, seed: int) -> int:
+  """Restarts every dropout stream of a loaded encoder from `seed` (each
+  from its own key, derived from the seed and the variable's name), so the
+  masks follow --seed and the trial rather than the export. A resumed run
+  then restores the streams from its checkpoint. Returns how many streams
+  were seeded (0 for exports with legacy stateful dropout or none)."""
+  states = encoder_dropout_states(layer)
+  for name, var in states.items():
+    algorithm = _STATE_ALGORITHMS.get(int(var.shape[0]))
+    if algorithm is None:
+      raise ValueError(f"encoder dropout state {name} has shape {var.shape}:"
+                       " not a Philox or ThreeFry generator state")
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    key = int.from_bytes(digest[:8], "little") >> 1  # a non-negative int64
+    var.assign(tf.random.create_rng_state(key, algorithm))
+  return len(states)
