@@ -16,7 +16,9 @@ def main(argv):
   args = [a if a.startswith("-") or os.path.exists(a)
           else os.path.join(root, a) for a in argv]
   # Runfiles are read-only: no .pytest_cache. Bazel collects test.xml.
-  args += ["-q", "-p", "no:cacheprovider"]
+  # pytest.ini's addopts are for the whole suite in one command (workers per
+  # core); Bazel runs one file per test target, its targets side by side.
+  args += ["-q", "-p", "no:cacheprovider", "-o", "addopts="]
   if os.environ.get("XML_OUTPUT_FILE"):
     args.append("--junitxml=" + os.environ["XML_OUTPUT_FILE"])
   return int(pytest.main(args))
