@@ -346,8 +346,7 @@ def _splits_to_featurize(config):
 FINGERPRINT_JSON = "data_fingerprint.json"
 
 
-def run_fingerprint(config, bundle, data: PreparedData,
-                    targets=None) -> Dict:
+def run_fingerprint(config, bundle, data: PreparedData, targets) -> Dict:
   """What a run trains on beyond its flags: the digests of each task's
   train and dev data (from the feature manifests), of a student's teacher
   targets (`targets`, by task), and the vocabulary, casing and length it is
@@ -364,7 +363,7 @@ def run_fingerprint(config, bundle, data: PreparedData,
           "data_sha256": parts["data_sha256"],
           "examples_sha256": parts["examples_sha256"]}
   parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
-  return {"data": splits, "teachers": teachers_fingerprint(targets or {}),
+  return {"data": splits, "teachers": teachers_fingerprint(targets),
           "encoder": {"description": bundle.description,
                       "hub_path": bundle.hub_path,
                       "vocab_file": bundle.vocab_file,

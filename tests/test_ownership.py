@@ -238,15 +238,16 @@ def test_resume_onto_changed_teacher_outputs_is_refused(tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from bam_tf import runner  # pylint: disable=g-import-not-at-top
   from bam_tf.distill.teacher_outputs import TeacherTargets  # pylint: disable=g-import-not-at-top
+  from bam_tf.tasks.task import CLASSIFICATION, REGRESSION  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(50, 2))
   probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
   source = str(tmp_path / "teacher/teacher_outputs/trial_0/rte_train.tfrecord")
 
   def fingerprint(p):
-    rte = TeacherTargets("rte", "classification", np.arange(50), probs=p,
+    rte = TeacherTargets("rte", CLASSIFICATION, np.arange(50), probs=p,
                          sources=[source])
-    sts = TeacherTargets("sts", "regression", np.arange(9),
+    sts = TeacherTargets("sts", REGRESSION, np.arange(9),
                          values=np.linspace(0, 1, 9), sources=["sts.tfrecord"])
     return {"data": {}, "encoder": {"vocab_sha256": "v", "do_lower_case": True,
                                     "max_seq_length": 128},
