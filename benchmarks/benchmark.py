@@ -39,6 +39,7 @@ from absl import logging  # noqa: E402
 
 from bam_tf import configure  # noqa: E402
 from bam_tf import runner  # noqa: E402
+from bam_tf.common import console  # noqa: E402
 from bam_tf.common import files  # noqa: E402
 from bam_tf.data import pipeline  # noqa: E402
 from bam_tf.data import sampling  # noqa: E402
@@ -112,12 +113,17 @@ def _gemm_gflops(m: int, k: int, n: int, repeats: int) -> float:
   return 2.0 * m * k * n / med / 1e9
 
 
-def matmul_peak(repeats: int, tokens: int = 0, hidden: int = 0) -> dict:
+PEAK_SIZES = (1024, 2048, 3072)
+# --debug is a smoke run of every phase: small squares, same code.
+DEBUG_PEAK_SIZES = (256, 512, 1024)
+
+
+def matmul_peak(repeats: int, tokens: int = 0, hidden: int = 0,
+                sizes=PEAK_SIZES) -> dict:
   """fp32 matmul GFLOP/s: the best of a few square sizes (the peak), and
   the encoder's own GEMM shapes ([tokens, hidden] x [hidden, hidden or
   4 hidden]) for what its matmuls can reach at best."""
-  square = {str(n): _gemm_gflops(n, n, n, repeats) for n in (1024, 2048,
-                                                             3072)}
+  square = {str(n): _gemm_gflops(n, n, n, repeats) for n in sizes}
   out = {"gflops_by_size": square, "peak_gflops": max(square.values())}
   if tokens and hidden:
     out["model_gemm_gflops"] = {
@@ -931,7 +937,12 @@ def print_table(title, rows):
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  # The figures only: framework lines (e.g. tf.function's retracing
+  # warnings, which the variant phases trigger on purpose) as in
+  # run_classifier.py, and bam_tf's own progress lines below WARNING too.
+  console.setup(verbose=FLAGS["verbosity"].present)
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   config = configure.config_from_flags()
   bundle, tokenizer = encoders.load_encoder_and_tokenizer(config)
   vocab = _vocab_size(bundle)
@@ -953,7 +964,8 @@ def main(argv):
   if "peak" in phases:
     report["matmul"] = matmul_peak(
         repeats, config.train_batch_size * config.max_seq_length,
-        bundle.hidden_size)
+        bundle.hidden_size,
+        sizes=DEBUG_PEAK_SIZES if config.debug else PEAK_SIZES)
     peak = report["matmul"]["peak_gflops"]
     print_table("fp32 matmul (GFLOP/s)", dict(
         report["matmul"]["gflops_by_size"],

@@ -177,26 +177,14 @@ def pack_rows(tokenizer, text_a: tf.Tensor,
               text_b: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
   """Padded model inputs; rows with an empty text_b are single sentences.
 
-  Only the kinds of rows present are tokenised (all pairs / all singles are
-  the common cases). A non-empty text_b that gives no wordpieces (" ") is
-  made a single sentence by the tokenizer itself, as in training.
+  One call of the tokenizer's graph function: its pair packing already
+  makes a row whose text_b gives no wordpieces ("", " ") a single sentence,
+  row by row, as training's records do; its trace is shared by every
+  signature of an export.
   """
   if text_b is None:
-    return tokenizer(text_a)
-  has_b = tf.strings.length(text_b) > 0
-
-  def pairs():
-    return tokenizer(text_a, text_b)
-
-  def singles():
-    return tokenizer(text_a)
-
-  def mixed():
-    p, s = pairs(), singles()
-    return {k: tf.where(has_b[:, tf.newaxis], p[k], s[k]) for k in p}
-
-  return tf.cond(tf.reduce_all(has_b), pairs,
-                 lambda: tf.cond(tf.reduce_any(has_b), mixed, singles))
+    return tokenizer.serve_single(text_a)
+  return tokenizer.serve_pair(text_a, text_b)
 
 
 def task_outputs(model, task: TaskSpec,
@@ -234,9 +222,13 @@ class ServingModule(tf.Module):
     self.metadata = tf.function(
         lambda: {"metadata_json": tf.constant(metadata_json)},
         input_signature=[])
-    fns = {t.name: self._make_signature(model, tokenizer, [t])
+    # One graph function for the model's forward pass, traced once and
+    # called by every signature (each signature tracing the model anew
+    # would cost as many traces as tasks).
+    forward = tf.function(lambda inputs: model(inputs, training=False))
+    fns = {t.name: self._make_signature(forward, model, tokenizer, [t])
            for t in tasks}
-    fns[DEFAULT_SIGNATURE] = self._make_signature(model, tokenizer,
+    fns[DEFAULT_SIGNATURE] = self._make_signature(forward, model, tokenizer,
                                                   list(tasks))
     # Kept out of the object graph (they are saved as signatures): a child
     # named `signatures` would also clash with the loaded `.signatures`.
@@ -247,14 +239,14 @@ class ServingModule(tf.Module):
     return dict(self._serving_signatures)
 
   @staticmethod
-  def _make_signature(model, tokenizer, tasks):
+  def _make_signature(forward, model, tokenizer, tasks):
     def outputs(text_a, text_b=None):
       inputs = pack_rows(tokenizer, text_a, text_b)
       inputs = {k: inputs[k] for k in INPUT_KEYS}
       # The heads do not read task_id; it is a model input for the train
       # step only.
       inputs["task_id"] = tf.zeros_like(text_a, tf.int32)
-      logits = model(inputs, training=False)
+      logits = forward(inputs)
       out = {}
       for task in tasks:
         out.update(task_outputs(model, task, logits[task.name]))
