@@ -36,18 +36,19 @@ def two_cpu_strategy():
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Test modules by their measured time, slowest first (one process, 2 cores,
-# 2026-12-01: test_export 451 s ... test_terminal 32 s). pytest-xdist hands
-# out whole modules in collection order (pytest.ini: --dist loadscope
-# --no-loadscope-reorder), so the slowest start first and the end of the run
-# is not one worker alone on a long module. Order only: a module missing
-# here runs after these, and a stale order costs minutes, not results.
+# Test modules by their measured time, slowest first (a clean-clone CI run,
+# 2 workers on 2 cores, 2026-12-01: test_first_run's fixture 334 s, the
+# benchmark smoke 165 s, ...). pytest-xdist hands out whole modules in
+# collection order (pytest.ini: --dist loadscope --no-loadscope-reorder), so
+# the slowest start first and the end of the run is not one worker alone on
+# a long module. Order only: a module missing here runs after these, and a
+# stale order costs minutes, not results.
 SLOWEST_FIRST = (
-    "test_export", "test_any_filesystem", "test_encoders", "test_first_run",
-    "test_benchmark", "test_resume", "test_eval_mode", "test_tfds_source",
-    "test_ownership", "test_student_run", "test_preemption", "test_reproduce",
-    "test_bad_input", "test_multi_worker", "test_distribution",
-    "test_tokenization", "test_restored_run", "test_user_task_run",
+    "test_first_run", "test_benchmark", "test_resume", "test_reproduce",
+    "test_any_filesystem", "test_export", "test_encoders", "test_student_run",
+    "test_tfds_source", "test_ownership", "test_restored_run",
+    "test_preemption", "test_eval_mode", "test_multi_worker", "test_bad_input",
+    "test_distribution", "test_tokenization", "test_user_task_run",
     "test_recipe", "test_features", "test_terminal")
 
 
