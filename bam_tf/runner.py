@@ -644,10 +644,7 @@ def evaluate_run(config) -> Dict:
   rng_state.use_checkpointable_dropout()  # the layers training built
   tf_keras.utils.set_random_seed(run_config.trial_seed(trial))
   with strategy.scope(), distribution.precision_policy(run_config):
-    bundle, tokenizer = encoders.load_encoder_and_tokenizer(run_config)
-    model = MultiTaskModel(bundle.layer, run_config.tasks,
-                           regression_head=run_config.regression_head,
-                           head_dropout=run_config.head_dropout)
+    model, tokenizer, bundle = export.build_run_model(run_config)
   if checkpoint:
     restore_checkpoint(model, checkpoint, config.model_dir)
   else:

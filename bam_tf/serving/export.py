@@ -156,12 +156,21 @@ def restore_run(model_dir: str, trial: int = 0):
   if not tf.io.gfile.exists(path + ".index"):  # before the slow encoder load
     raise ExportError(f"{path} not found; trial {trial} of {model_dir} has "
                       "not finished")
+  model, tokenizer, bundle = build_run_model(config)
+  restore_final(model, bundle.layer, model_dir, trial)
+  return config, model, tokenizer, bundle
+
+
+def build_run_model(config):
+  """(model, tokenizer, bundle): a run's encoder and heads as its flags
+  build them, for weights restored afterwards (--mode=eval, predict,
+  export); no optimizer or sampling plan. Under a strategy's scope and the
+  precision policy where the caller has them."""
   bundle, tokenizer = encoders.load_encoder_and_tokenizer(config)
   model = MultiTaskModel(bundle.layer, config.tasks,
                          regression_head=config.regression_head,
                          head_dropout=config.head_dropout)
-  restore_final(model, bundle.layer, model_dir, trial)
-  return config, model, tokenizer, bundle
+  return model, tokenizer, bundle
 
 
 # ---------------------------------------------------------------------------
