@@ -430,8 +430,8 @@ class InGraphTokenizer(tf.Module):
   # and exported when a SavedModel holds this module. No autograph: the
   # code has no Python control flow on tensors (tf.cond is explicit), and
   # converting it cost about as much as tracing it.
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)],
-               autograph=False)
+  @tf.function(autograph=False,
+               input_signature=[tf.TensorSpec([None], tf.string)])
   def tokenize_single(self, text_a):
     return self.tokenize_unpadded(text_a)
 
@@ -441,8 +441,8 @@ class InGraphTokenizer(tf.Module):
   def tokenize_pair(self, text_a, text_b):
     return self.tokenize_unpadded(text_a, text_b)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)],
-               autograph=False)
+  @tf.function(autograph=False,
+               input_signature=[tf.TensorSpec([None], tf.string)])
   def serve_single(self, text_a):
     return self(text_a)
 
