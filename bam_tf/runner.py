@@ -160,7 +160,8 @@ def build_model(config, bundle, plan, total_steps):
                     if config.loss_reduction == "mean" else 1.0),
       head_dropout=config.head_dropout, distill_schedule=schedule,
       teacher_tasks=[t.name for t in config.tasks
-                     if config.teacher_dirs.get(t.name)])
+                     if config.teacher_dirs.get(t.name)],
+      length_sorted_part_size=config.train_part_size)
   depth_fn = lambda name: encoders.variable_depth(name, bundle.num_layers)
   optimizer = optimization.create_optimizer(
       learning_rate=config.learning_rate, num_train_steps=total_steps,

@@ -64,6 +64,9 @@ flags.DEFINE_integer("bench_infer_examples", 1024, "inference phase: "
                      "examples predicted per split.")
 flags.DEFINE_list("bench_infer_batches", ["32", "64", "128"], "inference "
                   "phase: inference batch sizes to time.")
+flags.DEFINE_list("bench_part_sizes", ["16", "8", "4"], "parts phase: "
+                  "--length_sorted_part_size values timed against each "
+                  "other and against the batch whole (0).")
 flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
                                    "input", "eval", "variants"],
                   "Which parts to run (also: inference, the teacher-output "
@@ -71,7 +74,9 @@ flags.DEFINE_list("bench_phases", ["peak", "fixed", "breakdown", "mix",
                   "type; fusion, EinsumDense vs fusable MatMul; optimizer, the "
                   "fused Adam kernel vs elementwise ops; recipe, the "
                   "small Single->Multi recipe stage by stage, projected from "
-                  "timed steps, with its floor at the matmul peak).")
+                  "timed steps, with its floor at the matmul peak; parts, "
+                  "each recipe stage's random batches trained whole and in "
+                  "--length_sorted_part_size parts).")
 
 
 def set_benchmark_defaults():
@@ -796,6 +801,86 @@ def _pass_tokens(dataset, batches: int, flops_fn):
   return real, padded, flops
 
 
+def recipe_stages(config, data):
+  """(name, config, distill, batches per pass, steps) of each stage of the
+  small Single->Multi recipe: a single-task teacher per task (3 epochs of
+  batches of 32), then the annealed multi-task student (the original's
+  multiples, 6 epochs of batches of 128)."""
+  stages = [(f"teacher_{t.name}", [t], configure.SINGLE_TASK_DEFAULTS,
+             False) for t in config.tasks]
+  stages.append(("student", config.tasks, configure.MULTI_TASK_DEFAULTS,
+                 True))
+  for name, tasks, defaults, distill in stages:
+    cfg = sub_config(config, tasks, distill=distill,
+                     train_batch_size=defaults["train_batch_size"],
+                     num_train_epochs=defaults["num_train_epochs"],
+                     learning_rate=defaults["learning_rate"],
+                     task_sampling=("multiples" if len(tasks) > 1
+                                    else "loss_weights"))
+    plan = sampling.sampling_plan(data.train_sizes(tasks), cfg.task_sampling,
+                                  cfg.sampling_exponent,
+                                  recipe_scheme=cfg.task_sampling)
+    batch = cfg.train_batch_size
+    yield (name, cfg, distill, plan.steps_per_epoch(batch),
+           plan.train_steps(batch, cfg.num_train_epochs))
+
+
+def _parts_padding(dataset, batches: int, part_sizes):
+  """Real tokens of `batches` batches, and the tokens each batch costs in
+  length-sorted parts of each size (the train step's own cut; 0: the batch
+  whole, padded to its longest)."""
+  real = 0
+  padded = {n: 0 for n in part_sizes}
+  for batch in dataset.take(batches):
+    real += int(tf.reduce_sum(batch["input_mask"]))
+    for n in part_sizes:
+      padded[n] += sum(int(tf.size(part["input_mask"])) for part in
+                       pipeline.split_by_length(batch, n))
+  return real, padded
+
+
+def parts_phase(config, bundle, tokenizer, steps, repeats):
+  """Each recipe stage's random batches trained whole and in
+  --length_sorted_part_size parts, interleaved: s/step and speed-up over the
+  whole batch (paired), and the padded tokens of one pass of the stage's
+  batches under each cut (exact, not timed)."""
+  data = runner.featurize(config, tokenizer, lambda t: ["train"])
+  sizes = [0] + sorted({int(n) for n in FLAGS.bench_part_sizes} - {0},
+                       reverse=True)
+  res = {"part_sizes": sizes, "stages": {}}
+  for name, cfg, distill, per_pass, total in recipe_stages(config, data):
+    batch = cfg.train_batch_size
+    real, padded = _parts_padding(
+        mix_dataset(cfg, data, cfg.tasks, True, False, distill), per_pass,
+        sizes)
+    timers = {}
+    for n in sizes:
+      model = make_model(dataclasses.replace(cfg, length_sorted_part_size=n),
+                         bundle, distill)
+      timers[f"part_size_{n}"] = StepTimer(
+          model, mix_dataset(cfg, data, cfg.tasks, True, False, distill))
+    timed_runs = measure(timers, steps, repeats, batch)
+    stage = {"steps": total, "batch": batch, "real_tokens_per_pass": real}
+    for n in sizes:
+      key = f"part_size_{n}"
+      stage[key] = {
+          "s_per_step": timed_runs[key]["s_per_step"],
+          "speedup_paired": 1 / paired_ratio(timed_runs, key, "part_size_0"),
+          "padded_tokens_per_pass": padded[n],
+          "padding_fraction": 1 - real / padded[n],
+          "projected_train_s": total * timed_runs[key]["s_per_step"],
+          "runs_s": timed_runs[key]["runs_s"]}
+    res["stages"][name] = stage
+    print_table(f"length-sorted parts: {name} ({total} steps of {batch})", {
+        f"{'whole' if not n else f'parts of {n}'}: s/step, speed-up, "
+        "padding": (
+            f"{stage[f'part_size_{n}']['s_per_step']:.2f}, "
+            f"{stage[f'part_size_{n}']['speedup_paired']:.2f}x, "
+            f"{stage[f'part_size_{n}']['padding_fraction']:.0%}")
+        for n in sizes})
+  return res
+
+
 def recipe_phase(config, bundle, tokenizer, peak, steps, repeats):
   """The small Single->Multi recipe, stage by stage: a single-task teacher
   per task (3 epochs of batches of 32), then the annealed multi-task student
@@ -814,25 +899,10 @@ def recipe_phase(config, bundle, tokenizer, peak, steps, repeats):
       s for s in t.splits if os.path.isfile(
           readers.split_path(t, config.data_dir, s))])
   params = None
-  stages = [(f"teacher_{t.name}", [t], configure.SINGLE_TASK_DEFAULTS,
-             False) for t in config.tasks]
-  stages.append(("student", config.tasks, configure.MULTI_TASK_DEFAULTS,
-                 True))
   folder = tempfile.mkdtemp(prefix="bam_tf_bench_recipe_")
   res = {"peak_gflops": peak, "stages": {}}
-  for name, tasks, defaults, distill in stages:
-    cfg = sub_config(config, tasks, distill=distill,
-                     train_batch_size=defaults["train_batch_size"],
-                     num_train_epochs=defaults["num_train_epochs"],
-                     learning_rate=defaults["learning_rate"],
-                     task_sampling=("multiples" if len(tasks) > 1
-                                    else "loss_weights"))
-    plan = sampling.sampling_plan(data.train_sizes(tasks), cfg.task_sampling,
-                                  cfg.sampling_exponent,
-                                  recipe_scheme=cfg.task_sampling)
-    batch = cfg.train_batch_size
-    per_pass = plan.steps_per_epoch(batch)
-    total = plan.train_steps(batch, cfg.num_train_epochs)
+  for name, cfg, distill, per_pass, total in recipe_stages(config, data):
+    tasks, batch = cfg.tasks, cfg.train_batch_size
     model = make_model(cfg, bundle, distill)
     if params is None:
       params = non_embedding_params(model, bundle.num_layers)
@@ -1036,6 +1106,8 @@ def main(argv):
                                     repeats)
     print_table("the small Single->Multi recipe (seconds)", {
         k: v for k, v in report["recipe"].items() if k != "stages"})
+  if "parts" in phases:
+    report["parts"] = parts_phase(config, bundle, tokenizer, steps, repeats)
   if "variants" in phases:
     report["variants"] = variants_phase(
         config, lambda: encoders.build_encoder(config), steps, repeats, vocab)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, noise_lines
 
 
 def test_benchmark_debug_smoke(tmp_path, glue_dir):
@@ -22,6 +22,8 @@ def test_benchmark_debug_smoke(tmp_path, glue_dir):
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:]
+  # The figures only: not even the retracing warnings of its many steps.
+  assert noise_lines(proc.stdout) == []
   r = json.loads(out.read_text())
   assert r["matmul"]["peak_gflops"] > 0
   fixed = r["fixed_shape"]

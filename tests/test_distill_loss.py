@@ -9,7 +9,6 @@ and, for regression, (prediction - (lambda * gold + (1 - lambda) teacher))^2.
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras
 from official.nlp.modeling import networks
 

@@ -258,6 +258,7 @@ def test_tpu_style_settings_give_static_shapes(tmp_path):
       **{f.name: getattr(_DEFAULTS, f.name) for f in _FIELDS})
   assert config.static_shapes and not config.use_dynamic_padding
   assert not config.use_length_bucketing  # asked for, but shapes vary
+  assert config.train_part_size == 0  # the same
   ex = _examples(13, seed=2)
   path = str(tmp_path / "train.tfrecord")
   _write_records(path, ex)
@@ -323,7 +324,8 @@ _DEFAULTS = types.SimpleNamespace(
     custom_tasks="",
     strategy="tpu", tpu="", worker_timeout_s=600,
     mixed_precision="mixed_bfloat16",
-    length_bucketing=True, deterministic=False, jit_compile=False,
+    length_bucketing=True, length_sorted_part_size=8, deterministic=False,
+    jit_compile=False,
     loss_reduction="sum", adam_bias_correction=False)
 
 

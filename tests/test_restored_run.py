@@ -5,7 +5,6 @@ own seed, and on CPU that repeats it exactly (same metrics, same per-example
 predictions, same teacher outputs), while the teacher's other trials are
 left as they are."""
 
-import json
 import os
 import shutil
 

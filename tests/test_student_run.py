@@ -1,6 +1,7 @@
 """End to end through the command line at --debug size: a teacher run writes
 its outputs, an annealed student learns from them (lambda rising in the
-progress lines), and the student's model_dir exports a SavedModel that
+progress lines; each batch of 8 in two length-sorted parts), and the student's
+model_dir exports a SavedModel that
 serves raw text in a fresh process (TensorFlow + tensorflow_text only) with
 the same probabilities the student's own dev evaluation recorded."""
 
@@ -41,7 +42,8 @@ def test_teacher_student_export(tmp_path, glue_dir):
   out = _run(common + ["--task_names=rte,sts", f"--model_dir={student}",
                        "--distill", f"--teachers=rte:{teacher}",
                        f"--max_train_steps={STEPS}",
-                       "--teacher_output_trials="])
+                       "--teacher_output_trials=",
+                       "--length_sorted_part_size=4"])
   # Teacher annealing: lambda = step / total at the start of each step.
   for step in range(1, STEPS + 1):
     assert f"step {step}/{STEPS} " in out
@@ -49,6 +51,8 @@ def test_teacher_student_export(tmp_path, glue_dir):
     assert f"lambda {(step - 1) / STEPS:.3f}" in line, line
   results = json.loads(open(os.path.join(student, "results.json")).read())
   assert set(results["trials"][0]["tasks"]) == {"rte", "sts"}
+  config = json.loads(open(os.path.join(student, "config.json")).read())
+  assert config["length_sorted_part_size"] == 4
 
   export_base = str(tmp_path / "export")
   out = _run([f"--model_dir={student}", "--mode=export",

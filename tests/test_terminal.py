@@ -133,3 +133,27 @@ def test_long_predictions_show_progress(monkeypatch):
   quick.update(10)
   quick.done()
   assert lines == []  # a short prediction prints nothing
+
+
+def test_tensorflow_warnings_logged_before_set_up_stay_filtered():
+  """TensorFlow adds a handler of its own to its logger when it logs before
+  absl's is installed (the benchmark did): its retracing warnings printed
+  past the filter until console.setup took that handler away."""
+  script = (
+      "import bam_tf\n"
+      "import tensorflow as tf\n"
+      "from absl import app\n"
+      "from bam_tf.common import console\n"
+      "tf.get_logger()  # before app.run installs absl's handler\n"
+      "def main(argv):\n"
+      "  console.setup(verbose=False)\n"
+      "  for _ in range(8):  # retraces a new function each time\n"
+      "    tf.function(lambda x: x + 1)(tf.constant(1.0))\n"
+      "  print('done')\n"
+      "app.run(main)\n")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout
+  assert "done" in proc.stdout
+  assert noise_lines(proc.stdout) == []

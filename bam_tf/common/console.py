@@ -57,6 +57,16 @@ def setup(verbose: bool):
   with `verbose` (or a verbose parent), everything in absl's format at the
   verbosity absl's flag set. Safe to call again."""
   verbose = verbose or os.environ.get(VERBOSE_ENV) == "1"
+  # TensorFlow gives its logger a stderr handler of its own when it logs
+  # before absl's handler is on the root logger (an import that warns, a
+  # script that calls tf.get_logger() early): its records would pass by the
+  # filter below, and print twice when verbose. The root's handler (absl's,
+  # installed by app.run) takes them instead.
+  tf_logger = logging.getLogger("tensorflow")
+  if logging.getLogger().handlers:
+    for own in list(tf_logger.handlers):
+      if type(own) is logging.StreamHandler:  # pylint: disable=unidiomatic-typecheck
+        tf_logger.removeHandler(own)
   handler = absl_logging.get_absl_handler()
   for f in list(handler.filters):
     if isinstance(f, _ProjectOnly):

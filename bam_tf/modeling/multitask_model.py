@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence
 import tensorflow as tf
 import tf_keras
 
+from bam_tf.data import pipeline
 from bam_tf.modeling import teacher_annealing
 from bam_tf.tasks.task import TaskSpec
 
@@ -50,13 +51,19 @@ class MultiTaskModel(tf_keras.Model):
       `teacher_value` (its scaled prediction for regression tasks), blended
       into the targets of `teacher_tasks`.
     teacher_tasks: names of the tasks that have a teacher.
+    length_sorted_part_size: the train step runs each (per-replica) batch
+      in parts of at most this many examples of similar length, each padded
+      to its own longest example, with one gradient over them all
+      (bam_tf.data.pipeline.split_by_length): the same batch and summed
+      loss, less padding. 0: the batch whole.
   """
 
   def __init__(self, encoder, tasks: Sequence[TaskSpec], *,
                loss_weights: Optional[Dict[str, float]] = None,
                regression_head: str = "linear", loss_divisor: float = 1.0,
                head_dropout: float = 0.1, distill_schedule=None,
-               teacher_tasks: Sequence[str] = (), **kwargs):
+               teacher_tasks: Sequence[str] = (),
+               length_sorted_part_size: int = 0, **kwargs):
     tasks = [t if isinstance(t, TaskSpec) else TaskSpec.from_config(t)
              for t in tasks]
     names = [t.name for t in tasks]
@@ -97,6 +104,7 @@ class MultiTaskModel(tf_keras.Model):
         [float(loss_weights.get(name, 1.0)) for name in names], tf.float32)
     self.distill_schedule = distill_schedule
     self.teacher_tasks = frozenset(teacher_tasks)
+    self.length_sorted_part_size = int(length_sorted_part_size)
     # train_step returns logs already reduced over replicas.
     self.distribute_reduction_method = "first"
     # lambda of teacher annealing; 1.0 = gold labels only.
@@ -116,6 +124,7 @@ class MultiTaskModel(tf_keras.Model):
         "distill_schedule": (None if self.distill_schedule is None
                              else self.distill_schedule.get_config()),
         "teacher_tasks": sorted(self.teacher_tasks),
+        "length_sorted_part_size": self.length_sorted_part_size,
     }
 
   @classmethod
@@ -186,8 +195,17 @@ class MultiTaskModel(tf_keras.Model):
     scaling = isinstance(self.optimizer,
                          tf_keras.mixed_precision.LossScaleOptimizer)
     with tf.GradientTape() as tape:
-      outputs = self(model_inputs(features), training=True)
-      total, per_task, counts = self.bam_loss(features, outputs)
+      # One part unless --length_sorted_part_size: the parts' losses add up to
+      # the batch's (each example's loss depends on that example alone).
+      losses = [self.bam_loss(part, self(model_inputs(part), training=True))
+                for part in pipeline.split_by_length(
+                    features, self.length_sorted_part_size)]
+      total, per_task, counts = losses[0]
+      if len(losses) > 1:
+        total = tf.add_n([part[0] for part in losses])
+        counts = tf.add_n([part[2] for part in losses])
+        per_task = tf.math.divide_no_nan(
+            tf.add_n([part[1] * part[2] for part in losses]), counts)
       objective = total / self.loss_divisor
       scaled = (self.optimizer.get_scaled_loss(objective) if scaling
                 else objective)

@@ -20,7 +20,6 @@ so (--dtype=float32, for runs on this machine), else rounded to float16 for
 transport (max abs rounding 1e-3) and cast back; compute is float32.
 EPOCHS (default 3) sets the epochs; 1 = one pass for speed comparisons.
 """
-import csv
 import json
 import os
 import sys
