@@ -67,7 +67,7 @@ def _config(**kw):
   return types.SimpleNamespace(**base)
 
 
-def _build(strategy, config=None, seed=7):
+def _build(strategy, config=None, seed=7, part_size=0):
   """Tiny encoder + heads + BAM optimizer under the strategy and policy."""
   config = config or _config()
   tasks = _tasks()
@@ -79,7 +79,8 @@ def _build(strategy, config=None, seed=7):
         dropout_rate=0.0, attention_dropout_rate=0.0, dict_outputs=True)
     model = MultiTaskModel(encoder, tasks,
                            loss_weights={"rte": 1.0, "sts": 2.0},
-                           head_dropout=0.0)
+                           head_dropout=0.0,
+                           length_sorted_part_size=part_size)
     opt = optimization.create_optimizer(
         learning_rate=1e-3, num_train_steps=20, warmup_steps=2,
         layerwise_lr_decay=0.9, num_layers=LAYERS,
@@ -152,13 +153,27 @@ def _fit(model, steps=STEPS):
   return rec.losses
 
 
-def test_mirrored_matches_one_device_loss_trajectory():
+@pytest.mark.parametrize("part_size", [0, 2])
+def test_mirrored_matches_one_device_loss_trajectory(monkeypatch, part_size):
+  """Also with --length_sorted_part_size: each replica cuts its own half of
+  the batch (4 examples, 2 parts), and the trajectory is the whole batch's
+  on one device."""
   mirrored = _two_cpus()
   one = _build(tf.distribute.get_strategy())
-  two = _build(mirrored)
+  two = _build(mirrored, part_size=part_size)
   for a, b in zip(one.get_weights(), two.get_weights()):
     np.testing.assert_array_equal(a, b)
+  cuts = []
+  split = pipeline.split_by_length
+
+  def counting_split(features, size):
+    parts = split(features, size)
+    cuts.append(len(parts))
+    return parts
+  monkeypatch.setattr(pipeline, "split_by_length", counting_split)
   l1, l2 = _fit(one), _fit(two)
+  # Traced once per model (and per replica for the mirrored one).
+  assert set(cuts) == ({1} if not part_size else {1, 2})
   assert len(l1) == len(l2) == STEPS
   assert len(set(np.round(l1, 6))) > 1  # the model actually trains
   print("max relative loss difference:",
