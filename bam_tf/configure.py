@@ -355,8 +355,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "results differ only by float rounding and dropout draws. 8 is "
        "fastest on a 2-core CPU (3.4x on the small recipe's student; "
        "docs/PERFORMANCE.md). 0 = off (the batch whole, as the original). "
-       "Needs dynamic padding (not on TPUs).",
-       check=lambda v: v >= 0, message="must be >= 0 (0 = off), got {value}",
+       "Needs dynamic padding (ignored on TPUs); refused with "
+       "--jit_compile.", check=lambda v: v >= 0, message="must be >= 0 (0 = off), got {value}",
        rerun_safe=True, group="hardware"),
     _S("mixed_precision", "enum", "none", "Keras mixed "
        "precision policy (heads and losses stay float32; "
@@ -697,6 +697,9 @@ def validate(config: BamConfig, need_data: bool = True):
   _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),
          "mixed_precision", "TPUs compute in bfloat16: use mixed_bfloat16 "
          "with --strategy=tpu")
+  _check(not (c.jit_compile and c.train_part_size), "length_sorted_part_size",
+         "not with --jit_compile: XLA compiles a program per shape, and the "
+         "parts' widths change with every batch (use one or the other)")
   # --mode=eval reads the run's tasks and data (check_paths checks them).
   if need_data and c.mode in ("train", "inspect_data", "predict"):
     _check_data(c)

@@ -61,6 +61,22 @@ def test_invalid_values_name_the_flag(tmp_path, glue_dir, arg, message):
     _config(tmp_path, glue_dir, arg)
 
 
+def test_length_sorted_parts_need_shapes_that_may_vary(tmp_path, glue_dir):
+  c = _config(tmp_path, glue_dir, "--length_sorted_part_size=8")
+  assert c.train_part_size == 8
+  with pytest.raises(configure.ConfigError, match="--length_sorted_part_size:"
+                     " not with --jit_compile"):
+    _config(tmp_path, glue_dir, "--length_sorted_part_size=8",
+            "--jit_compile")
+  with pytest.raises(configure.ConfigError, match="--length_sorted_part_size:"
+                     " must be >= 0"):
+    _config(tmp_path, glue_dir, "--length_sorted_part_size=-1")
+  # Fixed shapes (--dynamic_padding=false, a TPU): the batch stays whole.
+  c = _config(tmp_path, glue_dir, "--length_sorted_part_size=8",
+              "--dynamic_padding=false", "--jit_compile")
+  assert c.train_part_size == 0
+
+
 def test_missing_data_dir_and_encoder_positions(tmp_path, glue_dir):
   with pytest.raises(configure.ConfigError, match="--data_dir"):
     _config(tmp_path, glue_dir, f"--data_dir={tmp_path}/missing")
