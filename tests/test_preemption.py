@@ -2,7 +2,8 @@
 
 SIGTERM: the run writes a checkpoint at the step it is at, whatever
 --save_checkpoints_steps says, exits with one line, and the rerun resumes
-from it to the same results as an unbroken run (CPU, same seed). Checked
+from it to the same results as an unbroken run (CPU, same seed; each batch
+in length-sorted parts, whose dropout draws must continue too). Checked
 through a real run_classifier.py process signalled from outside, and in
 process (the line, the checkpoint, the handler put back).
 
@@ -61,7 +62,8 @@ def _args(glue_dir, model_dir):
           f"--model_dir={model_dir}", "--debug", "--deterministic",
           f"--max_train_steps={TOTAL_STEPS}", "--train_batch_size=8",
           "--eval_batch_size=8", "--save_checkpoints_steps=1000",
-          "--log_every_steps=1", "--teacher_output_trials="]
+          "--log_every_steps=1", "--teacher_output_trials=",
+          "--length_sorted_part_size=4"]
 
 
 def _start(args, paced=False):
