@@ -356,8 +356,9 @@ SETTINGS: Tuple[Setting, ...] = (
        "fastest on a 2-core CPU (3.4x on the small recipe's student; "
        "docs/PERFORMANCE.md). 0 = off (the batch whole, as the original). "
        "Needs dynamic padding (ignored on TPUs); refused with "
-       "--jit_compile.", check=lambda v: v >= 0, message="must be >= 0 (0 = off), got {value}",
-       rerun_safe=True, group="hardware"),
+       "--jit_compile.", check=lambda v: v >= 0,
+       message="must be >= 0 (0 = off), got {value}", rerun_safe=True,
+       group="hardware"),
     _S("mixed_precision", "enum", "none", "Keras mixed "
        "precision policy (heads and losses stay float32; "
        "mixed_float16 adds dynamic loss scaling).", values=MIXED_PRECISION,
