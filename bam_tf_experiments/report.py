@@ -133,6 +133,8 @@ class RunDir:
     self.scores: Dict[str, Dict[int, float]] = {n: {} for n in names}
     self.trial_info = {int(tr["trial"]): {k: tr[k] for k in compute.COST_KEYS
                                           if k in tr} for tr in trials}
+    # Each trial's training seed (None in records older than it).
+    self.seeds = {int(tr["trial"]): tr.get("seed") for tr in trials}
     for tr in trials:
       for n in names:
         if n not in tr.get("tasks", {}) or "score" not in tr["tasks"][n]:
@@ -211,7 +213,9 @@ def _describe(values: Sequence[float]) -> Dict[str, float]:
           "min": min(vs), "max": max(vs), "n": len(vs)}
 
 
-def _aligned(task: str, a: Method, b: Method, trial_a: int, trial_b: int):
+def aligned_predictions(task: str, a: Method, b: Method, trial_a: int,
+                        trial_b: int):
+  """(gold, a's predictions, b's predictions) over the same dev examples."""
   eid_a, gold_a, pred_a = a.task_run[task].predictions(task, trial_a)
   eid_b, gold_b, pred_b = b.task_run[task].predictions(task, trial_b)
   if not np.array_equal(eid_a, eid_b):
@@ -478,29 +482,30 @@ def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
       ta = st.median_trial(base.scores(t))
       tb = st.median_trial(m.scores(t))
       trials[t] = [ta, tb]
-      per_task.append((base.spec(t),) + _aligned(t, base, m, ta, tb))
+      per_task.append((base.spec(t),)
+                      + aligned_predictions(t, base, m, ta, tb))
     r = st.stratified_bootstrap_average_test(per_task, n_resamples, seed,
                                              pvalue)
     r["trials"] = trials
     return r
   ta = st.median_trial(base.scores(col))
   tb = st.median_trial(m.scores(col))
-  gold, pa, pb = _aligned(col, base, m, ta, tb)
+  gold, pa, pb = aligned_predictions(col, base, m, ta, tb)
   r = st.paired_bootstrap_test(m.spec(col), gold, pa, pb, n_resamples,
-                               st._seed_for(seed, col), pvalue)  # pylint: disable=protected-access
+                               st.resample_seed(seed, col), pvalue)
   r["trials"] = [ta, tb]
   return r
 
 
 # ----------------------------------------------------------------- writing
 
-def _fmt_p(p: float, n_resamples: Optional[int] = None) -> str:
+def format_p(p: float, n_resamples: Optional[int] = None) -> str:
   if p == 0 and n_resamples:
     return f"<{1.0 / n_resamples:.0e}"
   return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def _header(col: str) -> str:
+def column_header(col: str) -> str:
   if col == AVG:
     return AVG
   spec = glue.GLUE_TASKS.get(col)
@@ -528,7 +533,7 @@ def marked_cells(report: Dict, test_name: str) -> Dict[str, Dict[str, str]]:
   return out
 
 
-def _md_table(header: List[str], rows: List[List[str]]) -> List[str]:
+def markdown_table(header: List[str], rows: List[List[str]]) -> List[str]:
   lines = ["| " + " | ".join(header) + " |",
            "|" + "|".join("---" for _ in header) + "|"]
   lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -544,7 +549,7 @@ def render_markdown(report: Dict) -> str:
     lines.append(f"## Dev scores (median over trials) - marks: "
                  f"{res['description']}")
     lines.append("")
-    lines += _md_table(["Model"] + [_header(c) for c in cols],
+    lines += markdown_table(["Model"] + [column_header(c) for c in cols],
                        [[m] + [cells[m][c] for c in cols] for m in cells])
     lines.append("")
     legend = ", ".join(f"{mk} improves over {b}"
@@ -553,7 +558,7 @@ def render_markdown(report: Dict) -> str:
       lines.append(f"{legend}; {res['correction']}.")
       lines.append("")
   if not report["tests"]:
-    lines += _md_table(["Model"] + [_header(c) for c in cols],
+    lines += markdown_table(["Model"] + [column_header(c) for c in cols],
                        [[m] + ["-" if by.get(c) is None else f"{by[c]:.1f}"
                                for c in cols]
                         for m, by in report["cells"].items()])
@@ -566,11 +571,11 @@ def render_markdown(report: Dict) -> str:
     for c in cols:
       if c in by:
         d = by[c]
-        rows.append([m, _header(c)] + [f"{d[k]:.2f}" for k in
-                                       ("median", "mean", "std", "min",
-                                        "max")] + [str(d["n"])])
-  lines += _md_table(["Model", "Task", "median", "mean", "std", "min", "max",
-                      "n"], rows)
+        rows.append([m, column_header(c)] + [f"{d[k]:.2f}" for k in
+                                             ("median", "mean", "std", "min",
+                                              "max")] + [str(d["n"])])
+  lines += markdown_table(["Model", "Task", "median", "mean", "std", "min",
+                           "max", "n"], rows)
   lines.append("")
   for test_name, res in report["tests"].items():
     lines.append(f"## Comparisons: {res['description']}")
@@ -580,13 +585,13 @@ def render_markdown(report: Dict) -> str:
     rows = []
     for c in res["comparisons"]:
       nr = s["n_resamples"] if test_name == "bootstrap" else None
-      rows.append([c["method"], c["baseline"], _header(c["column"]),
-                   f"{c['delta']:+.2f}", _fmt_p(c["p_value"], nr),
-                   _fmt_p(c["p_adjusted"], nr),
+      rows.append([c["method"], c["baseline"], column_header(c["column"]),
+                   f"{c['delta']:+.2f}", format_p(c["p_value"], nr),
+                   format_p(c["p_adjusted"], nr),
                    "yes" if c["significant"] else "no"])
     if rows:
-      lines += _md_table(["Method", "vs", "Task", "delta", "p", "p (Holm)",
-                          f"p<{s['alpha']}"], rows)
+      lines += markdown_table(["Method", "vs", "Task", "delta", "p",
+                               "p (Holm)", f"p<{s['alpha']}"], rows)
     else:
       lines.append("None could be run (see the notes).")
     lines.append("")
@@ -600,7 +605,7 @@ def render_markdown(report: Dict) -> str:
   return "\n".join(lines)
 
 
-def _csv(rows: List[List]) -> str:
+def csv_text(rows: List[List]) -> str:
   buf = io.StringIO()
   csv.writer(buf, lineterminator="\n").writerows(rows)
   return buf.getvalue()
@@ -620,7 +625,7 @@ def write_report(report: Dict, out_dir: str):
       v = by.get(c)
       rows.append([m, c, "" if v is None else repr(v)]
                   + [marked[t][m][c] for t in tests])
-  files.write_text_atomic(os.path.join(out_dir, "table.csv"), _csv(rows))
+  files.write_text_atomic(os.path.join(out_dir, "table.csv"), csv_text(rows))
   rows = [["test", "method", "baseline", "column", "delta", "p_value",
            "p_adjusted", "significant", "alpha", "correction"]]
   for t, res in report["tests"].items():
@@ -630,18 +635,18 @@ def write_report(report: Dict, out_dir: str):
                    repr(c["p_adjusted"]), c["significant"],
                    report["settings"]["alpha"], res["correction"]])
   files.write_text_atomic(os.path.join(out_dir, "comparisons.csv"),
-                          _csv(rows))
+                          csv_text(rows))
   files.write_text_atomic(os.path.join(out_dir, "compute.csv"),
-                          _csv(compute.csv_rows(report["compute"])))
+                          csv_text(compute.csv_rows(report["compute"])))
   files.write_json_atomic(os.path.join(out_dir, "report.json"),
-                          _jsonable(report))
+                          jsonable(report))
 
 
-def _jsonable(x):
+def jsonable(x):
   if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   if isinstance(x, (np.floating, float)):
     return None if math.isnan(float(x)) else float(x)
   if isinstance(x, (np.integer,)):
@@ -663,7 +668,7 @@ def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
       {m: {c: list(s.values()) for c, s in by.items()}
        for m, by in report["trial_scores"].items()},
       report["columns"], path,
-      titles={c: _header(c) for c in report["columns"]})
+      titles={c: column_header(c) for c in report["columns"]})
   written.append(path)
   for m in rows.values():
     for run in m.runs:
@@ -685,6 +690,14 @@ def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
 
 # --------------------------------------------------------------------- CLI
 
+def add_test_flags(p: argparse.ArgumentParser):
+  """--alpha, --n_resamples and --seed, shared with paired_trials."""
+  p.add_argument("--alpha", type=float, default=0.05)
+  p.add_argument("--n_resamples", type=int, default=st.DEFAULT_RESAMPLES)
+  p.add_argument("--seed", type=int, default=st.DEFAULT_SEED,
+                 help="the bootstrap's resampling seed")
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(
       prog="python -m bam_tf_experiments.report",
@@ -700,9 +713,7 @@ def parse_args(argv=None):
   p.add_argument("--out_dir", default="", help="where to write the report")
   p.add_argument("--test", default="bootstrap",
                  choices=["bootstrap", "mannwhitney", "both"])
-  p.add_argument("--alpha", type=float, default=0.05)
-  p.add_argument("--n_resamples", type=int, default=st.DEFAULT_RESAMPLES)
-  p.add_argument("--seed", type=int, default=st.DEFAULT_SEED)
+  add_test_flags(p)
   p.add_argument("--bootstrap_pvalue", default="nonpositive",
                  choices=list(st.PVALUE_METHODS),
                  help="nonpositive: P*(delta <= 0); shifted: "

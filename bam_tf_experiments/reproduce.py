@@ -13,7 +13,8 @@ checkpoint, so rerunning the same command after a kill (or in the next
 session) continues where it stopped. Each stage's wall time, training and
 evaluation seconds go to `stages.json` and `stages.md` in --out_dir as it
 finishes; when every stage is done the report (bam_tf_experiments.report) is
-written to --out_dir.
+written to --out_dir, and with --paired_baseline the seed-by-seed comparison
+of two recipes (bam_tf_experiments.paired_trials).
 
 With --retrain_missing_predictions, finished trials whose per-example dev
 predictions are gone (a run dir restored from results.json alone) are then
@@ -44,6 +45,7 @@ from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.outputs import results as results_lib
 from bam_tf_experiments import compute
+from bam_tf_experiments import paired_trials
 from bam_tf_experiments import report
 from bam_tf_experiments import statistics as st
 
@@ -80,6 +82,9 @@ PRESETS = {
         "baselines": ["Single"],
         "out_dir": "docs/results/small_exact/bucketing",
         "report_flags": ["--test=both"],
+        # The question is two-sided and the seeds are shared: also compare
+        # seed by seed (bam_tf_experiments.paired_trials).
+        "paired_baseline": "Single",
     },
 }
 
@@ -441,7 +446,8 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
               baselines: Sequence[str] = (), stage_flags: Sequence[str] = (),
               log_dir: Optional[str] = None, dry_run: bool = False,
               report_args: Sequence[str] = (),
-              retrain_missing_predictions: bool = False) -> int:
+              retrain_missing_predictions: bool = False,
+              paired_baseline: Optional[str] = None) -> int:
   stages = plan_stages(methods, trials, stage_flags)
   pending = [s for s in stages if not is_done(s)]
   print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
@@ -476,7 +482,13 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
     argv += ["--baselines", ",".join(baselines)]
   print(f"report: python -m bam_tf_experiments.report {shlex.join(argv)}",
         flush=True)
-  return report.main(argv)
+  rc = report.main(argv)
+  if rc or not paired_baseline:
+    return rc
+  argv = ["--runs", runs, "--baseline", paired_baseline, "--out_dir", out_dir]
+  print("seed by seed: python -m bam_tf_experiments.paired_trials "
+        f"{shlex.join(argv)}", flush=True)
+  return paired_trials.main(argv)
 
 
 def parse_args(argv=None):
@@ -506,6 +518,11 @@ def parse_args(argv=None):
                       "missing, so the paired bootstrap can test it")
   p.add_argument("--dry_run", action="store_true",
                  help="list the stages and which are done; run nothing")
+  p.add_argument("--paired_baseline", default=None,
+                 help="with two methods trained on the same seeds: also "
+                      "compare them seed by seed, two-sided, against this "
+                      "one (bam_tf_experiments.paired_trials; default: the "
+                      "preset's)")
   p.add_argument("--report_flags", default="",
                  help="extra bam_tf_experiments.report flags, space-separated "
                       "(after the preset's)")
@@ -530,6 +547,11 @@ def main(argv=None) -> int:
     for b in baselines:
       if b not in names:
         raise ReproduceError(f"--baselines: {b!r} is not one of {names}")
+    paired = (args.paired_baseline if args.paired_baseline is not None
+              else preset.get("paired_baseline"))
+    if paired and (paired not in names or len(names) != 2):
+      raise ReproduceError(f"--paired_baseline: {paired!r} must be one of "
+                           f"exactly two methods (the methods are {names})")
     out_dir = args.out_dir or preset.get("out_dir")
     if not out_dir:
       raise ReproduceError("--out_dir: required without --preset")
@@ -537,7 +559,7 @@ def main(argv=None) -> int:
                      args.stage_flags.split(), args.log_dir or None,
                      args.dry_run,
                      preset.get("report_flags", []) + args.report_flags.split(),
-                     args.retrain_missing_predictions)
+                     args.retrain_missing_predictions, paired or None)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -179,7 +179,7 @@ def batched_metric_for(task: TaskSpec, metric: Optional[str] = None):
 
 # -------------------------------------------------------------- bootstrap
 
-def _seed_for(seed: int, key: str = "") -> int:
+def resample_seed(seed: int, key: str = "") -> int:
   """A stable per-key seed (zlib.crc32, not hash(): that is salted)."""
   return (int(seed) * 1_000_003 + zlib.crc32(key.encode("utf-8"))) % 2**32
 
@@ -232,6 +232,13 @@ def bootstrap_pvalue(observed: float, deltas: np.ndarray,
                         f"{PVALUE_METHODS}, got {pvalue!r}")
 
 
+def two_sided_bootstrap_pvalue(deltas: np.ndarray) -> float:
+  """p of "B differs from A", either way: twice the smaller tail of the
+  resampled deltas around 0, capped at 1 (B identical to A gives 1)."""
+  deltas = np.asarray(deltas)
+  return float(min(1.0, 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))))
+
+
 def paired_bootstrap_test(task: TaskSpec, gold, pred_a, pred_b,
                           n_resamples: int = DEFAULT_RESAMPLES,
                           seed: int = DEFAULT_SEED,
@@ -272,7 +279,7 @@ def stratified_bootstrap_average_test(
   for task, gold, pred_a, pred_b in per_task:
     obs, deltas = bootstrap_deltas(batched_metric_for(task), gold, pred_a,
                                    pred_b, n_resamples,
-                                   _seed_for(seed, task.name))
+                                   resample_seed(seed, task.name))
     observed += obs
     total += deltas
   observed /= len(per_task)
@@ -296,8 +303,10 @@ def median_trial(scores: Mapping[int, float]) -> int:
 # ----------------------------------------------------------- Mann-Whitney
 
 def mann_whitney_test(scores_a: Sequence[float],
-                      scores_b: Sequence[float]) -> Dict:
-  """One-sided Mann-Whitney U test that B's trial scores exceed A's.
+                      scores_b: Sequence[float],
+                      alternative: str = "greater") -> Dict:
+  """Mann-Whitney U test that B's trial scores exceed A's (alternative
+  "greater", one-sided) or differ from them ("two-sided").
 
   U is B's statistic (pairs (b, a) with b > a, ties count 1/2); scipy picks
   the exact distribution for small samples without ties, else the normal
@@ -307,11 +316,24 @@ def mann_whitney_test(scores_a: Sequence[float],
   if len(a) == 0 or len(b) == 0:
     raise StatisticsError(f"Mann-Whitney needs trial scores on both sides "
                           f"(A has {len(a)}, B has {len(b)})")
-  res = stats.mannwhitneyu(b, a, alternative="greater")
+  if alternative not in ("greater", "two-sided"):
+    raise StatisticsError(f"Mann-Whitney alternative must be 'greater' or "
+                          f"'two-sided', got {alternative!r}")
+  res = stats.mannwhitneyu(b, a, alternative=alternative)
   return {"u_statistic": float(res.statistic), "p_value": float(res.pvalue),
           "n_a": int(len(a)), "n_b": int(len(b)),
           "median_a": float(np.median(a)), "median_b": float(np.median(b)),
-          "delta": float(np.median(b) - np.median(a))}
+          "delta": float(np.median(b) - np.median(a)),
+          "alternative": alternative}
+
+
+def mann_whitney_smallest_p(n_a: int, n_b: int,
+                            alternative: str = "greater") -> float:
+  """The smallest p the exact test can give n_a against n_b trials without
+  ties (one ordering of C(n_a + n_b, n_a)): 3 against 3 cannot go below
+  0.05 one-sided, 0.1 two-sided."""
+  p = 1.0 / math.comb(n_a + n_b, n_a)
+  return min(1.0, 2 * p) if alternative == "two-sided" else p
 
 
 # -------------------------------------------------------- Holm-Bonferroni

@@ -165,6 +165,8 @@ def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):
     (["--methods=M:{tmp}/a.cfg", "--baselines=Multi"], "'Multi' is not one"),
     (["--methods=M:{tmp}/a.cfg", "--trials=0"], "--trials: 0"),
     (["--trials=1"], "give --preset or --methods"),
+    (["--methods=M:{tmp}/a.cfg", "--paired_baseline=M"],
+     "--paired_baseline: 'M' must be one of exactly two methods"),
 ])
 def test_bad_input_names_what_is_wrong(tmp_path, capsys, args, message):
   _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/a")
@@ -204,7 +206,8 @@ def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,
   out_dir = str(tmp_path / "report")
   args = [f"--methods=A:{a},B:{b}", "--trials=2", "--baselines=A",
           f"--out_dir={out_dir}", f"--log_dir={tmp_path}/logs",
-          "--report_flags=--n_resamples=200 --no_plots"]
+          "--report_flags=--n_resamples=200 --no_plots",
+          "--paired_baseline=A"]
   assert reproduce.main(args) == 0
   printed = capsys.readouterr().out
   assert "stage 4/4: b.cfg trial 2" in printed
@@ -235,6 +238,17 @@ def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,
     assert report["stats"][name]["rte"]["n"] == 2
   comps = report["tests"]["bootstrap"]["comparisons"]
   assert {(c["baseline"], c["method"]) for c in comps} == {("A", "B")}
+  # Same seeds on both sides: B is also compared with A seed by seed.
+  paired = json.load(open(os.path.join(out_dir, "paired.json")))
+  per_seed = paired["tasks"][0]["per_seed"]
+  seeds = {d: {t["seed"]: t["tasks"]["rte"]["score"]
+               for t in results_lib.load(str(tmp_path / d))["trials"]}
+           for d in ("a", "b")}
+  assert [p["seed"] for p in per_seed] == sorted(seeds["a"]) == sorted(
+      seeds["b"])
+  for p in per_seed:
+    assert p["delta"] == pytest.approx(
+        seeds["b"][p["seed"]] - seeds["a"][p["seed"]], abs=1e-6)
 
   # Rerun: every stage is done, nothing runs, the stage log is unchanged.
   assert reproduce.main(args) == 0
@@ -294,6 +308,7 @@ def test_small_bucketing_preset_pairs_each_teacher_with_its_bucketed_twin(
   preset = reproduce.PRESETS["small_bucketing"]
   stages = reproduce.plan_stages(preset["methods"], trials=3)
   assert len(stages) == 24  # 8 flagfiles x 3 trials
+  assert preset["paired_baseline"] == "Single"  # same seeds, two-sided
   tasks = ("cola", "mrpc", "sts", "rte")
   assert {s.model_dir for s in stages} == (
       {f"runs/small_exact/single_{t}" for t in tasks}
