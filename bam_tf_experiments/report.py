@@ -241,29 +241,32 @@ def build_report(methods: Dict[str, List[str]],
                  seed: int = st.DEFAULT_SEED,
                  bootstrap_pvalue: str = "nonpositive",
                  tasks: Optional[Sequence[str]] = None,
-                 plots: bool = True) -> Dict:
+                 plots: bool = True,
+                 tested: Optional[Sequence[str]] = None) -> Dict:
   """Loads the runs, tests every method against every baseline and (with
   out_dir) writes table.md, table.csv, comparisons.csv, report.json, PNGs.
 
   methods: {row name: [run dirs]} in row order; baselines: row names, each
   gets a mark symbol (†, ‡, ...); test: "bootstrap", "mannwhitney" or
-  "both". Returns the report dict (what report.json holds, plus
-  "markdown")."""
+  "both"; tested: the methods tested against the baselines (default: every
+  other method), which sets the size of the Holm family. Returns the report
+  dict (what report.json holds, plus "markdown")."""
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
+  tested = check_tested(methods, baselines, tested)
   rows = load_methods(methods)
   columns = table_columns(rows, tasks)
   notes: List[str] = []
   trial_scores, stats_table, cells = score_table(rows, columns, notes)
   results, untested, missing = run_tests(
       tests, rows, baselines, marks, columns, trial_scores, alpha,
-      n_resamples, seed, bootstrap_pvalue)
+      n_resamples, seed, bootstrap_pvalue, tested)
   notes += untested_notes(untested, missing)
   report = assemble_report(
       rows, columns, trial_scores, stats_table, cells, results, notes,
       {"test": test, "alpha": alpha, "n_resamples": n_resamples,
        "seed": seed, "bootstrap_pvalue": bootstrap_pvalue,
-       "baselines": baselines, "marks": marks})
+       "baselines": baselines, "marks": marks, "tested": tested})
   if out_dir and plots:
     report["plots"], plot_notes = _write_plots(report, rows, out_dir)
     report["notes"].extend(plot_notes)
@@ -293,6 +296,22 @@ def check_settings(methods: Dict[str, List[str]], baselines: Sequence[str],
   if len(baselines) > len(MARKS):
     raise ReportError(f"--baselines: at most {len(MARKS)} baselines")
   return tests, baselines, dict(zip(baselines, MARKS))
+
+
+def check_tested(methods: Dict[str, List[str]], baselines: Sequence[str],
+                 tested: Optional[Sequence[str]]) -> List[str]:
+  """The methods tested against the baselines: `tested`, or by default
+  every method (each is compared with every baseline but itself)."""
+  if not tested:
+    return list(methods)
+  for name in tested:
+    if name not in methods:
+      raise ReportError(f"--tested: {name!r} is not a method of --runs "
+                        f"({', '.join(methods)})")
+  if baselines and set(tested) <= set(baselines) and len(baselines) == 1:
+    raise ReportError(f"--tested: {', '.join(tested)} is the only baseline; "
+                      "a method is not tested against itself")
+  return list(tested)
 
 
 def load_methods(methods: Dict[str, List[str]]) -> Dict[str, Method]:
@@ -358,7 +377,8 @@ def score_table(rows: Dict[str, Method], columns: Sequence[str],
 def run_tests(tests: Sequence[str], rows: Dict[str, Method],
               baselines: Sequence[str], marks: Dict[str, str],
               columns: Sequence[str], trial_scores: Dict, alpha: float,
-              n_resamples: int, seed: int, bootstrap_pvalue: str):
+              n_resamples: int, seed: int, bootstrap_pvalue: str,
+              tested: Sequence[str]):
   """Every test's comparisons, Holm-corrected over each test's family.
 
   Returns (results: {test: {description, correction, comparisons}},
@@ -370,7 +390,7 @@ def run_tests(tests: Sequence[str], rows: Dict[str, Method],
   for test_name in tests:
     comps = compare_all(test_name, rows, baselines, marks, columns,
                         trial_scores, n_resamples, seed, bootstrap_pvalue,
-                        untested, missing)
+                        untested, missing, tested)
     if list(tests) == ["bootstrap"] and missing and not comps:
       raise ReportError(
           "bootstrap test needs per-example predictions: "
@@ -381,6 +401,8 @@ def run_tests(tests: Sequence[str], rows: Dict[str, Method],
         "description": TEST_NAMES[test_name],
         "correction": CORRECTION.format(m=len(comps), alpha=alpha),
         "comparisons": comps}
+    if test_name == "mannwhitney":
+      results[test_name]["power_note"] = mann_whitney_power_note(comps, alpha)
   return results, untested, missing
 
 
@@ -388,8 +410,9 @@ def compare_all(test_name: str, rows: Dict[str, Method],
                 baselines: Sequence[str], marks: Dict[str, str],
                 columns: Sequence[str], trial_scores: Dict,
                 n_resamples: int, seed: int, bootstrap_pvalue: str,
-                untested: Dict[tuple, List[str]], missing: set) -> List[Dict]:
-  """One test of every (baseline, other method, column) both sides have.
+                untested: Dict[tuple, List[str]], missing: set,
+                tested: Sequence[str]) -> List[Dict]:
+  """One test of every (baseline, tested method, column) both sides have.
 
   A comparison whose predictions are missing is left out and recorded in
   `untested` and `missing`."""
@@ -398,7 +421,7 @@ def compare_all(test_name: str, rows: Dict[str, Method],
   for b in baselines:
     base = rows[b]
     for m in rows.values():
-      if m.name == b:
+      if m.name == b or m.name not in tested:
         continue
       for col in columns_avg:
         try:
@@ -413,6 +436,28 @@ def compare_all(test_name: str, rows: Dict[str, Method],
                     "test": test_name, "mark": marks[b]})
           comps.append(c)
   return comps
+
+
+def mann_whitney_power_note(comps: List[Dict], alpha: float
+                            ) -> Optional[str]:
+  """Says so when no comparison can be marked whatever the scores: Holm
+  multiplies the smallest p by the family's size, and with few trials even
+  the strongest outcome (every trial above every other) is not small
+  enough."""
+  if not comps:
+    return None
+  floors = {(c["n_a"], c["n_b"]): st.mann_whitney_smallest_p(c["n_a"],
+                                                             c["n_b"])
+            for c in comps}
+  best = min(floors.values())
+  if best * len(comps) < alpha:
+    return None
+  sizes = ", ".join(f"{b} against {a} trials: {p:.3g}"
+                    for (a, b), p in sorted(floors.items()))
+  return (f"Mann-Whitney cannot mark anything in this table: its smallest "
+          f"one-sided p ({sizes}) times the {len(comps)} comparisons of its "
+          f"Holm family is {best * len(comps):.3g} >= {alpha} (more trials, "
+          "or fewer comparisons with --tested, let it decide)")
 
 
 def holm_correct(comps: List[Dict], alpha: float):
@@ -582,6 +627,8 @@ def render_markdown(report: Dict) -> str:
     lines.append("")
     lines.append(f"Correction: {res['correction']}.")
     lines.append("")
+    if res.get("power_note"):
+      lines += [res["power_note"] + ".", ""]
     rows = []
     for c in res["comparisons"]:
       nr = s["n_resamples"] if test_name == "bootstrap" else None
@@ -718,6 +765,10 @@ def parse_args(argv=None):
                  choices=list(st.PVALUE_METHODS),
                  help="nonpositive: P*(delta <= 0); shifted: "
                       "Berg-Kirkpatrick et al. 2012, P*(delta > 2 delta_obs)")
+  p.add_argument("--tested", default="",
+                 help="comma-separated methods to test against the baselines "
+                      "(default: every method); the Holm family is their "
+                      "comparisons, so name only the question's methods")
   p.add_argument("--tasks", default="",
                  help="comma-separated tasks to show (default: all found)")
   p.add_argument("--no_plots", action="store_true")
@@ -734,7 +785,8 @@ def main(argv=None) -> int:
         n_resamples=args.n_resamples, seed=args.seed,
         bootstrap_pvalue=args.bootstrap_pvalue,
         tasks=[t for t in args.tasks.split(",") if t.strip()] or None,
-        plots=not args.no_plots)
+        plots=not args.no_plots,
+        tested=[t.strip() for t in args.tested.split(",") if t.strip()])
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

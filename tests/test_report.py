@@ -176,6 +176,52 @@ def test_report_table_medians_and_marks(runs, tmp_path, test):
   assert len(lines) == 1 + 16 and "Holm-Bonferroni" in lines[1]
 
 
+def test_tested_sets_the_holm_family_and_the_power_note_says_when_it_is_too_big(
+    runs):
+  """6 trials against 6: Mann-Whitney's smallest one-sided p is 1/924. Over
+  the 16 comparisons of every method against both baselines it can still
+  mark; with 3 trials against 3 (1/20) it never can, and says so."""
+  every = rp.build_report(runs, ["Single", "Multi"], test="mannwhitney",
+                          plots=False)
+  only_best = rp.build_report(runs, ["Single", "Multi"], test="mannwhitney",
+                              plots=False, tested=["Best"])
+  comps = only_best["tests"]["mannwhitney"]["comparisons"]
+  assert {(c["method"], c["baseline"]) for c in comps} == {
+      ("Best", "Single"), ("Best", "Multi")}
+  assert len(comps) == 8  # 2 baselines x 4 columns
+  assert "over all 8 comparisons" in only_best["tests"]["mannwhitney"][
+      "correction"]
+  # The same raw p-values, a smaller family: Holm-adjusted p drop.
+  raw = {(c["baseline"], c["column"]): c for c in
+         every["tests"]["mannwhitney"]["comparisons"] if c["method"] == "Best"}
+  for c in comps:
+    before = raw[(c["baseline"], c["column"])]
+    assert c["p_value"] == before["p_value"]
+    assert c["p_adjusted"] <= before["p_adjusted"]
+  # Best's Avg: not significant over 16 comparisons, significant over 8.
+  avg = [c for c in comps if c["column"] == "Avg"]
+  assert all(c["significant"] for c in avg)
+  assert only_best["settings"]["tested"] == ["Best"]
+  assert every["tests"]["mannwhitney"]["power_note"] is None
+  # 3 trials a side over 4 comparisons: 4 x 1/20 >= 0.05.
+  note = rp.mann_whitney_power_note(
+      [{"n_a": 3, "n_b": 3, "p_value": 0.05}] * 4, 0.05)
+  assert note.startswith("Mann-Whitney cannot mark anything in this table")
+  assert "3 against 3 trials: 0.05" in note and "4 comparisons" in note
+  assert rp.mann_whitney_power_note(
+      [{"n_a": 5, "n_b": 5, "p_value": 0.004}] * 10, 0.05) is None
+  # 5 against 5 (1/252) decides over 10 comparisons, not over 15.
+  assert "0.0595" in rp.mann_whitney_power_note(
+      [{"n_a": 5, "n_b": 5, "p_value": 0.004}] * 15, 0.05)
+
+
+def test_tested_names_a_method_of_the_runs(runs):
+  with pytest.raises(rp.ReportError, match="--tested: 'Nope' is not a method"):
+    rp.build_report(runs, ["Single"], plots=False, tested=["Nope"])
+  with pytest.raises(rp.ReportError, match="is the only baseline"):
+    rp.build_report(runs, ["Single"], plots=False, tested=["Single"])
+
+
 def test_detailed_stats(runs):
   report = rp.build_report(runs, ["Single"], test="mannwhitney", plots=False)
   scores = _expected_scores((("sts",), ()))["sts"]

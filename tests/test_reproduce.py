@@ -300,6 +300,8 @@ def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):
           "single_cola", "single_mrpc", "single_sts", "single_rte", "multi",
           "single_to_multi", "single_to_multi_lambda0")}
   assert set(preset["baselines"]) <= {m for m, _ in preset["methods"]}
+  # Table 1's Holm family: Single->Multi against both baselines.
+  assert "--tested=Single->Multi" in preset["report_flags"]
 
 
 def test_small_bucketing_preset_pairs_each_teacher_with_its_bucketed_twin(
