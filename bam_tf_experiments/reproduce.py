@@ -13,8 +13,9 @@ checkpoint, so rerunning the same command after a kill (or in the next
 session) continues where it stopped. Each stage's wall time, training and
 evaluation seconds go to `stages.json` and `stages.md` in --out_dir as it
 finishes; when every stage is done the report (bam_tf_experiments.report) is
-written to --out_dir, and with --paired_baseline the seed-by-seed comparison
-of two recipes (bam_tf_experiments.paired_trials).
+written to --out_dir (a preset may add reports of some of its methods in
+subfolders: small_table1's Table 4), and with --paired_baseline the
+seed-by-seed comparison of two recipes (bam_tf_experiments.paired_trials).
 
 With --retrain_missing_predictions, finished trials whose per-example dev
 predictions are gone (a run dir restored from results.json alone) are then
@@ -72,8 +73,15 @@ PRESETS = {
         # Single->Multi against Single and against Multi (2 x 5 columns).
         # Over every method's 30 comparisons Mann-Whitney could mark nothing
         # even at 5 trials against 5 (30 x 1/252 > 0.05). Table 4's lambda =
-        # 0 question is its own report (docs/RESULTS.md).
+        # 0 question is its own report, below.
         "report_flags": ["--test=both", "--tested=Single->Multi"],
+        # Table 4: does Single->Multi beat itself without teacher annealing?
+        # (its own Holm family, 5 comparisons; written to out_dir/table4)
+        "extra_reports": [{
+            "name": "table4",
+            "methods": ["Single->Multi", "Single->Multi lambda=0"],
+            "baselines": ["Single->Multi lambda=0"],
+            "report_flags": ["--test=both", "--tested=Single->Multi"]}],
     },
     # Does --length_bucketing change the teachers' dev scores? Each task's
     # teacher with random and with length-bucketed batches, same seeds.
@@ -452,7 +460,8 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
               log_dir: Optional[str] = None, dry_run: bool = False,
               report_args: Sequence[str] = (),
               retrain_missing_predictions: bool = False,
-              paired_baseline: Optional[str] = None) -> int:
+              paired_baseline: Optional[str] = None,
+              extra_reports: Sequence[Dict] = ()) -> int:
   stages = plan_stages(methods, trials, stage_flags)
   pending = [s for s in stages if not is_done(s)]
   print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
@@ -480,20 +489,39 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
       _run_stages(retrains, records, out_dir, stage_flags, log_dir,
                   replan=lambda: plan_retrains(stages))
   model_dirs = {s.flagfile: s.model_dir for s in stages}
-  runs = ",".join(name + ":" + "+".join(model_dirs[c] for c in cfgs)
-                  for name, cfgs in methods)
+  runs_of = lambda names: ",".join(
+      name + ":" + "+".join(model_dirs[c] for c in cfgs)
+      for name, cfgs in methods if name in names)
+  names = [name for name, _ in methods]
+  rc = _report(runs_of(names), out_dir, baselines, report_args)
+  for extra in extra_reports:
+    if rc:
+      break
+    missing = [m for m in extra["methods"] if m not in names]
+    if missing:
+      print(f"report {extra['name']}: skipped (no method {missing})",
+            flush=True)
+      continue
+    rc = _report(runs_of(extra["methods"]),
+                 os.path.join(out_dir, extra["name"]), extra["baselines"],
+                 extra["report_flags"])
+  if rc or not paired_baseline:
+    return rc
+  argv = ["--runs", runs_of(names), "--baseline", paired_baseline,
+          "--out_dir", out_dir]
+  print("seed by seed: python -m bam_tf_experiments.paired_trials "
+        f"{shlex.join(argv)}", flush=True)
+  return paired_trials.main(argv)
+
+
+def _report(runs: str, out_dir: str, baselines: Sequence[str],
+            report_args: Sequence[str]) -> int:
   argv = ["--runs", runs, "--out_dir", out_dir] + list(report_args)
   if baselines:
     argv += ["--baselines", ",".join(baselines)]
   print(f"report: python -m bam_tf_experiments.report {shlex.join(argv)}",
         flush=True)
-  rc = report.main(argv)
-  if rc or not paired_baseline:
-    return rc
-  argv = ["--runs", runs, "--baseline", paired_baseline, "--out_dir", out_dir]
-  print("seed by seed: python -m bam_tf_experiments.paired_trials "
-        f"{shlex.join(argv)}", flush=True)
-  return paired_trials.main(argv)
+  return report.main(argv)
 
 
 def parse_args(argv=None):
@@ -564,7 +592,8 @@ def main(argv=None) -> int:
                      args.stage_flags.split(), args.log_dir or None,
                      args.dry_run,
                      preset.get("report_flags", []) + args.report_flags.split(),
-                     args.retrain_missing_predictions, paired or None)
+                     args.retrain_missing_predictions, paired or None,
+                     preset.get("extra_reports", ()))
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -290,6 +290,40 @@ def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,
   assert "0 finished trial(s) to train again" in capsys.readouterr().out
 
 
+def test_extra_reports_test_their_own_methods_in_their_own_folder(
+    tmp_path, capsys):
+  """Every stage already done: the driver only reports, the main report over
+  every method and each extra one (a preset's Table 4) over its methods."""
+  cfgs = {}
+  for name in ("a", "b", "c"):
+    cfgs[name] = _flagfile(tmp_path / f"{name}.cfg",
+                           f"--model_dir={tmp_path}/{name}")
+    _finish_trials(tmp_path / name, 2)
+  methods = [("A", [cfgs["a"]]), ("B", [cfgs["b"]]), ("C", [cfgs["c"]])]
+  flags = ["--test=mannwhitney", "--no_plots"]
+  out = tmp_path / "report"
+  rc = reproduce.reproduce(
+      methods, 2, str(out), ["A"], report_args=flags,
+      extra_reports=[
+          {"name": "b_vs_c", "methods": ["B", "C"], "baselines": ["C"],
+           "report_flags": flags + ["--tested=B"]},
+          {"name": "needs_z", "methods": ["B", "Z"], "baselines": ["Z"],
+           "report_flags": flags}])
+  assert rc == 0
+  printed = capsys.readouterr().out
+  assert "report needs_z: skipped (no method ['Z'])" in printed
+  main = json.load(open(out / "report.json"))
+  assert set(main["methods"]) == {"A", "B", "C"}
+  assert {(c["method"], c["baseline"]) for c in
+          main["tests"]["mannwhitney"]["comparisons"]} == {("B", "A"),
+                                                           ("C", "A")}
+  extra = json.load(open(out / "b_vs_c" / "report.json"))
+  assert set(extra["methods"]) == {"B", "C"}
+  comps = extra["tests"]["mannwhitney"]["comparisons"]
+  assert {(c["method"], c["baseline"]) for c in comps} == {("B", "C")}
+  assert not (out / "needs_z").exists()
+
+
 def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):
   monkeypatch.chdir(REPO_ROOT)
   preset = reproduce.PRESETS["small_table1"]
@@ -302,6 +336,11 @@ def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):
   assert set(preset["baselines"]) <= {m for m, _ in preset["methods"]}
   # Table 1's Holm family: Single->Multi against both baselines.
   assert "--tested=Single->Multi" in preset["report_flags"]
+  # Table 4 is its own report: Single->Multi against lambda = 0.
+  (table4,) = preset["extra_reports"]
+  assert table4["baselines"] == ["Single->Multi lambda=0"]
+  assert "--tested=Single->Multi" in table4["report_flags"]
+  assert set(table4["methods"]) <= {m for m, _ in preset["methods"]}
 
 
 def test_small_bucketing_preset_pairs_each_teacher_with_its_bucketed_twin(
