@@ -69,23 +69,23 @@ def trials_by_seed(task: str, m: rp.Method) -> Dict[int, int]:
   return {s: t for t, s in seeds.items()}
 
 
-def seed_pairs(task: str, base: rp.Method,
-               other: rp.Method) -> List[Tuple[int, int, int]]:
+def seed_pairs(base_seeds: Dict[int, int], other_seeds: Dict[int, int]
+               ) -> List[Tuple[int, int, int]]:
   """[(seed, baseline trial, other trial)] for the seeds both have."""
-  by_seed = [trials_by_seed(task, base), trials_by_seed(task, other)]
-  common = sorted(set(by_seed[0]) & set(by_seed[1]))
-  return [(s, by_seed[0][s], by_seed[1][s]) for s in common]
+  return [(s, base_seeds[s], other_seeds[s])
+          for s in sorted(set(base_seeds) & set(other_seeds))]
 
 
 def compare_task(task: str, base: rp.Method, other: rp.Method,
                  n_resamples: int, seed: int) -> Dict:
   """Every test of one task, before Holm."""
-  pairs = seed_pairs(task, base, other)
+  base_seeds = trials_by_seed(task, base)
+  other_seeds = trials_by_seed(task, other)
+  pairs = seed_pairs(base_seeds, other_seeds)
   if not pairs:
     raise PairedTrialsError(
         f"{task}: {base.name} and {other.name} share no seed (seeds "
-        f"{sorted(base.task_run[task].seeds.values())} and "
-        f"{sorted(other.task_run[task].seeds.values())})")
+        f"{sorted(base_seeds)} and {sorted(other_seeds)})")
   spec = other.spec(task)
   scorer = st.batched_metric_for(spec)
   # One resampling seed per task: bootstrap_deltas draws its indices from
@@ -115,7 +115,6 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
   mw = st.mann_whitney_test(a, b, alternative="two-sided")
   mw["smallest_p"] = st.mann_whitney_smallest_p(len(a), len(b), "two-sided")
   # The yardstick uses every seed of the baseline, paired or not.
-  base_seeds = trials_by_seed(task, base)
   same_recipe = []
   for (s1, t1), (s2, t2) in itertools.combinations(
       sorted(base_seeds.items()), 2):
@@ -128,18 +127,10 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
           "per_seed": per_seed, "pooled": pooled, "mannwhitney": mw,
           "same_recipe": same_recipe,
           "unpaired_seeds": {
-              base.name: sorted(set(base_seeds) - {p[0] for p in pairs}),
-              other.name: sorted(set(trials_by_seed(task, other))
-                                 - {p[0] for p in pairs})},
+              base.name: sorted(set(base_seeds) - set(other_seeds)),
+              other.name: sorted(set(other_seeds) - set(base_seeds))},
           "baseline_std": pystats.pstdev(a) if len(a) > 1 else 0.0,
           "other_std": pystats.pstdev(b) if len(b) > 1 else 0.0}
-
-
-def _correct(family: List[Dict], alpha: float):
-  adjusted, reject = st.holm_bonferroni(
-      {i: c["p_value"] for i, c in enumerate(family)}, alpha)
-  for i, c in enumerate(family):
-    c["p_adjusted"], c["significant"] = adjusted[i], bool(reject[i])
 
 
 def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
@@ -166,8 +157,7 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
     for r in results:
       entry = r[family]
       members += entry if isinstance(entry, list) else [entry]
-    if members:
-      _correct(members, alpha)
+    rp.holm_correct(members, alpha)
   for r in results:
     r["within_noise"] = not any(r[f]["significant"] for f in DECIDING)
   return {"baseline": base.name, "other": other.name, "tasks": results,

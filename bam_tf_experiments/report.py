@@ -595,7 +595,8 @@ def render_markdown(report: Dict) -> str:
                  f"{res['description']}")
     lines.append("")
     lines += markdown_table(["Model"] + [column_header(c) for c in cols],
-                       [[m] + [cells[m][c] for c in cols] for m in cells])
+                            [[m] + [cells[m][c] for c in cols]
+                             for m in cells])
     lines.append("")
     legend = ", ".join(f"{mk} improves over {b}"
                        for b, mk in s["marks"].items())
@@ -604,9 +605,9 @@ def render_markdown(report: Dict) -> str:
       lines.append("")
   if not report["tests"]:
     lines += markdown_table(["Model"] + [column_header(c) for c in cols],
-                       [[m] + ["-" if by.get(c) is None else f"{by[c]:.1f}"
-                               for c in cols]
-                        for m, by in report["cells"].items()])
+                            [[m] + ["-" if by.get(c) is None
+                                    else f"{by[c]:.1f}" for c in cols]
+                             for m, by in report["cells"].items()])
     lines.append("")
   lines.append("## Detail (over trials; std is the population std; Avg row "
                "= per-trial averages)")
