@@ -2,7 +2,7 @@
 
     python -m bam_tf_experiments.report \\
       --runs='Single:runs/small/single_rte+runs/small/single_cola,Multi:runs/small/multi,Single->Multi:runs/small/single_to_multi' \\
-      --baselines=Single,Multi --out_dir=reports/small [--test=bootstrap|mannwhitney|both]
+      --baselines=Single,Multi --out_dir=reports/small [--test=bootstrap|mannwhitney|hierarchical|both|all]
 
 (Quote --runs: an unquoted '->' is a shell redirection.)
 
@@ -37,11 +37,16 @@ from bam_tf_experiments import statistics as st
 GLUE_ORDER = ("cola", "sst", "mrpc", "sts", "qqp", "mnli", "qnli", "rte")
 AVG = "Avg"
 MARKS = ("†", "‡", "§", "¶", "#")
-TESTS = ("bootstrap", "mannwhitney")
+TESTS = ("bootstrap", "mannwhitney", "hierarchical")
+# --test's names for several tests at once.
+TEST_GROUPS = {"both": ("bootstrap", "mannwhitney"), "all": TESTS}
 TEST_NAMES = {
     "bootstrap": "paired bootstrap over dev examples (median-scoring trial "
                  "of each method; Avg: stratified by task)",
     "mannwhitney": "one-sided Mann-Whitney U over trial scores",
+    "hierarchical": "two-level bootstrap over trials and dev examples (mean "
+                    "over trials; Avg: stratified by task, trials drawn "
+                    "once for all tasks)",
 }
 CORRECTION = "Holm-Bonferroni (step-down) over all {m} comparisons of this " \
              "test; significant where corrected p < {alpha}"
@@ -216,18 +221,31 @@ def _describe(values: Sequence[float]) -> Dict[str, float]:
 def aligned_predictions(task: str, a: Method, b: Method, trial_a: int,
                         trial_b: int):
   """(gold, a's predictions, b's predictions) over the same dev examples."""
-  eid_a, gold_a, pred_a = a.task_run[task].predictions(task, trial_a)
-  eid_b, gold_b, pred_b = b.task_run[task].predictions(task, trial_b)
-  if not np.array_equal(eid_a, eid_b):
-    raise ReportError(
-        f"{task}: {a.name} ({a.task_run[task].path}, trial {trial_a}) and "
-        f"{b.name} ({b.task_run[task].path}, trial {trial_b}) predicted "
-        "different dev examples; a paired test needs the same ones")
-  if not np.allclose(np.asarray(gold_a, np.float64),
-                     np.asarray(gold_b, np.float64)):
-    raise ReportError(f"{task}: {a.name} and {b.name} have different gold "
-                      "labels for the same example ids")
-  return gold_a, pred_a, pred_b
+  gold, pa, pb = stacked_predictions(task, a, b, [trial_a], [trial_b])
+  return gold, pa[0], pb[0]
+
+
+def stacked_predictions(task: str, a: Method, b: Method,
+                        trials_a: Sequence[int], trials_b: Sequence[int]):
+  """(gold [n], a's predictions [len(trials_a), n], b's [len(trials_b), n])
+  over the same dev examples, in eid order."""
+  loaded = [(m, t, m.task_run[task].predictions(task, t))
+            for m, trials in ((a, trials_a), (b, trials_b)) for t in trials]
+  m0, t0, (eid0, gold0, _) = loaded[0]
+  for m, t, (eid, gold, _) in loaded[1:]:
+    if not np.array_equal(eid0, eid):
+      raise ReportError(
+          f"{task}: {m0.name} ({m0.task_run[task].path}, trial {t0}) and "
+          f"{m.name} ({m.task_run[task].path}, trial {t}) predicted "
+          "different dev examples; a paired test needs the same ones")
+    if not np.allclose(np.asarray(gold0, np.float64),
+                       np.asarray(gold, np.float64)):
+      raise ReportError(f"{task}: {m0.name} (trial {t0}) and {m.name} "
+                        f"(trial {t}) have different gold labels for the "
+                        "same example ids")
+  preds = [p for _, _, (_, _, p) in loaded]
+  k = len(trials_a)
+  return gold0, np.stack(preds[:k]), np.stack(preds[k:])
 
 
 # ------------------------------------------------------------------ report
@@ -247,9 +265,10 @@ def build_report(methods: Dict[str, List[str]],
   out_dir) writes table.md, table.csv, comparisons.csv, report.json, PNGs.
 
   methods: {row name: [run dirs]} in row order; baselines: row names, each
-  gets a mark symbol (†, ‡, ...); test: "bootstrap", "mannwhitney" or
-  "both"; tested: the methods tested against the baselines (default: every
-  other method), which sets the size of the Holm family. Returns the report
+  gets a mark symbol (†, ‡, ...); test: "bootstrap", "mannwhitney",
+  "hierarchical", "both" (the first two) or "all"; tested: the methods
+  tested against the baselines (default: every other method), which sets
+  the size of the Holm family. Returns the report
   dict (what report.json holds, plus "markdown")."""
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
@@ -281,10 +300,10 @@ def check_settings(methods: Dict[str, List[str]], baselines: Sequence[str],
   """Checks the flags before any run is read.
 
   Returns (the tests to run, the baselines as a list, {baseline: mark})."""
-  tests = list(TESTS) if test == "both" else [test]
+  tests = list(TEST_GROUPS.get(test, [test]))
   if any(t not in TESTS for t in tests):
-    raise ReportError(f"--test must be bootstrap, mannwhitney or both, got "
-                      f"{test!r}")
+    raise ReportError(f"--test must be one of "
+                      f"{', '.join(TESTS + tuple(TEST_GROUPS))}, got {test!r}")
   if bootstrap_pvalue not in st.PVALUE_METHODS:
     raise ReportError(f"--bootstrap_pvalue must be one of "
                       f"{st.PVALUE_METHODS}, got {bootstrap_pvalue!r}")
@@ -391,9 +410,9 @@ def run_tests(tests: Sequence[str], rows: Dict[str, Method],
     comps = compare_all(test_name, rows, baselines, marks, columns,
                         trial_scores, n_resamples, seed, bootstrap_pvalue,
                         untested, missing, tested)
-    if list(tests) == ["bootstrap"] and missing and not comps:
+    if "mannwhitney" not in tests and missing and not comps:
       raise ReportError(
-          "bootstrap test needs per-example predictions: "
+          f"{test_name} test needs per-example predictions: "
           f"{', '.join(sorted(missing))} not found (use --test=mannwhitney "
           "or --test=both for runs without them)")
     holm_correct(comps, alpha)
@@ -428,7 +447,7 @@ def compare_all(test_name: str, rows: Dict[str, Method],
           c = _compare(test_name, col, base, m, columns, trial_scores,
                        n_resamples, seed, bootstrap_pvalue)
         except MissingPredictions as e:
-          untested.setdefault((m.name, b), []).append(col)
+          untested.setdefault((test_name, m.name, b), []).append(col)
           missing.add(e.path)
           continue
         if c is not None:
@@ -473,10 +492,12 @@ def untested_notes(untested: Dict[tuple, List[str]],
                    missing: set) -> List[str]:
   """The notes naming comparisons left out for missing predictions."""
   notes = []
-  for (name, b), cols in untested.items():
-    notes.append(f"bootstrap: {name} vs {b} not tested in "
-                 f"{', '.join(cols)} (a median-scoring trial's per-example "
-                 "predictions are missing)")
+  for (test_name, name, b), cols in untested.items():
+    whose = ("a median-scoring trial's" if test_name == "bootstrap"
+             else "a trial's")
+    notes.append(f"{test_name}: {name} vs {b} not tested in "
+                 f"{', '.join(cols)} ({whose} per-example predictions are "
+                 "missing)")
   if missing:
     notes.append("missing predictions: " + ", ".join(sorted(missing)))
   return notes
@@ -517,6 +538,23 @@ def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
   if test_name == "mannwhitney":
     r = st.mann_whitney_test(list(trial_scores[base.name][col].values()),
                              list(trial_scores[m.name][col].values()))
+    return r
+  if test_name == "hierarchical":
+    used = [col]
+    if col == AVG:
+      used = _avg_tasks(base, columns)
+      if used != _avg_tasks(m, columns):
+        return None
+    # A trial's Avg is one model's (or one seed's) scores: the trials every
+    # averaged task has, as in Method.trial_averages.
+    trials_b, trials_m = (sorted(set.intersection(*(set(x.scores(t))
+                                                    for t in used)))
+                          for x in (base, m))
+    per_task = [(base.spec(t),) + stacked_predictions(t, base, m, trials_b,
+                                                      trials_m)
+                for t in used]
+    r = st.hierarchical_bootstrap_test(per_task, n_resamples, seed, pvalue)
+    r["trials"] = [trials_b, trials_m]
     return r
   if col == AVG:
     used_b, used_m = _avg_tasks(base, columns), _avg_tasks(m, columns)
@@ -632,7 +670,7 @@ def render_markdown(report: Dict) -> str:
       lines += [res["power_note"] + ".", ""]
     rows = []
     for c in res["comparisons"]:
-      nr = s["n_resamples"] if test_name == "bootstrap" else None
+      nr = s["n_resamples"] if test_name != "mannwhitney" else None
       rows.append([c["method"], c["baseline"], column_header(c["column"]),
                    f"{c['delta']:+.2f}", format_p(c["p_value"], nr),
                    format_p(c["p_adjusted"], nr),
@@ -760,7 +798,11 @@ def parse_args(argv=None):
                       "this order")
   p.add_argument("--out_dir", default="", help="where to write the report")
   p.add_argument("--test", default="bootstrap",
-                 choices=["bootstrap", "mannwhitney", "both"])
+                 choices=list(TESTS) + list(TEST_GROUPS),
+                 help="bootstrap: over dev examples, median trials; "
+                      "mannwhitney: over trial scores; hierarchical: over "
+                      "trials and examples at once; both: the first two; "
+                      "all: the three")
   add_test_flags(p)
   p.add_argument("--bootstrap_pvalue", default="nonpositive",
                  choices=list(st.PVALUE_METHODS),

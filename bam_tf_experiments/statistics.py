@@ -14,6 +14,10 @@ Bootstrap conventions (chosen once, used everywhere):
     although trials of different methods are not matched, and would mix
     between-trial variance into a test about examples (that variance is what
     the Mann-Whitney test over trials is for).
+  * Both sources at once: `hierarchical_bootstrap_test` resamples the
+    trials of each method and the dev examples in every resample, and
+    compares trial means: does the difference survive another draw of seeds
+    as well as of examples?
   * p-value: by default the fraction of resamples with
     metric(B) - metric(A) <= 0 ("nonpositive"; B identical to A gives p = 1,
     B better on every example gives p = 0, meaning p < 1 / n_resamples).
@@ -286,6 +290,100 @@ def stratified_bootstrap_average_test(
   total /= len(per_task)
   return {"metric": "average", "delta": observed,
           "p_value": bootstrap_pvalue(observed, total, pvalue),
+          "n_examples": int(sum(len(g) for _, g, _, _ in per_task)),
+          "n_resamples": int(n_resamples), "seed": int(seed),
+          "pvalue_method": pvalue}
+
+
+def _trial_scores(scorer, gold: np.ndarray, trials: np.ndarray,
+                  idx: np.ndarray) -> np.ndarray:
+  """[R, k] scores of k trials' predictions ([k, n]) on the [R, n] resampled
+  example indices `idx` (gold and trials already `prepare`d)."""
+  g = gold[idx]
+  return np.stack([scorer(g, t[idx]) for t in trials], axis=1)
+
+
+def hierarchical_deltas(
+    per_task: Sequence[Tuple[TaskSpec, np.ndarray, np.ndarray, np.ndarray]],
+    n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> Tuple[float, np.ndarray]:
+  """(observed, [n_resamples] resampled) difference of trial means, B - A,
+  averaged over tasks, with both sources of noise in every resample.
+
+  per_task: (task, gold [n], A's predictions [k_a, n], B's [k_b, n]), the
+  trials in the same order in every task. Each resample draws k_a of A's
+  trials and k_b of B's with replacement (once for all tasks, since a
+  trial's Avg is one model's, or one seed's, scores), and each task's dev
+  examples with replacement (shared by A and B; per task the same example
+  draws as `bootstrap_deltas` with that task's seed). Hand-written: no
+  library resamples two nested levels of paired data."""
+  if not per_task:
+    raise StatisticsError("hierarchical bootstrap needs at least one task")
+  if n_resamples < 1:
+    raise StatisticsError(f"n_resamples must be >= 1, got {n_resamples}")
+  k_a, k_b = (len(per_task[0][i]) for i in (2, 3))
+  trial_rng = np.random.default_rng(resample_seed(seed, "trials"))
+  draws_a = trial_rng.integers(0, k_a, size=(n_resamples, k_a))
+  draws_b = trial_rng.integers(0, k_b, size=(n_resamples, k_b))
+  observed, total = 0.0, np.zeros(n_resamples)
+  for task, gold, preds_a, preds_b in per_task:
+    gold = np.asarray(gold)
+    preds_a, preds_b = np.asarray(preds_a), np.asarray(preds_b)
+    n = len(gold)
+    if (n == 0 or preds_a.ndim != 2 or preds_b.ndim != 2
+        or preds_a.shape != (k_a, n) or preds_b.shape != (k_b, n)):
+      raise StatisticsError(
+          f"{task.name}: hierarchical bootstrap needs [trials, {n}] "
+          f"predictions with {k_a} and {k_b} trials in every task (A "
+          f"{preds_a.shape}, B {preds_b.shape})")
+    scorer = batched_metric_for(task)
+    prepare = getattr(scorer, "prepare", None)
+    if prepare is not None:  # Spearman: rank codes once, not per resample
+      gold = prepare(gold)
+      preds_a = np.stack([prepare(p) for p in preds_a])
+      preds_b = np.stack([prepare(p) for p in preds_b])
+      scorer = scorer.on_prepared
+    whole = np.arange(n)[None]
+    observed += float(np.mean(_trial_scores(scorer, gold, preds_b,
+                                            whole))
+                      - np.mean(_trial_scores(scorer, gold, preds_a,
+                                              whole)))
+    rng = np.random.default_rng(resample_seed(seed, task.name))
+    chunk = max(1, _CHUNK_ELEMENTS // n)
+    for start in range(0, n_resamples, chunk):
+      r = min(chunk, n_resamples - start)
+      idx = rng.integers(0, n, size=(r, n))
+      rows = slice(start, start + r)
+      mean_a = np.take_along_axis(
+          _trial_scores(scorer, gold, preds_a, idx), draws_a[rows],
+          axis=1).mean(axis=1)
+      mean_b = np.take_along_axis(
+          _trial_scores(scorer, gold, preds_b, idx), draws_b[rows],
+          axis=1).mean(axis=1)
+      total[rows] += mean_b - mean_a
+  return observed / len(per_task), total / len(per_task)
+
+
+def hierarchical_bootstrap_test(
+    per_task: Sequence[Tuple[TaskSpec, np.ndarray, np.ndarray, np.ndarray]],
+    n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+    pvalue: str = "nonpositive") -> Dict:
+  """Two-level bootstrap test that B's mean over trials beats A's, over
+  trials and dev examples at once (one task: a column; several: the Avg).
+
+  The paired bootstrap compares two trials and sees only which dev examples
+  were drawn; Mann-Whitney sees only which seeds were drawn, and with 5
+  trials a side it needs every trial of B above every trial of A. This one
+  asks whether the difference survives both draws. With few trials it is
+  slightly optimistic: resampling k trials with replacement shrinks their
+  variance by (k - 1) / k."""
+  observed, deltas = hierarchical_deltas(per_task, n_resamples, seed)
+  return {"metric": (headline_metric_name(per_task[0][0])
+                     if len(per_task) == 1 else "average"),
+          "delta": observed,
+          "p_value": bootstrap_pvalue(observed, deltas, pvalue),
+          "n_trials_a": int(len(per_task[0][2])),
+          "n_trials_b": int(len(per_task[0][3])),
           "n_examples": int(sum(len(g) for _, g, _, _ in per_task)),
           "n_resamples": int(n_resamples), "seed": int(seed),
           "pvalue_method": pvalue}

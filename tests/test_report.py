@@ -39,13 +39,16 @@ def _pred(task, trial, perfect=False):
   return np.where(rng.random(N_EX) < 0.6 + 0.03 * trial, gold, 1 - gold)
 
 
-def _write_run(path, tasks, perfect=(), n_trials=N_TRIALS):
+def _write_run(path, tasks, perfect=(), n_trials=N_TRIALS, pred_fn=None):
+  """A finished run dir; pred_fn(task, trial) replaces _pred if given."""
   trials = []
   for t in range(n_trials):
     per_task = {}
     for task in tasks:
       spec = GLUE_TASKS[task]
-      gold, pred = _gold(task), _pred(task, t, task in perfect)
+      gold = _gold(task)
+      pred = (pred_fn(task, t) if pred_fn
+              else _pred(task, t, task in perfect))
       eid = np.arange(N_EX, dtype=np.int64)[::-1].copy()  # unsorted on disk
       d = os.path.join(path, f"trial_{t}", "predictions")
       os.makedirs(d, exist_ok=True)
@@ -123,7 +126,7 @@ def _naive_holm(ps):
   return adj
 
 
-@pytest.mark.parametrize("test", ["bootstrap", "mannwhitney"])
+@pytest.mark.parametrize("test", ["bootstrap", "mannwhitney", "hierarchical"])
 def test_report_table_medians_and_marks(runs, tmp_path, test):
   out = str(tmp_path / "out")
   report = rp.build_report(runs, ["Single", "Multi"], out_dir=out,
@@ -152,9 +155,9 @@ def test_report_table_medians_and_marks(runs, tmp_path, test):
                       if (method, col, b) in sig)
       assert rows[method][head] == f"{medians[col]:.1f}{marks}", (method, col)
   # The design: Best is perfect on SST (significant vs both baselines with
-  # either test: bootstrap p = 0; Mann-Whitney 6 vs 6 all above, p ~ 0.001
-  # with Best's tied 100s); identical predictions elsewhere and between
-  # Single and Multi give no marks.
+  # every test: the bootstraps p = 0; Mann-Whitney 6 vs 6 all above,
+  # p ~ 0.001 with Best's tied 100s); identical predictions elsewhere and
+  # between Single and Multi give no marks.
   assert rows["Best"]["SST-2"].endswith("†‡")
   if test == "mannwhitney":
     # Best's Avg: raw p < 0.05 but not after Holm over 16 -> no mark.
@@ -396,19 +399,22 @@ def test_lost_predictions_leave_out_only_the_bootstrap_tests_needing_them(
                            "sst_dev.npz")
   os.remove(lost_path)
   methods = dict(runs, Multi=[multi])
-  report = rp.build_report(methods, ["Single"], test="both",
+  report = rp.build_report(methods, ["Single"], test="all",
                            n_resamples=200, plots=False)
-  boot = report["tests"]["bootstrap"]["comparisons"]
-  assert sorted((c["method"], c["column"]) for c in boot) == [
-      ("Best", "Avg"), ("Best", "cola"), ("Best", "sst"), ("Best", "sts"),
-      ("Multi", "cola"), ("Multi", "sts")]
-  np.testing.assert_allclose(
-      [c["p_adjusted"] for c in boot],
-      _naive_holm(np.array([c["p_value"] for c in boot])))
-  assert "over all 6 comparisons" in report["tests"]["bootstrap"]["correction"]
+  for test in ("bootstrap", "hierarchical"):
+    boot = report["tests"][test]["comparisons"]
+    assert sorted((c["method"], c["column"]) for c in boot) == [
+        ("Best", "Avg"), ("Best", "cola"), ("Best", "sst"), ("Best", "sts"),
+        ("Multi", "cola"), ("Multi", "sts")]
+    np.testing.assert_allclose(
+        [c["p_adjusted"] for c in boot],
+        _naive_holm(np.array([c["p_value"] for c in boot])))
+    assert "over all 6 comparisons" in report["tests"][test]["correction"]
   assert len(report["tests"]["mannwhitney"]["comparisons"]) == 8
   notes = "\n".join(report["notes"])
-  assert "bootstrap: Multi vs Single not tested in Avg, sst" in notes
+  assert "bootstrap: Multi vs Single not tested in Avg, sst (a median" in notes
+  assert ("hierarchical: Multi vs Single not tested in Avg, sst (a trial's"
+          in notes)
   assert lost_path in notes
   # With every median trial's predictions gone, --test=both still reports
   # Mann-Whitney and says that no bootstrap test could run.
@@ -422,3 +428,45 @@ def test_lost_predictions_leave_out_only_the_bootstrap_tests_needing_them(
   assert not bare["tests"]["bootstrap"]["comparisons"]
   assert len(bare["tests"]["mannwhitney"]["comparisons"]) == 8
   assert "None could be run (see the notes)." in bare["markdown"]
+
+
+def test_hierarchical_marks_only_what_survives_another_draw_of_seeds(
+    tmp_path):
+  """B is A with 5 more SST examples right in every trial, but A's (and
+  B's) trials lie 8 to 40 points apart. The median trials' paired bootstrap
+  marks B (p = P(none of the 5 drawn) = (115/120)^120 ~ 0.006); the
+  two-level bootstrap, which also draws the trials, does not, and
+  Mann-Whitney (B's trials interleave A's) agrees with it."""
+  gold = _gold("sst")
+
+  def flipped(wrong):
+    p = gold.copy()
+    p[:wrong] = 1 - p[:wrong]
+    return p
+  a = _write_run(str(tmp_path / "a"), ["sst"], n_trials=5,
+                 pred_fn=lambda task, t: flipped(10 + 10 * t))
+  b = _write_run(str(tmp_path / "b"), ["sst"], n_trials=5,
+                 pred_fn=lambda task, t: flipped(5 + 10 * t))
+  report = rp.build_report({"A": [a], "B": [b]}, ["A"], test="all",
+                           n_resamples=4000, plots=False)
+  by_test = {t: {c["column"]: c for c in r["comparisons"]}
+             for t, r in report["tests"].items()}
+  assert by_test["bootstrap"]["sst"]["significant"]
+  assert by_test["bootstrap"]["sst"]["p_value"] < 0.02
+  hier = by_test["hierarchical"]["sst"]
+  assert hier["delta"] == pytest.approx(500 / 120)  # mean of trial deltas
+  assert hier["trials"] == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
+  assert hier["p_value"] > 0.2 and not hier["significant"]
+  assert not by_test["mannwhitney"]["sst"]["significant"]
+  header, rows = _table_rows(report["markdown"], "two-level bootstrap")
+  assert rows["B"]["SST-2"] == f"{100 * (1 - 25 / 120):.1f}"  # no mark
+  assert "| B | A | SST-2 | +4.17 |" in report["markdown"]
+
+
+def test_test_flag_names_the_tests(runs):
+  with pytest.raises(rp.ReportError, match="--test must be one of "
+                     "bootstrap, mannwhitney, hierarchical, both, all"):
+    rp.build_report(runs, ["Single"], plots=False, test="seeds")
+  report = rp.build_report(runs, ["Single"], plots=False, test="all",
+                           n_resamples=100)
+  assert list(report["tests"]) == ["bootstrap", "mannwhitney", "hierarchical"]

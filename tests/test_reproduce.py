@@ -341,6 +341,10 @@ def test_small_table1_preset_resolves_to_the_small_flagfiles(monkeypatch):
   assert table4["baselines"] == ["Single->Multi lambda=0"]
   assert "--tested=Single->Multi" in table4["report_flags"]
   assert set(table4["methods"]) <= {m for m, _ in preset["methods"]}
+  # Every test, the seed-aware one among them, in both reports.
+  for flags in (preset["report_flags"], table4["report_flags"]):
+    args = report.parse_args(["--runs=A:x"] + flags)
+    assert report.TEST_GROUPS[args.test] == report.TESTS
 
 
 def test_small_bucketing_preset_pairs_each_teacher_with_its_bucketed_twin(
