@@ -140,9 +140,18 @@ def batched_spearman(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
   return _spearman_from_codes(_codes(labels), _codes(preds))
 
 
+def _spearman_trials_from_codes(label_codes, trial_codes, idx):
+  """[R, k] Spearman of k trials' predictions ([k, n] codes) gathered at
+  idx [R, n], against the gold resample label_codes [R, n], ranked once."""
+  ranks = _average_ranks(label_codes)
+  return np.stack([_spearman_from_codes(label_codes, c[idx], ranks)
+                   for c in trial_codes], axis=1)
+
+
 batched_spearman.prepare = _codes
 batched_spearman.on_prepared = _spearman_from_codes
 batched_spearman.paired_delta = _spearman_delta_from_codes
+batched_spearman.trials_on_prepared = _spearman_trials_from_codes
 
 
 BATCHED_METRICS: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -295,12 +304,14 @@ def stratified_bootstrap_average_test(
           "pvalue_method": pvalue}
 
 
-def _trial_scores(scorer, gold: np.ndarray, trials: np.ndarray,
-                  idx: np.ndarray) -> np.ndarray:
-  """[R, k] scores of k trials' predictions ([k, n]) on the [R, n] resampled
-  example indices `idx` (gold and trials already `prepare`d)."""
-  g = gold[idx]
-  return np.stack([scorer(g, t[idx]) for t in trials], axis=1)
+def _trial_scorer(scorer):
+  """(prepare or None, f(gold resample [R, n], trials [k, n], idx [R, n])
+  -> [R, k] scores), gathering one trial at a time to bound memory."""
+  prepare = getattr(scorer, "prepare", None)
+  if prepare is not None:  # e.g. Spearman: rank codes once, not per resample
+    return prepare, scorer.trials_on_prepared
+  return None, lambda g, trials, idx: np.stack(
+      [scorer(g, t[idx]) for t in trials], axis=1)
 
 
 def hierarchical_deltas(
@@ -336,30 +347,25 @@ def hierarchical_deltas(
           f"{task.name}: hierarchical bootstrap needs [trials, {n}] "
           f"predictions with {k_a} and {k_b} trials in every task (A "
           f"{preds_a.shape}, B {preds_b.shape})")
-    scorer = batched_metric_for(task)
-    prepare = getattr(scorer, "prepare", None)
-    if prepare is not None:  # Spearman: rank codes once, not per resample
+    prepare, score = _trial_scorer(batched_metric_for(task))
+    if prepare is not None:
       gold = prepare(gold)
       preds_a = np.stack([prepare(p) for p in preds_a])
       preds_b = np.stack([prepare(p) for p in preds_b])
-      scorer = scorer.on_prepared
     whole = np.arange(n)[None]
-    observed += float(np.mean(_trial_scores(scorer, gold, preds_b,
-                                            whole))
-                      - np.mean(_trial_scores(scorer, gold, preds_a,
-                                              whole)))
+    observed += float(np.mean(score(gold[None], preds_b, whole))
+                      - np.mean(score(gold[None], preds_a, whole)))
     rng = np.random.default_rng(resample_seed(seed, task.name))
     chunk = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, n_resamples, chunk):
       r = min(chunk, n_resamples - start)
       idx = rng.integers(0, n, size=(r, n))
       rows = slice(start, start + r)
-      mean_a = np.take_along_axis(
-          _trial_scores(scorer, gold, preds_a, idx), draws_a[rows],
-          axis=1).mean(axis=1)
-      mean_b = np.take_along_axis(
-          _trial_scores(scorer, gold, preds_b, idx), draws_b[rows],
-          axis=1).mean(axis=1)
+      g = gold[idx]
+      mean_a = np.take_along_axis(score(g, preds_a, idx), draws_a[rows],
+                                  axis=1).mean(axis=1)
+      mean_b = np.take_along_axis(score(g, preds_b, idx), draws_b[rows],
+                                  axis=1).mean(axis=1)
       total[rows] += mean_b - mean_a
   return observed / len(per_task), total / len(per_task)
 

@@ -159,3 +159,32 @@ def test_peer_comparison_skips_cleanly_without_torch(tmp_path):
   assert ".venv-peer/bin/pip install torch transformers" in proc.stdout
   assert "--peer_python=.venv-peer/bin/python" in proc.stdout
   assert not out.exists()
+
+
+def test_report_statistics_benchmark_runs_and_adds_up(tmp_path):
+  out = tmp_path / "stats.json"
+  proc = subprocess.run(
+      [sys.executable,
+       os.path.join(REPO_ROOT, "benchmarks", "report_statistics.py"),
+       "--n_resamples=50", "--trials=2", "--repeats=1", f"--output={out}"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stdout[-3000:]
+  r = json.loads(out.read_text())
+  s = r["seconds"]
+  assert (r["n_resamples"], r["trials"]) == (50, 2)
+  tasks = ("cola", "mrpc", "sts", "rte")
+  assert all(s[f"{t}_{task}"] > 0 for t in ("bootstrap", "hierarchical")
+             for task in tasks)
+  # Table 1: 2 baselines x (Avg + 4 tasks) per test.
+  assert s["table1_hierarchical_s"] == pytest.approx(2 * (
+      s["hierarchical_avg"] + sum(s[f"hierarchical_{t}"] for t in tasks)))
+  assert "report significance tests, 50 resamples" in proc.stdout
+  bad = subprocess.run(
+      [sys.executable,
+       os.path.join(REPO_ROOT, "benchmarks", "report_statistics.py"),
+       "--trials=0", f"--output={tmp_path / 'no.json'}"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=300)
+  assert bad.returncode == 2 and "--trials must be >= 1" in bad.stdout
+  assert not (tmp_path / "no.json").exists()
