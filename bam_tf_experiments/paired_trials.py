@@ -15,7 +15,10 @@ test is two-sided:
 - per seed: the paired bootstrap over dev examples of that seed's two runs;
 - pooled: the mean over seeds of those deltas, each resample drawing the
   same dev examples for every seed (they share the dev set);
-- Mann-Whitney U over the two recipes' trial scores.
+- Mann-Whitney U over the two recipes' trial scores;
+- seeds and examples: the pooled test with the seed pairs drawn with
+  replacement too, so the difference must survive another draw of seeds
+  (shown beside the verdict, not part of it).
 
 Each test is Holm-corrected over its own family (tasks; for the per-seed
 test, tasks x seeds). A task is "within noise" where neither the pooled
@@ -45,11 +48,14 @@ FAMILIES = {
               "(the same resampled examples for every seed)",
     "per_seed": "paired bootstrap over dev examples, one seed's two runs",
     "mannwhitney": "Mann-Whitney U over trial scores",
+    "seeds": "paired bootstrap of the mean per-seed delta over seed pairs "
+             "and dev examples (seed pairs drawn with replacement)",
     "same_recipe": "paired bootstrap between two seeds of the baseline "
                    "(nothing changed but the draw)",
 }
-# The verdict's tests; per-seed bootstraps and the yardstick are evidence
-# shown beside it.
+# The verdict's tests; per-seed bootstraps, the seed-level bootstrap and the
+# yardstick are evidence shown beside it (the verdict's rule was fixed
+# before the seed-level test existed).
 DECIDING = ("pooled", "mannwhitney")
 
 
@@ -92,7 +98,7 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
   # (seed, number of examples) alone, so every seed's pair is resampled on
   # the same dev examples and the per-resample deltas can be averaged.
   task_seed = st.resample_seed(seed, task)
-  per_seed, deltas_sum, first_gold = [], np.zeros(n_resamples), None
+  per_seed, seed_deltas, first_gold = [], [], None
   for s, ta, tb in pairs:
     gold, pa, pb = rp.aligned_predictions(task, base, other, ta, tb)
     if first_gold is None:
@@ -102,14 +108,23 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
                               "needs one dev set")
     obs, deltas = st.bootstrap_deltas(scorer, gold, pa, pb, n_resamples,
                                       task_seed)
-    deltas_sum += deltas
+    seed_deltas.append(deltas)
     per_seed.append({"seed": s, "trials": [ta, tb],
                      "baseline": base.scores(task)[ta],
                      "other": other.scores(task)[tb], "delta": obs,
                      "p_value": st.two_sided_bootstrap_pvalue(deltas)})
   observed = float(np.mean([p["delta"] for p in per_seed]))
+  seed_deltas = np.stack(seed_deltas)  # [seeds, resamples]
   pooled = {"delta": observed, "n_seeds": len(pairs),
-            "p_value": st.two_sided_bootstrap_pvalue(deltas_sum / len(pairs))}
+            "p_value": st.two_sided_bootstrap_pvalue(seed_deltas.mean(0))}
+  # Seed pairs drawn with replacement per resample, on the examples that
+  # resample drew (hand-written for the same reason as the pooled test).
+  draws = np.random.default_rng(st.resample_seed(seed, task + "/seeds")
+                                ).integers(0, len(pairs),
+                                           size=(n_resamples, len(pairs)))
+  seeds_test = {"delta": observed, "n_seeds": len(pairs),
+                "p_value": st.two_sided_bootstrap_pvalue(np.take_along_axis(
+                    seed_deltas, draws.T, axis=0).mean(0))}
   a = [p["baseline"] for p in per_seed]
   b = [p["other"] for p in per_seed]
   mw = st.mann_whitney_test(a, b, alternative="two-sided")
@@ -125,6 +140,7 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
                         "p_value": st.two_sided_bootstrap_pvalue(deltas)})
   return {"task": task, "metric": st.headline_metric_name(spec),
           "per_seed": per_seed, "pooled": pooled, "mannwhitney": mw,
+          "seeds": seeds_test,
           "same_recipe": same_recipe,
           "unpaired_seeds": {
               base.name: sorted(set(base_seeds) - set(other_seeds)),
@@ -213,11 +229,13 @@ def render_markdown(result: Dict) -> str:
                  (f"{r['baseline_std']:.2f} / {r['other_std']:.2f}"
                   if len(r["per_seed"]) > 1 else "-"),
                  _p(r["pooled"], n), _p(mw, None), yardstick,
-                 "within noise" if r["within_noise"] else "differs"])
+                 "within noise" if r["within_noise"] else "differs",
+                 _p(r["seeds"], n)])
   lines += rp.markdown_table(
       ["Task", "metric", "mean delta", "seed std (base / other)",
        "pooled bootstrap p (Holm)", "Mann-Whitney p (Holm)",
-       "same recipe: largest abs. delta (differs)", "verdict"], rows)
+       "same recipe: largest abs. delta (differs)", "verdict",
+       "beside it: seeds and examples p (Holm)"], rows)
   lines.append("")
   lines.append(
       f"Verdict: {other} is "
@@ -234,6 +252,8 @@ def render_markdown(result: Dict) -> str:
         f"With these trial counts Mann-Whitney's smallest two-sided p is "
         f"{min(smallest):.3g}: it cannot find a difference at "
         f"{s['alpha']} on its own here, so the bootstrap decides.")
+  lines.append(f"Beside the verdict: {FAMILIES['seeds']}, Holm over the "
+               "tasks.")
   lines.append(f"Yardstick: {FAMILIES['same_recipe']}, every seed of "
                f"{base}; in brackets, how many of those pairs the test (Holm "
                "over all of them) calls different.")
@@ -255,7 +275,7 @@ def csv_rows(result: Dict) -> List[List]:
       rows.append([r["task"], "per_seed", p["seed"], repr(p["delta"]),
                    repr(p["p_value"]), repr(p["p_adjusted"]),
                    p["significant"]])
-    for family in ("pooled", "mannwhitney"):
+    for family in ("pooled", "mannwhitney", "seeds"):
       c = r[family]
       rows.append([r["task"], family, "all", repr(c["delta"]),
                    repr(c["p_value"]), repr(c["p_adjusted"]),

@@ -194,8 +194,9 @@ def test_cli_writes_three_files(runs, tmp_path, capsys):
   assert not saved["within_noise_everywhere"]
   assert (out / "paired.md").read_text() == saved["markdown"]
   rows = (out / "paired.csv").read_text().splitlines()
-  # 3 tasks x (3 seeds + pooled + Mann-Whitney + 3 seed pairs) + header
-  assert len(rows) == 1 + 3 * 8
+  # 3 tasks x (3 seeds + pooled + Mann-Whitney + seed-level + 3 seed
+  # pairs) + header
+  assert len(rows) == 1 + 3 * 9
   assert rows[0].startswith("task,family,seeds,delta,p_value")
 
 
@@ -242,3 +243,35 @@ def test_two_sided_bootstrap_pvalue():
   # Symmetric in the sign of the deltas.
   d = np.random.default_rng(0).normal(0.3, 1, 500)
   assert st.two_sided_bootstrap_pvalue(d) == st.two_sided_bootstrap_pvalue(-d)
+
+
+def test_seed_level_bootstrap_sees_seeds_that_disagree(tmp_path):
+  """Seeds 1 and 2 of B gain 30 accuracy points on A, seed 3 loses 20:
+  pooled over the examples the mean gain (+13.3) is sure (p < 0.001), but
+  drawing the three seed pairs again gives two or three seed-3 draws (mean
+  -3.3 or -20) with probability 7/27, so the seed-level two-sided p is
+  about 2 x 7/27 = 0.52 (example noise moves it a little). With identical
+  seeds it is the pooled p exactly."""
+  task = "rte"
+  gold = _gold(task)
+
+  def flipped(wrong):
+    p = gold.copy()
+    p[:wrong] = 1 - p[:wrong]
+    return p
+  _write_run(str(tmp_path / "a"), task, {s: flipped(60) for s in SEEDS})
+  _write_run(str(tmp_path / "b"), task, {1: flipped(15), 2: flipped(15),
+                                         3: flipped(90)})
+  r = pt.build({"A": [str(tmp_path / "a")], "B": [str(tmp_path / "b")]},
+               "A", n_resamples=4000)["tasks"][0]
+  assert r["pooled"]["delta"] == pytest.approx(40 / 3)
+  assert r["pooled"]["p_value"] < 0.001 and r["pooled"]["significant"]
+  assert 0.35 < r["seeds"]["p_value"] < 0.7, r["seeds"]["p_value"]
+  assert not r["seeds"]["significant"]
+  assert r["seeds"]["delta"] == r["pooled"]["delta"]
+
+  _write_run(str(tmp_path / "c"), task, {s: flipped(50) for s in SEEDS})
+  same = pt.build({"A": [str(tmp_path / "a")], "C": [str(tmp_path / "c")]},
+                  "A", n_resamples=2000)["tasks"][0]
+  assert same["seeds"]["p_value"] == same["pooled"]["p_value"]
+  assert 0.0 < same["pooled"]["p_value"] < 1.0
