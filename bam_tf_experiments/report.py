@@ -198,11 +198,14 @@ class Method:
   def scores(self, task: str) -> Dict[int, float]:
     return self.task_run[task].scores[task]
 
+  def common_trials(self, tasks: Sequence[str]) -> List[int]:
+    """The trials every one of `tasks` has, in order."""
+    return sorted(set.intersection(*(set(self.scores(t)) for t in tasks)))
+
   def trial_averages(self, tasks: Sequence[str]) -> Dict[int, float]:
     """Per-trial mean of `tasks`' scores, over trials every task has."""
-    common = set.intersection(*(set(self.scores(t)) for t in tasks))
     return {i: float(np.mean([self.scores(t)[i] for t in tasks]))
-            for i in sorted(common)}
+            for i in self.common_trials(tasks)}
 
 
 def _ordered_tasks(names) -> List[str]:
@@ -547,9 +550,7 @@ def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
         return None
     # A trial's Avg is one model's (or one seed's) scores: the trials every
     # averaged task has, as in Method.trial_averages.
-    trials_b, trials_m = (sorted(set.intersection(*(set(x.scores(t))
-                                                    for t in used)))
-                          for x in (base, m))
+    trials_b, trials_m = base.common_trials(used), m.common_trials(used)
     per_task = [(base.spec(t),) + stacked_predictions(t, base, m, trials_b,
                                                       trials_m)
                 for t in used]

@@ -197,14 +197,26 @@ def resample_seed(seed: int, key: str = "") -> int:
   return (int(seed) * 1_000_003 + zlib.crc32(key.encode("utf-8"))) % 2**32
 
 
+def resampled_indices(n: int, n_resamples: int, seed: int):
+  """Yields (rows, idx): the resample rows of a chunk and their [r, n] dev
+  example indices drawn with replacement. One stream per seed, so every
+  test drawing with the same seed resamples the same examples; chunked so
+  10000 x 1500 never holds more than a few million indices at once."""
+  rng = np.random.default_rng(seed)
+  chunk = max(1, _CHUNK_ELEMENTS // n)
+  for start in range(0, n_resamples, chunk):
+    r = min(chunk, n_resamples - start)
+    yield slice(start, start + r), rng.integers(0, n, size=(r, n))
+
+
 def bootstrap_deltas(scorer: Callable[[np.ndarray, np.ndarray], np.ndarray],
                      gold: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
                      n_resamples: int = DEFAULT_RESAMPLES,
                      seed: int = DEFAULT_SEED) -> Tuple[float, np.ndarray]:
   """(observed metric(B) - metric(A), [n_resamples] resampled deltas).
 
-  Both systems are scored on the same resampled indices (paired). Chunked
-  so 10000 x 1500 never holds more than a few million indices at once."""
+  Both systems are scored on the same resampled indices (paired), drawn by
+  `resampled_indices`."""
   gold, pred_a, pred_b = (np.asarray(x) for x in (gold, pred_a, pred_b))
   n = len(gold)
   if n == 0 or len(pred_a) != n or len(pred_b) != n:
@@ -221,13 +233,9 @@ def bootstrap_deltas(scorer: Callable[[np.ndarray, np.ndarray], np.ndarray],
     scorer = scorer.on_prepared
   observed = float(scorer(gold[None], pred_b[None])[0]
                    - scorer(gold[None], pred_a[None])[0])
-  rng = np.random.default_rng(seed)
-  chunk = max(1, _CHUNK_ELEMENTS // n)
   deltas = np.empty(n_resamples, dtype=np.float64)
-  for start in range(0, n_resamples, chunk):
-    r = min(chunk, n_resamples - start)
-    idx = rng.integers(0, n, size=(r, n))
-    deltas[start:start + r] = delta_fn(gold[idx], pred_a[idx], pred_b[idx])
+  for rows, idx in resampled_indices(n, n_resamples, seed):
+    deltas[rows] = delta_fn(gold[idx], pred_a[idx], pred_b[idx])
   return observed, deltas
 
 
@@ -325,8 +333,8 @@ def hierarchical_deltas(
   trials in the same order in every task. Each resample draws k_a of A's
   trials and k_b of B's with replacement (once for all tasks, since a
   trial's Avg is one model's, or one seed's, scores), and each task's dev
-  examples with replacement (shared by A and B; per task the same example
-  draws as `bootstrap_deltas` with that task's seed). Hand-written: no
+  examples with replacement (shared by A and B; per task the same
+  `resampled_indices` as `bootstrap_deltas` with that task's seed). Hand-written: no
   library resamples two nested levels of paired data."""
   if not per_task:
     raise StatisticsError("hierarchical bootstrap needs at least one task")
@@ -355,12 +363,8 @@ def hierarchical_deltas(
     whole = np.arange(n)[None]
     observed += float(np.mean(score(gold[None], preds_b, whole))
                       - np.mean(score(gold[None], preds_a, whole)))
-    rng = np.random.default_rng(resample_seed(seed, task.name))
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    for start in range(0, n_resamples, chunk):
-      r = min(chunk, n_resamples - start)
-      idx = rng.integers(0, n, size=(r, n))
-      rows = slice(start, start + r)
+    for rows, idx in resampled_indices(n, n_resamples,
+                                       resample_seed(seed, task.name)):
       g = gold[idx]
       mean_a = np.take_along_axis(score(g, preds_a, idx), draws_a[rows],
                                   axis=1).mean(axis=1)
