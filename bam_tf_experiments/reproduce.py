@@ -288,11 +288,19 @@ def _trial_seconds(model_dir: str, trial_index: int) -> Dict:
           if k in trial}
 
 
+def _stage_seconds(record: Dict) -> float:
+  """A finished stage's cost: its wall time, or its trial's train + eval
+  seconds where larger. A stage resumed from a checkpoint times only its
+  last segment; the trial's seconds count every segment's training."""
+  trial = compute.trial_seconds(record)
+  return max(record["wall_seconds"], trial or 0.0)
+
+
 def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
-  """Mean wall time of earlier finished stages of the same flagfile; before
+  """Mean cost of earlier finished stages of the same flagfile; before
   any, the mean train + eval seconds of the trials its run dir already
   holds (run before this driver, or by hand), a slight underestimate."""
-  walls = [r["wall_seconds"] for r in records
+  walls = [_stage_seconds(r) for r in records
            if r["flagfile"] == stage.flagfile and r["returncode"] == 0]
   if not walls:
     walls = [w for w in map(compute.trial_seconds, results_lib.finished_trials(
@@ -301,7 +309,7 @@ def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
 
 
 def _eta(remaining: List[Stage], records: List[Dict]) -> str:
-  """Estimate from the stage log: mean wall of each flagfile's earlier
+  """Estimate from the stage log: mean cost of each flagfile's earlier
   stages (stages never timed are counted as unknown)."""
   eta = [estimate_seconds(s, records) for s in remaining]
   known = [e for e in eta if e is not None]

@@ -75,6 +75,12 @@ def test_plan_is_trial_major_skips_finished_and_expands_nested(tmp_path):
           "eval_seconds": 10.0})
   assert reproduce._eta(stages[5:], log) == (  # pylint: disable=protected-access
       "this stage ~10m00s, all remaining ~10m00s")
+  # A stage resumed from a checkpoint: its wall is the last segment only,
+  # its trial's train + eval seconds count every segment.
+  log.append({"flagfile": a, "wall_seconds": 60, "returncode": 0,
+              "train_seconds": 1140.0, "eval_seconds": 60.0})
+  assert reproduce._eta(stages[4:5], log) == (  # pylint: disable=protected-access
+      "this stage ~8m20s, all remaining ~8m20s")
 
 
 def test_retrain_plan_covers_finished_trials_without_predictions(tmp_path):
