@@ -300,12 +300,12 @@ def estimate_seconds(stage: Stage, records: List[Dict]) -> Optional[float]:
   """Mean cost of earlier finished stages of the same flagfile; before
   any, the mean train + eval seconds of the trials its run dir already
   holds (run before this driver, or by hand), a slight underestimate."""
-  walls = [_stage_seconds(r) for r in records
+  costs = [_stage_seconds(r) for r in records
            if r["flagfile"] == stage.flagfile and r["returncode"] == 0]
-  if not walls:
-    walls = [w for w in map(compute.trial_seconds, results_lib.finished_trials(
-        stage.model_dir).values()) if w is not None]
-  return sum(walls) / len(walls) if walls else None
+  if not costs:
+    costs = [c for c in map(compute.trial_seconds, results_lib.finished_trials(
+        stage.model_dir).values()) if c is not None]
+  return sum(costs) / len(costs) if costs else None
 
 
 def _eta(remaining: List[Stage], records: List[Dict]) -> str:
