@@ -114,7 +114,8 @@ def _task_spec(name: str, config: Dict, where: str) -> TaskSpec:
 class RunDir:
   """One run dir's results.json: per-task, per-trial headline scores."""
 
-  def __init__(self, path: str, flag: str = "--runs"):
+  def __init__(self, path: str, flag: str = "--runs",
+               first_trials: Optional[int] = None):
     self.path = path
     results_path = os.path.join(path, "results.json")
     if not os.path.isdir(path):
@@ -131,6 +132,8 @@ class RunDir:
     trials = data.get("trials") or []
     if not trials:
       raise ReportError(f"{flag}: {results_path} has no finished trials")
+    if first_trials:
+      trials = _first_trials(trials, first_trials, results_path)
     names = list(self.config.get("task_names") or [])
     if not names:  # older files: the tasks the trials scored
       names = sorted({t for tr in trials for t in tr.get("tasks", {})})
@@ -175,14 +178,26 @@ class RunDir:
     return eid[order], gold[order], pred[order]
 
 
+def _first_trials(trials: List[Dict], n: int, where: str) -> List[Dict]:
+  """Trials 0..n-1 of a results.json, all of them finished: a stage's
+  table stays rebuildable from the records after later trials land."""
+  kept = [tr for tr in trials if int(tr["trial"]) < n]
+  missing = sorted(set(range(n)) - {int(tr["trial"]) for tr in kept})
+  if missing:
+    raise ReportError(f"--first_trials={n}: {where} has not finished "
+                      f"trial(s) {missing} (0-based)")
+  return kept
+
+
 class Method:
   """A table row: one or more run dirs, each task taken from exactly one."""
 
-  def __init__(self, name: str, dirs: Sequence[str], flag: str = "--runs"):
+  def __init__(self, name: str, dirs: Sequence[str], flag: str = "--runs",
+               first_trials: Optional[int] = None):
     if not dirs:
       raise ReportError(f"{flag}: method {name!r} has no run dirs")
     self.name = name
-    self.runs = [RunDir(d, flag) for d in dirs]
+    self.runs = [RunDir(d, flag, first_trials) for d in dirs]
     self.task_run: Dict[str, RunDir] = {}
     for run in self.runs:
       for task in run.tasks:
@@ -263,7 +278,8 @@ def build_report(methods: Dict[str, List[str]],
                  bootstrap_pvalue: str = "nonpositive",
                  tasks: Optional[Sequence[str]] = None,
                  plots: bool = True,
-                 tested: Optional[Sequence[str]] = None) -> Dict:
+                 tested: Optional[Sequence[str]] = None,
+                 first_trials: Optional[int] = None) -> Dict:
   """Loads the runs, tests every method against every baseline and (with
   out_dir) writes table.md, table.csv, comparisons.csv, report.json, PNGs.
 
@@ -271,12 +287,16 @@ def build_report(methods: Dict[str, List[str]],
   gets a mark symbol (†, ‡, ...); test: "bootstrap", "mannwhitney",
   "hierarchical", "both" (the first two) or "all"; tested: the methods
   tested against the baselines (default: every other method), which sets
-  the size of the Holm family. Returns the report
+  the size of the Holm family; first_trials: only trials 0..n-1 of every
+  run dir (default: all finished trials). Returns the report
   dict (what report.json holds, plus "markdown")."""
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
   tested = check_tested(methods, baselines, tested)
-  rows = load_methods(methods)
+  if first_trials is not None and first_trials < 1:
+    raise ReportError(f"--first_trials must be at least 1, got "
+                      f"{first_trials}")
+  rows = load_methods(methods, first_trials)
   columns = table_columns(rows, tasks)
   notes: List[str] = []
   trial_scores, stats_table, cells = score_table(rows, columns, notes)
@@ -288,7 +308,8 @@ def build_report(methods: Dict[str, List[str]],
       rows, columns, trial_scores, stats_table, cells, results, notes,
       {"test": test, "alpha": alpha, "n_resamples": n_resamples,
        "seed": seed, "bootstrap_pvalue": bootstrap_pvalue,
-       "baselines": baselines, "marks": marks, "tested": tested})
+       "baselines": baselines, "marks": marks, "tested": tested,
+       "first_trials": first_trials})
   if out_dir and plots:
     report["plots"], plot_notes = _write_plots(report, rows, out_dir)
     report["notes"].extend(plot_notes)
@@ -336,9 +357,11 @@ def check_tested(methods: Dict[str, List[str]], baselines: Sequence[str],
   return list(tested)
 
 
-def load_methods(methods: Dict[str, List[str]]) -> Dict[str, Method]:
+def load_methods(methods: Dict[str, List[str]],
+                 first_trials: Optional[int] = None) -> Dict[str, Method]:
   """{row name: Method}: every run dir's results.json, in row order."""
-  return {name: Method(name, dirs) for name, dirs in methods.items()}
+  return {name: Method(name, dirs, first_trials=first_trials)
+          for name, dirs in methods.items()}
 
 
 def table_columns(rows: Dict[str, Method],
@@ -628,6 +651,9 @@ def render_markdown(report: Dict) -> str:
   cols = report["columns"]
   s = report["settings"]
   lines = []
+  if s.get("first_trials"):
+    lines += [f"Trials 1-{s['first_trials']} of every run (trial indices "
+              f"0-{s['first_trials'] - 1}); later trials left out.", ""]
   for test_name, res in report["tests"].items():
     cells = marked_cells(report, test_name)
     lines.append(f"## Dev scores (median over trials) - marks: "
@@ -815,6 +841,10 @@ def parse_args(argv=None):
                       "comparisons, so name only the question's methods")
   p.add_argument("--tasks", default="",
                  help="comma-separated tasks to show (default: all found)")
+  p.add_argument("--first_trials", type=int, default=None,
+                 help="only trials 0..N-1 of every run dir, each of them "
+                      "finished (a stage's snapshot; default: all finished "
+                      "trials)")
   p.add_argument("--no_plots", action="store_true")
   return p.parse_args(argv)
 
@@ -830,7 +860,8 @@ def main(argv=None) -> int:
         bootstrap_pvalue=args.bootstrap_pvalue,
         tasks=[t for t in args.tasks.split(",") if t.strip()] or None,
         plots=not args.no_plots,
-        tested=[t.strip() for t in args.tested.split(",") if t.strip()])
+        tested=[t.strip() for t in args.tested.split(",") if t.strip()],
+        first_trials=args.first_trials)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

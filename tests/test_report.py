@@ -470,3 +470,34 @@ def test_test_flag_names_the_tests(runs):
   report = rp.build_report(runs, ["Single"], plots=False, test="all",
                            n_resamples=100)
   assert list(report["tests"]) == ["bootstrap", "mannwhitney", "hierarchical"]
+
+
+def test_first_trials_is_the_table_of_a_stage(runs, tmp_path):
+  """--first_trials=N gives the report the first N trials would have had
+  alone, however many trials the run dirs have since finished."""
+  n = 3
+  alone = {m: [_write_run(str(tmp_path / m / os.path.basename(d)),
+                          json.load(open(os.path.join(d, "results.json"))
+                                    )["config"]["task_names"],
+                          perfect=("sst",) if m == "Best" else (),
+                          n_trials=n) for d in dirs]
+           for m, dirs in runs.items()}
+  kw = dict(baselines=["Single", "Multi"], test="all", n_resamples=200,
+            plots=False)
+  want = rp.build_report(alone, **kw)
+  got = rp.build_report(runs, first_trials=n, **kw)
+  assert got["trial_scores"] == want["trial_scores"]
+  assert got["cells"] == want["cells"]
+  for test, res in want["tests"].items():
+    assert ([c["p_value"] for c in got["tests"][test]["comparisons"]]
+            == [c["p_value"] for c in res["comparisons"]])
+  assert got["cells"] != rp.build_report(runs, **kw)["cells"]
+  assert got["settings"]["first_trials"] == n
+  assert got["markdown"].startswith("Trials 1-3 of every run")
+  assert sorted(got["compute"]["Multi"]["trial_seconds"]) == ["0", "1", "2"]
+  with pytest.raises(rp.ReportError,
+                     match=r"--first_trials=7: .*single_sts/results.json has not "
+                           r"finished trial\(s\) \[6\]"):
+    rp.build_report(runs, first_trials=N_TRIALS + 1, **kw)
+  with pytest.raises(rp.ReportError, match="--first_trials must be at least 1"):
+    rp.build_report(runs, first_trials=0, **kw)
