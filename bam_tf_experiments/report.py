@@ -132,7 +132,7 @@ class RunDir:
     trials = data.get("trials") or []
     if not trials:
       raise ReportError(f"{flag}: {results_path} has no finished trials")
-    if first_trials:
+    if first_trials is not None:
       trials = _first_trials(trials, first_trials, results_path)
     names = list(self.config.get("task_names") or [])
     if not names:  # older files: the tasks the trials scored
