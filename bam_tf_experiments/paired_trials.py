@@ -34,7 +34,7 @@ import itertools
 import os
 import statistics as pystats
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -151,15 +151,17 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
 
 def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
           n_resamples: int = st.DEFAULT_RESAMPLES,
-          seed: int = st.DEFAULT_SEED) -> Dict:
-  """{baseline, other, tasks: [...], verdict, settings} for two methods."""
+          seed: int = st.DEFAULT_SEED,
+          first_trials: Optional[int] = None) -> Dict:
+  """{baseline, other, tasks: [...], verdict, settings} for two methods;
+  first_trials: only trials 0..n-1 of every run dir (a stage's snapshot)."""
   if len(methods) != 2:
     raise PairedTrialsError(f"--runs: give exactly two methods, got "
                             f"{len(methods)} ({', '.join(methods)})")
   if baseline not in methods:
     raise PairedTrialsError(f"--baseline: {baseline!r} is not a method of "
                             f"--runs ({', '.join(methods)})")
-  rows = rp.load_methods(methods)
+  rows = rp.load_methods(methods, first_trials)
   base = rows[baseline]
   other = next(m for name, m in rows.items() if name != baseline)
   tasks = [t for t in rp.table_columns(rows, None)
@@ -180,7 +182,8 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
           "within_noise_everywhere": all(r["within_noise"] for r in results),
           "families": FAMILIES, "deciding": list(DECIDING),
           "settings": {"alpha": alpha, "n_resamples": n_resamples,
-                       "seed": seed, "sides": "two-sided"},
+                       "seed": seed, "sides": "two-sided",
+                       "first_trials": first_trials},
           "runs": {m.name: {t: r.path for t, r in m.task_run.items()}
                    for m in rows.values()}}
 
@@ -198,6 +201,9 @@ def render_markdown(result: Dict) -> str:
   lines = [f"## {other} against {base}, seed by seed (two-sided; p, then "
            f"Holm-corrected p in brackets; a difference where the corrected "
            f"p < {s['alpha']})", ""]
+  if s.get("first_trials"):
+    lines += [f"Trials 1-{s['first_trials']} of every run (trial indices "
+              f"0-{s['first_trials'] - 1}); later trials left out.", ""]
   rows = []
   for r in result["tasks"]:
     head = rp.column_header(r["task"])
@@ -317,7 +323,7 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   try:
     result = build(rp.parse_runs(args.runs), args.baseline, args.alpha,
-                   args.n_resamples, args.seed)
+                   args.n_resamples, args.seed, args.first_trials)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -293,9 +293,6 @@ def build_report(methods: Dict[str, List[str]],
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
   tested = check_tested(methods, baselines, tested)
-  if first_trials is not None and first_trials < 1:
-    raise ReportError(f"--first_trials must be at least 1, got "
-                      f"{first_trials}")
   rows = load_methods(methods, first_trials)
   columns = table_columns(rows, tasks)
   notes: List[str] = []
@@ -359,7 +356,11 @@ def check_tested(methods: Dict[str, List[str]], baselines: Sequence[str],
 
 def load_methods(methods: Dict[str, List[str]],
                  first_trials: Optional[int] = None) -> Dict[str, Method]:
-  """{row name: Method}: every run dir's results.json, in row order."""
+  """{row name: Method}: every run dir's results.json, in row order;
+  first_trials: only trials 0..n-1 of each (a stage's snapshot)."""
+  if first_trials is not None and first_trials < 1:
+    raise ReportError(f"--first_trials must be at least 1, got "
+                      f"{first_trials}")
   return {name: Method(name, dirs, first_trials=first_trials)
           for name, dirs in methods.items()}
 
@@ -804,11 +805,16 @@ def _write_plots(report: Dict, rows: Dict[str, Method], out_dir: str):
 # --------------------------------------------------------------------- CLI
 
 def add_test_flags(p: argparse.ArgumentParser):
-  """--alpha, --n_resamples and --seed, shared with paired_trials."""
+  """--alpha, --n_resamples, --seed and --first_trials, shared with
+  paired_trials."""
   p.add_argument("--alpha", type=float, default=0.05)
   p.add_argument("--n_resamples", type=int, default=st.DEFAULT_RESAMPLES)
   p.add_argument("--seed", type=int, default=st.DEFAULT_SEED,
                  help="the bootstrap's resampling seed")
+  p.add_argument("--first_trials", type=int, default=None,
+                 help="only trials 0..N-1 of every run dir, each of them "
+                      "finished (a stage's snapshot; default: all finished "
+                      "trials)")
 
 
 def parse_args(argv=None):
@@ -841,10 +847,6 @@ def parse_args(argv=None):
                       "comparisons, so name only the question's methods")
   p.add_argument("--tasks", default="",
                  help="comma-separated tasks to show (default: all found)")
-  p.add_argument("--first_trials", type=int, default=None,
-                 help="only trials 0..N-1 of every run dir, each of them "
-                      "finished (a stage's snapshot; default: all finished "
-                      "trials)")
   p.add_argument("--no_plots", action="store_true")
   return p.parse_args(argv)
 

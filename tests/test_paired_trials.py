@@ -13,6 +13,7 @@ import pytest
 from bam_tf.evaluation import metrics
 from bam_tf.tasks.glue import GLUE_TASKS
 from bam_tf_experiments import paired_trials as pt
+from bam_tf_experiments import report as rp
 from bam_tf_experiments import statistics as st
 
 N_EX = 150
@@ -166,6 +167,34 @@ def test_seeds_without_a_twin_are_named_and_feed_only_the_yardstick(
   md = pt.render_markdown(result)
   assert "RTE: A's seed(s) 1 have no twin" in md
   assert "RTE: B's seed(s) 7 have no twin" in md
+
+
+def test_first_trials_is_the_comparison_of_a_stage(tmp_path):
+  """--first_trials=3: seeds 4-5 trained later change neither the yardstick
+  nor the unpaired-seed list; the result is the three-seed one."""
+  task = "rte"
+  seeds = {s: _noisy(task, s) for s in (1, 2, 3, 4, 5)}
+  _write_run(str(tmp_path / "five"), task, seeds)
+  _write_run(str(tmp_path / "three"), task, {s: seeds[s] for s in SEEDS})
+  _write_run(str(tmp_path / "b"), task, {s: _noisy(task, s + 10)
+                                         for s in SEEDS})
+  b = [str(tmp_path / "b")]
+  want = pt.build({"A": [str(tmp_path / "three")], "B": b}, "A",
+                  n_resamples=RESAMPLES)
+  got = pt.build({"A": [str(tmp_path / "five")], "B": b}, "A",
+                 n_resamples=RESAMPLES, first_trials=3)
+  assert got["tasks"] == want["tasks"]
+  assert got["settings"]["first_trials"] == 3
+  assert "Trials 1-3 of every run" in pt.render_markdown(got)
+  every = pt.build({"A": [str(tmp_path / "five")], "B": b}, "A",
+                   n_resamples=RESAMPLES)["tasks"][0]
+  assert len(every["same_recipe"]) == 10  # the five seeds' pairs
+  assert every["unpaired_seeds"]["A"] == [4, 5]
+  with pytest.raises(rp.ReportError,
+                     match=r"--first_trials=4: .*b/results.json has not "
+                           r"finished trial\(s\) \[3\]"):
+    pt.build({"A": [str(tmp_path / "five")], "B": b}, "A",
+             n_resamples=RESAMPLES, first_trials=4)
 
 
 def test_holm_families_are_tasks_and_tasks_by_seeds(runs):

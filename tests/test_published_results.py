@@ -89,7 +89,8 @@ def test_published_paired_comparison_is_rebuilt_from_the_committed_records(
              for m, by_task in saved["runs"].items()}
   rebuilt = rp.jsonable(paired_trials.build(
       methods, saved["baseline"], alpha=s["alpha"],
-      n_resamples=s["n_resamples"], seed=s["seed"]))
+      n_resamples=s["n_resamples"], seed=s["seed"],
+      first_trials=s.get("first_trials")))
   assert rebuilt["within_noise_everywhere"] == saved[
       "within_noise_everywhere"]
   assert_same(rebuilt["tasks"], saved["tasks"], folder)
