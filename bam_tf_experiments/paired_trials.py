@@ -2,7 +2,7 @@
 
     python -m bam_tf_experiments.paired_trials \\
       --runs='Single:runs/x/single_cola+runs/x/single_rte,Single bucketed:runs/x/single_cola_bucketed+runs/x/single_rte_bucketed' \\
-      --baseline=Single --out_dir=reports/bucketing
+      --baseline=Single --out_dir=reports/bucketing [--first_trials=3]
 
 The report (bam_tf_experiments.report) asks Table 1's question: does a
 method improve over a baseline? A deliberate recipe change (length-bucketed
@@ -26,7 +26,9 @@ bootstrap nor Mann-Whitney finds a difference. As a yardstick the same
 bootstrap compares the baseline's seeds with each other (one recipe, two
 draws): how far apart two runs land, and how often the test calls that a
 difference, when nothing was changed. Writes paired.md, paired.csv and
-paired.json. No TensorFlow.
+paired.json. --first_trials=N keeps to trials 1-N of every run dir, so a
+stage's published comparison stays the same when later seeds land. No
+TensorFlow.
 """
 
 import argparse
