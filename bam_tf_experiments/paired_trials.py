@@ -203,9 +203,7 @@ def render_markdown(result: Dict) -> str:
   lines = [f"## {other} against {base}, seed by seed (two-sided; p, then "
            f"Holm-corrected p in brackets; a difference where the corrected "
            f"p < {s['alpha']})", ""]
-  if s.get("first_trials"):
-    lines += [f"Trials 1-{s['first_trials']} of every run (trial indices "
-              f"0-{s['first_trials'] - 1}); later trials left out.", ""]
+  lines += rp.first_trials_lines(s)
   rows = []
   for r in result["tasks"]:
     head = rp.column_header(r["task"])

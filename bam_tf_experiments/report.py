@@ -648,13 +648,20 @@ def markdown_table(header: List[str], rows: List[List[str]]) -> List[str]:
   return lines
 
 
+def first_trials_lines(settings: Dict) -> List[str]:
+  """The markdown line that says a stage's snapshot left later trials out
+  (none without --first_trials); shared with paired_trials."""
+  n = settings.get("first_trials")
+  if not n:
+    return []
+  return [f"Trials 1-{n} of every run (trial indices 0-{n - 1}); later "
+          "trials left out.", ""]
+
+
 def render_markdown(report: Dict) -> str:
   cols = report["columns"]
   s = report["settings"]
-  lines = []
-  if s.get("first_trials"):
-    lines += [f"Trials 1-{s['first_trials']} of every run (trial indices "
-              f"0-{s['first_trials'] - 1}); later trials left out.", ""]
+  lines = first_trials_lines(s)
   for test_name, res in report["tests"].items():
     cells = marked_cells(report, test_name)
     lines.append(f"## Dev scores (median over trials) - marks: "
