@@ -693,6 +693,13 @@ def validate(config: BamConfig, need_data: bool = True):
   _check(c.seed + c.num_trials - 1 < SEED_LIMIT, "seed",
          f"trial t uses --seed + t: {c.seed} + {c.num_trials - 1} (the last "
          "of --num_trials) must be below 2^32")
+  for flag, ids in (("retrain_trials", c.retrain_trial_ids),
+                    ("teacher_output_trials", c.teacher_output_trial_ids)):
+    beyond = sorted(t for t in ids if t >= c.num_trials)
+    _check(not beyond, flag,
+           f"trial {beyond[0] if beyond else ''} is not one of the "
+           f"--num_trials={c.num_trials} trials (they count from 0: "
+           f"0..{c.num_trials - 1}); nothing would be done for it")
   _check(not c.tpu or c.strategy == "tpu", "tpu",
          "given without --strategy=tpu")
   _check(not (c.strategy == "tpu" and c.mixed_precision == "mixed_float16"),

@@ -157,6 +157,7 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
           first_trials: Optional[int] = None) -> Dict:
   """{baseline, other, tasks: [...], verdict, settings} for two methods;
   first_trials: only trials 0..n-1 of every run dir (a stage's snapshot)."""
+  rp.check_test_levels(alpha, n_resamples)
   if len(methods) != 2:
     raise PairedTrialsError(f"--runs: give exactly two methods, got "
                             f"{len(methods)} ({', '.join(methods)})")

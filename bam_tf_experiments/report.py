@@ -290,6 +290,7 @@ def build_report(methods: Dict[str, List[str]],
   the size of the Holm family; first_trials: only trials 0..n-1 of every
   run dir (default: all finished trials). Returns the report
   dict (what report.json holds, plus "markdown")."""
+  check_test_levels(alpha, n_resamples)
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
   tested = check_tested(methods, baselines, tested)
@@ -352,6 +353,16 @@ def check_tested(methods: Dict[str, List[str]], baselines: Sequence[str],
     raise ReportError(f"--tested: {', '.join(tested)} is the only baseline; "
                       "a method is not tested against itself")
   return list(tested)
+
+
+def check_test_levels(alpha: float, n_resamples: int):
+  """--alpha and --n_resamples, before any run is read (report and
+  paired_trials): --alpha=5 meant as 5% would mark every cell."""
+  if not 0 < alpha < 1:
+    raise ReportError(f"--alpha must be a level between 0 and 1 (e.g. "
+                      f"0.05), got {alpha}")
+  if n_resamples < 1:
+    raise ReportError(f"--n_resamples must be at least 1, got {n_resamples}")
 
 
 def load_methods(methods: Dict[str, List[str]],

@@ -61,6 +61,21 @@ def test_invalid_values_name_the_flag(tmp_path, glue_dir, arg, message):
     _config(tmp_path, glue_dir, arg)
 
 
+def test_trial_lists_name_only_trials_the_run_has(tmp_path, glue_dir):
+  # Trials count from 0; a number past --num_trials would be done nothing
+  # for, without a word (the stage log's "trial 5" is trial 4 here).
+  c = _config(tmp_path, glue_dir, "--num_trials=5", "--retrain_trials=4",
+              "--teacher_output_trials=0,4")
+  assert (c.retrain_trial_ids, c.teacher_output_trial_ids) == ([4], [0, 4])
+  with pytest.raises(configure.ConfigError, match=r"^--retrain_trials: trial "
+                     r"5 is not one of the --num_trials=5 trials \(they "
+                     r"count from 0: 0\.\.4\)"):
+    _config(tmp_path, glue_dir, "--num_trials=5", "--retrain_trials=5,1")
+  with pytest.raises(configure.ConfigError,
+                     match="^--teacher_output_trials: trial 3 is not one"):
+    _config(tmp_path, glue_dir, "--num_trials=3", "--teacher_output_trials=3")
+
+
 def test_length_sorted_parts_need_shapes_that_may_vary(tmp_path, glue_dir):
   c = _config(tmp_path, glue_dir, "--length_sorted_part_size=8")
   assert c.train_part_size == 8
@@ -171,7 +186,7 @@ def test_do_lower_case_flag_to_field(tmp_path, glue_dir, value, expected):
 
 def test_from_json_round_trips(tmp_path, glue_dir):
   c = _config(tmp_path, glue_dir, "--task_names=cola,rte",
-              "--do_lower_case=false", "--retrain_trials=1",
+              "--do_lower_case=false", "--num_trials=2", "--retrain_trials=1",
               "--learning_rate=3e-5")
   saved = c.to_json_dict()
   again = configure.BamConfig.from_json(saved)

@@ -195,6 +195,9 @@ def test_first_trials_is_the_comparison_of_a_stage(tmp_path):
                            r"finished trial\(s\) \[3\]"):
     pt.build({"A": [str(tmp_path / "five")], "B": b}, "A",
              n_resamples=RESAMPLES, first_trials=4)
+  with pytest.raises(rp.ReportError, match=r"^--alpha must be a level "
+                     r"between 0 and 1 \(e.g. 0.05\), got 5$"):
+    pt.build({"A": [str(tmp_path / "five")], "B": b}, "A", alpha=5)
 
 
 def test_holm_families_are_tasks_and_tasks_by_seeds(runs):

@@ -501,3 +501,21 @@ def test_first_trials_is_the_table_of_a_stage(runs, tmp_path):
     rp.build_report(runs, first_trials=N_TRIALS + 1, **kw)
   with pytest.raises(rp.ReportError, match="--first_trials must be at least 1"):
     rp.build_report(runs, first_trials=0, **kw)
+
+
+def test_alpha_and_resamples_are_checked_before_any_run_is_read(
+    runs, tmp_path, capsys):
+  spec = "Single:" + "+".join(runs["Single"]) + ",Multi:" + "+".join(
+      runs["Multi"])
+  out = tmp_path / "report"
+  # "5" meant as 5% would have marked every cell significant.
+  assert rp.main([f"--runs={spec}", "--baselines=Single", "--alpha=5",
+                  f"--out_dir={out}"]) == 2
+  assert capsys.readouterr().err.strip().splitlines() == [
+      "error: --alpha must be a level between 0 and 1 (e.g. 0.05), got 5.0"]
+  assert rp.main([f"--runs={spec}", "--baselines=Single", "--n_resamples=-1",
+                  f"--out_dir={out}"]) == 2
+  assert "--n_resamples must be at least 1, got -1" in capsys.readouterr().err
+  assert not out.exists()
+  with pytest.raises(rp.ReportError, match="--n_resamples must be at least 1"):
+    rp.build_report({"Nope": [str(tmp_path / "missing")]}, n_resamples=0)

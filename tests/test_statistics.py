@@ -2,6 +2,7 @@
 
 Pure numpy/scipy; seconds."""
 
+import itertools
 import math
 
 import numpy as np
@@ -49,9 +50,50 @@ def test_mann_whitney_hand_example():
   assert r["u_statistic"] == 0.0 and r["p_value"] == pytest.approx(1.0)
 
 
+def _u(b, a):
+  return sum((x > y) + 0.5 * (x == y) for x in b for y in a)
+
+
+def _exact_mann_whitney(a, b):
+  """Every split of the pooled scores into |a| and |b|, ties kept: the
+  one-sided P(U >= u) and the two-sided 2 * min(P(U >= u), P(U <= u))."""
+  pooled, u = list(a) + list(b), _u(b, a)
+  us = []
+  for idx in itertools.combinations(range(len(pooled)), len(b)):
+    bb = [pooled[i] for i in idx]
+    aa = [pooled[i] for i in range(len(pooled)) if i not in idx]
+    us.append(_u(bb, aa))
+  us = np.array(us)
+  greater, less = np.mean(us >= u - 1e-9), np.mean(us <= u + 1e-9)
+  return greater, min(1.0, 2 * min(greater, less))
+
+
+def test_mann_whitney_is_exact_with_ties_at_table_trial_counts():
+  # Stage 2's RTE, Single against Single->Multi: a tie inside B. The normal
+  # approximation scipy falls back to on ties says 0.038, below the 0.05
+  # that no split of 3 against 3 can go under; the exact answer is 0.05.
+  a, b = [59.21, 58.84, 57.40], [62.82, 62.45, 62.45]
+  assert stats.mannwhitneyu(b, a, alternative="greater").pvalue < 0.04
+  assert st.mann_whitney_test(a, b)["p_value"] == pytest.approx(0.05)
+  assert st.mann_whitney_smallest_p(3, 3) == pytest.approx(0.05)
+  # Ties across the two sides too, 5 against 5 and 4 against 6: the
+  # enumeration above is the reference.
+  rng = np.random.default_rng(7)
+  for n_a, n_b in [(5, 5), (4, 6), (3, 3)]:
+    for _ in range(5):
+      a = rng.choice([61.0, 61.5, 62.0, 62.5, 63.0], n_a).tolist()
+      b = rng.choice([61.5, 62.0, 62.5, 63.0, 63.5], n_b).tolist()
+      greater, two_sided = _exact_mann_whitney(a, b)
+      assert st.mann_whitney_test(a, b)["p_value"] == pytest.approx(greater)
+      assert st.mann_whitney_test(a, b, "two-sided")["p_value"] == (
+          pytest.approx(two_sided))
+
+
 def test_mann_whitney_matches_scipy():
+  # Beyond the exact range (20 against 20), scipy's default: with ties the
+  # normal approximation, accurate at this size.
   rng = np.random.default_rng(3)
-  a = np.round(rng.normal(80, 1, 20), 1)  # ties: normal approximation
+  a = np.round(rng.normal(80, 1, 20), 1)
   b = np.round(rng.normal(80.7, 1, 20), 1)
   ours = st.mann_whitney_test(a, b)
   ref = stats.mannwhitneyu(b, a, alternative="greater")
