@@ -709,8 +709,8 @@ def validate(config: BamConfig, need_data: bool = True):
          "not with --jit_compile: XLA compiles a program per shape, and the "
          "parts' widths change with every batch (use one or the other)")
   # --mode=eval reads the run's tasks and data (check_paths checks them).
-  if need_data and c.mode in ("train", "inspect_data", "predict"):
-    _check_data(c)
+  if need_data and c.mode in ("train", "inspect_data"):
+    _check_data(c)  # predict: the run's own tasks, in check_paths
   _check(not c.checkpoint or c.mode == "eval", "checkpoint",
          "given without --mode=eval")
   if c.mode in ("train", "predict", "export", "eval"):
@@ -930,10 +930,23 @@ def check_paths(config: BamConfig):
     if not c.overwrite:
       read_saved_config(c.model_dir, "--overwrite deletes the run in "
                         "--model_dir, or use another --model_dir")
+    else:
+      try:
+        saved = read_saved_config(c.model_dir, "")
+      except ConfigError:
+        saved = None  # cut short: --overwrite clears it
+      check_overwritable(c.model_dir, saved)
   elif c.mode in ("predict", "export"):
-    read_saved_config(c.model_dir, "--model_dir holds no finished run")
+    saved = read_saved_config(c.model_dir, "--model_dir holds no finished "
+                              "run")
     if c.mode == "predict":
       _check_writable("model_dir", c.model_dir)  # test_predictions/
+      if saved is not None:  # the run's tasks, not this command's defaults
+        _check_data(BamConfig.from_json(
+            saved, need_data=False, mode="predict", model_dir=c.model_dir,
+            distill=False, teachers="", init_from="",
+            data_source=c.data_source, data_dir=c.data_dir,
+            tfds_data_dir=c.tfds_data_dir))
     elif c.export_dir:
       _check_writable("export_dir", c.export_dir)
     else:
@@ -963,6 +976,23 @@ def check_paths(config: BamConfig):
            f"{c.init_from} holds no final weights of trial "
            f"{c.teacher_trial} ({index} missing): is that run finished? "
            "(--teacher_trial picks the trial)")
+
+
+# Keys every bam_tf run's config.json has held (older versions included).
+_RUN_KEYS = ("task_names", "model_dir")
+
+
+def check_overwritable(model_dir: str, saved: Optional[Dict]):
+  """--overwrite clears only a bam_tf run: a config.json without a run's
+  keys (a Hugging Face model folder, another tool's output) is refused, so
+  a mistyped --model_dir never deletes what bam_tf did not write. An
+  unreadable config.json is a run's cut short (ours are written
+  atomically) and may be cleared."""
+  if saved is not None and not all(k in saved for k in _RUN_KEYS):
+    raise ConfigError(
+        f"--model_dir: {os.path.join(model_dir, 'config.json')} is not a "
+        f"bam_tf run's (it has no {' or '.join(_RUN_KEYS)}), so "
+        "--overwrite does not delete that folder; use another --model_dir")
 
 
 def config_differences(saved: Dict, config: BamConfig) -> List[str]:

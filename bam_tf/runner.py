@@ -456,7 +456,7 @@ def claim_model_dir(config, fingerprint=None):
   try:
     path = os.path.join(model_dir, "config.json")
     fingerprint_path = os.path.join(model_dir, FINGERPRINT_JSON)
-    reason = ""
+    reason, saved = "", None
     # Read again under the lock (configure.check_paths read it before, to
     # fail before the lock is taken): another run may have written it since.
     try:
@@ -475,6 +475,7 @@ def claim_model_dir(config, fingerprint=None):
           f"configuration (differs in: {', '.join(diff)}); use another "
           "--model_dir, or --overwrite to delete it")
     if diff:
+      configure.check_overwritable(model_dir, saved)
       reason = f"differs in: {', '.join(diff)}"
     if fingerprint and not reason and files.exists(fingerprint_path):
       reason = fingerprint_change(files.read_json(fingerprint_path),

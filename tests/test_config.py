@@ -1,6 +1,7 @@
 """Flag -> config resolution: task defaults, explicit flags, validation."""
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -257,6 +258,46 @@ def test_flagfiles_naming_runs_not_trained_yet_still_resolve(tmp_path,
   with pytest.raises(configure.ConfigError, match="--init_from: .*multi is "
                      "not a folder"):
     configure.check_paths(c)
+
+
+def test_predict_checks_the_data_of_the_runs_own_tasks(tmp_path, glue_dir):
+  # A CoLA run predicted from TFDS: the check names glue/cola, the run's
+  # task, not glue/rte (the --task_names default this command never used).
+  model_dir = tmp_path / "cola_run"
+  model_dir.mkdir()
+  run = _config(model_dir, glue_dir, "--task_names=cola")
+  (model_dir / "config.json").write_text(json.dumps(run.to_json_dict()))
+  empty = tmp_path / "tfds"
+  empty.mkdir()
+  c = _config(model_dir, glue_dir, "--mode=predict", "--data_source=tfds",
+              f"--tfds_data_dir={empty}")
+  with pytest.raises(configure.ConfigError, match="glue/cola") as e:
+    configure.check_paths(c)
+  assert "glue/rte" not in str(e.value)
+
+
+def test_overwrite_deletes_only_a_bam_tf_run(tmp_path, glue_dir):
+  """A Hugging Face model folder given as --model_dir (its config.json is
+  another tool's) survives --overwrite: refused before anything is
+  written, and again under the lock."""
+  from bam_tf import runner  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "minilm"
+  model_dir.mkdir()
+  hf = {"architectures": ["BertModel"], "hidden_size": 384,
+        "model_type": "bert", "vocab_size": 30522}
+  (model_dir / "config.json").write_text(json.dumps(hf))
+  (model_dir / "model.safetensors").write_bytes(b"weights")
+  c = _config(model_dir, glue_dir, "--task_names=rte", "--overwrite")
+  message = (r"^--model_dir: .*minilm/config.json is not a bam_tf run's \(it "
+             r"has no task_names or model_dir\), so --overwrite does not "
+             r"delete that folder; use another --model_dir$")
+  with pytest.raises(configure.ConfigError, match=message):
+    configure.check_paths(c)
+  with pytest.raises(configure.ConfigError, match=message):
+    runner.claim_model_dir(c)
+  assert sorted(p.name for p in model_dir.iterdir() if p.name != ".lock") == [
+      "config.json", "model.safetensors"]
+  assert json.loads((model_dir / "config.json").read_text()) == hf
 
 
 def test_config_json_cut_short_is_refused_or_overwritten(tmp_path, glue_dir):
