@@ -178,7 +178,8 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
     for r in results:
       entry = r[family]
       members += entry if isinstance(entry, list) else [entry]
-    rp.holm_correct(members, alpha)
+    rp.holm_correct(members, alpha, None if family == "mannwhitney" else
+                    st.resampling_floor(n_resamples, "two-sided"))
   for r in results:
     r["within_noise"] = not any(r[f]["significant"] for f in DECIDING)
   return {"baseline": base.name, "other": other.name, "tasks": results,
@@ -191,9 +192,11 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
                    for m in rows.values()}}
 
 
-def _p(c: Dict, n_resamples: int) -> str:
-  return (f"{rp.format_p(c['p_value'], n_resamples)} "
-          f"({rp.format_p(c['p_adjusted'], n_resamples)})")
+def _p(c: Dict, n_resamples: Optional[int]) -> str:
+  """"p (Holm p)"; n_resamples None for Mann-Whitney (no resampling)."""
+  p, adjusted = rp.format_p_pair(
+      c, n_resamples and st.resampling_floor(n_resamples, "two-sided"))
+  return f"{p} ({adjusted})"
 
 
 def render_markdown(result: Dict) -> str:

@@ -23,7 +23,7 @@ import os
 import re
 import statistics as pystats
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -453,7 +453,8 @@ def run_tests(tests: Sequence[str], rows: Dict[str, Method],
           f"{test_name} test needs per-example predictions: "
           f"{', '.join(sorted(missing))} not found (use --test=mannwhitney "
           "or --test=both for runs without them)")
-    holm_correct(comps, alpha)
+    holm_correct(comps, alpha, None if test_name == "mannwhitney"
+                 else st.resampling_floor(n_resamples))
     results[test_name] = {
         "description": TEST_NAMES[test_name],
         "correction": CORRECTION.format(m=len(comps), alpha=alpha),
@@ -517,9 +518,11 @@ def mann_whitney_power_note(comps: List[Dict], alpha: float
           "or fewer comparisons with --tested, let it decide)")
 
 
-def holm_correct(comps: List[Dict], alpha: float):
-  """Adds p_adjusted and significant (Holm-Bonferroni over comps)."""
-  keyed = {i: c["p_value"] for i, c in enumerate(comps)}
+def holm_correct(comps: List[Dict], alpha: float,
+                 floor: Optional[float] = None):
+  """Adds p_adjusted and significant (Holm-Bonferroni over comps). floor: a
+  resampling test's st.resampling_floor; its p of 0 enters as that bound."""
+  keyed = {i: max(c["p_value"], floor or 0.0) for i, c in enumerate(comps)}
   adjusted, reject = st.holm_bonferroni(keyed, alpha) if comps else ({}, {})
   for i, c in enumerate(comps):
     c["p_adjusted"] = adjusted[i]
@@ -618,10 +621,20 @@ def _compare(test_name, col, base: Method, m: Method, columns, trial_scores,
 
 # ----------------------------------------------------------------- writing
 
-def format_p(p: float, n_resamples: Optional[int] = None) -> str:
-  if p == 0 and n_resamples:
-    return f"<{1.0 / n_resamples:.0e}"
+def format_p(p: float, floor: Optional[float] = None) -> str:
+  """floor: a resampling test's st.resampling_floor (its 0 reads "<floor")."""
+  if p == 0 and floor:
+    return f"<{floor:.0e}"
   return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def format_p_pair(c: Dict, floor: Optional[float] = None) -> Tuple[str, str]:
+  """(p, Holm-adjusted p) of a comparison; where p is 0, the adjusted one
+  is the bound the floor gives, so it reads "<" too."""
+  adjusted = format_p(c["p_adjusted"])
+  if c["p_value"] == 0 and floor:
+    adjusted = "<" + adjusted
+  return format_p(c["p_value"], floor), adjusted
 
 
 def column_header(col: str) -> str:
@@ -716,10 +729,10 @@ def render_markdown(report: Dict) -> str:
       lines += [res["power_note"] + ".", ""]
     rows = []
     for c in res["comparisons"]:
-      nr = s["n_resamples"] if test_name != "mannwhitney" else None
+      floor = (st.resampling_floor(s["n_resamples"])
+               if test_name != "mannwhitney" else None)
       rows.append([c["method"], c["baseline"], column_header(c["column"]),
-                   f"{c['delta']:+.2f}", format_p(c["p_value"], nr),
-                   format_p(c["p_adjusted"], nr),
+                   f"{c['delta']:+.2f}", *format_p_pair(c, floor),
                    "yes" if c["significant"] else "no"])
     if rows:
       lines += markdown_table(["Method", "vs", "Task", "delta", "p",

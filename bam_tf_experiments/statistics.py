@@ -256,6 +256,13 @@ def bootstrap_pvalue(observed: float, deltas: np.ndarray,
                         f"{PVALUE_METHODS}, got {pvalue!r}")
 
 
+def resampling_floor(n_resamples: int, sides: str = "one-sided") -> float:
+  """The smallest p above 0 that n_resamples can show (2 / n two-sided).
+  A p of 0 means "below this", so a correction multiplies this bound, not
+  0: with --n_resamples=100, a 0 over 10 comparisons is p < 0.1, no mark."""
+  return (2.0 if sides == "two-sided" else 1.0) / n_resamples
+
+
 def two_sided_bootstrap_pvalue(deltas: np.ndarray) -> float:
   """p of "B differs from A", either way: twice the smaller tail of the
   resampled deltas around 0, capped at 1 (B identical to A gives 1)."""

@@ -142,7 +142,9 @@ def test_report_table_medians_and_marks(runs, tmp_path, test):
   comps = report["tests"][test]["comparisons"]
   # Holm over every comparison: 2 baselines x 2 other methods x 4 columns.
   assert len(comps) == 16
-  adj = _naive_holm(np.array([c["p_value"] for c in comps]))
+  # A resampled p of 0 enters Holm as its bound, 1 / n_resamples.
+  floor = 0.0 if test == "mannwhitney" else 1 / 1000
+  adj = _naive_holm(np.maximum([c["p_value"] for c in comps], floor))
   np.testing.assert_allclose([c["p_adjusted"] for c in comps], adj)
   sig = {(c["method"], c["column"], c["baseline"])
          for c in comps if c["p_adjusted"] < 0.05}
@@ -177,6 +179,33 @@ def test_report_table_medians_and_marks(runs, tmp_path, test):
   with open(os.path.join(out, "comparisons.csv")) as f:
     lines = f.read().splitlines()
   assert len(lines) == 1 + 16 and "Holm-Bonferroni" in lines[1]
+
+
+def test_a_bootstrap_p_of_zero_is_corrected_as_its_resampling_bound(runs):
+  """Best is perfect on SST: no resample favours a baseline, p = 0, which
+  means p < 1 / n_resamples. Holm multiplies that bound, not 0: over the 16
+  comparisons, 100 resamples cannot mark it (16 / 100), 1,000 can."""
+  def sst(n):
+    report = rp.build_report(runs, ["Single", "Multi"], test="bootstrap",
+                             n_resamples=n, plots=False)
+    return report, [c for c in report["tests"]["bootstrap"]["comparisons"]
+                    if c["method"] == "Best" and c["column"] == "sst"]
+  report, comps = sst(100)
+  assert [c["p_value"] for c in comps] == [0.0, 0.0]
+  assert [c["p_adjusted"] for c in comps] == [pytest.approx(0.16)] * 2
+  assert not any(c["significant"] for c in comps)
+  assert "| Best | Single | SST-2 | +" in report["markdown"]
+  assert "| <1e-02 | <0.1600 | no |" in report["markdown"]
+  _, rows = _table_rows(report["markdown"], "paired bootstrap")
+  assert not rows["Best"]["SST-2"].endswith(("†", "‡"))
+  _, comps = sst(1000)
+  assert [c["p_adjusted"] for c in comps] == [pytest.approx(0.016)] * 2
+  assert all(c["significant"] for c in comps)
+  # Two-sided (paired_trials): the bound is 2 / n.
+  comps = [{"p_value": 0.0}, {"p_value": 0.5}]
+  rp.holm_correct(comps, 0.05, st.resampling_floor(100, "two-sided"))
+  assert [c["p_adjusted"] for c in comps] == [pytest.approx(0.04), 0.5]
+  assert rp.format_p_pair(comps[0], 0.02) == ("<2e-02", "<0.0400")
 
 
 def test_tested_sets_the_holm_family_and_the_power_note_says_when_it_is_too_big(
@@ -408,7 +437,7 @@ def test_lost_predictions_leave_out_only_the_bootstrap_tests_needing_them(
         ("Multi", "cola"), ("Multi", "sts")]
     np.testing.assert_allclose(
         [c["p_adjusted"] for c in boot],
-        _naive_holm(np.array([c["p_value"] for c in boot])))
+        _naive_holm(np.maximum([c["p_value"] for c in boot], 1 / 200)))
     assert "over all 6 comparisons" in report["tests"][test]["correction"]
   assert len(report["tests"]["mannwhitney"]["comparisons"]) == 8
   notes = "\n".join(report["notes"])
