@@ -902,6 +902,7 @@ def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
   run = BamConfig.from_json(
       saved, need_data=False, mode="eval", model_dir=c.model_dir,
       distill=False, teachers="", init_from="", **here, **data)
+  check_task_declarations(run)
   try:
     _check_data(run)
   except ConfigError as e:
@@ -942,15 +943,21 @@ def check_paths(config: BamConfig):
     if c.mode == "predict":
       _check_writable("model_dir", c.model_dir)  # test_predictions/
       if saved is not None:  # the run's tasks, not this command's defaults
-        _check_data(BamConfig.from_json(
+        run = BamConfig.from_json(
             saved, need_data=False, mode="predict", model_dir=c.model_dir,
             distill=False, teachers="", init_from="",
             data_source=c.data_source, data_dir=c.data_dir,
-            tfds_data_dir=c.tfds_data_dir))
+            tfds_data_dir=c.tfds_data_dir)
+        check_task_declarations(run)
+        _check_data(run)
     elif c.export_dir:
       _check_writable("export_dir", c.export_dir)
     else:
       _check_writable("model_dir", os.path.join(c.model_dir, "export"))
+    if c.mode == "export" and saved is not None:
+      check_task_declarations(BamConfig.from_json(
+          saved, need_data=False, mode="export", model_dir=c.model_dir,
+          distill=False, teachers="", init_from=""))
     if c.mode == "export" and c.export_version:
       base = c.export_dir or os.path.join(c.model_dir, "export")
       _check(not files.exists(os.path.join(base, str(c.export_version))),
@@ -976,6 +983,47 @@ def check_paths(config: BamConfig):
            f"{c.init_from} holds no final weights of trial "
            f"{c.teacher_trial} ({index} missing): is that run finished? "
            "(--teacher_trial picks the trial)")
+
+
+# What a training run records of its data, beside config.json (written by
+# bam_tf.runner.claim_model_dir; user task declarations are checked here).
+FINGERPRINT_JSON = "data_fingerprint.json"
+
+
+def task_declarations(tasks) -> Dict[str, Dict]:
+  """The user tasks' declarations (--custom_tasks), as a run records them:
+  config.json names only the file, which may change after training. GLUE
+  tasks are code, not recorded."""
+  return {t.name: json.loads(json.dumps(t.get_config())) for t in tasks
+          if t.name not in glue.GLUE_TASKS}
+
+
+def declaration_change(recorded: Dict, now: Dict) -> str:
+  """The first field a user task's declaration changed ('' if none)."""
+  for name, decl in sorted(now.items()):
+    was = recorded.get(name)
+    if was is None or was == decl:
+      continue
+    key = next(k for k in sorted(set(was) | set(decl))
+               if was.get(k) != decl.get(k))
+    return (f"task {name}'s {key} is {decl.get(key)!r} now, but was "
+            f"{was.get(key)!r}")
+  return ""
+
+
+def check_task_declarations(run: "BamConfig"):
+  """A finished run evaluated, predicted or exported with the user task
+  declarations it trained with: a label order swapped in the JSON since
+  would flip every label without a word."""
+  path = os.path.join(run.model_dir, FINGERPRINT_JSON)
+  if not files.exists(path):
+    return  # trained before runs recorded their data
+  change = declaration_change(files.read_json(path).get("tasks", {}),
+                              task_declarations(run.tasks))
+  if change:
+    raise ConfigError(f"--custom_tasks: {change} when "
+                      f"{run.model_dir} was trained; restore the declaration "
+                      "it was trained with")
 
 
 # Keys every bam_tf run's config.json has held (older versions included).

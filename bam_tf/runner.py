@@ -344,7 +344,7 @@ def _splits_to_featurize(config):
   return splits
 
 
-FINGERPRINT_JSON = "data_fingerprint.json"
+FINGERPRINT_JSON = configure.FINGERPRINT_JSON
 
 
 def run_fingerprint(config, bundle, data: PreparedData, targets) -> Dict:
@@ -365,6 +365,7 @@ def run_fingerprint(config, bundle, data: PreparedData, targets) -> Dict:
           "examples_sha256": parts["examples_sha256"]}
   parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
   return {"data": splits, "teachers": teachers_fingerprint(targets),
+          "tasks": configure.task_declarations(config.tasks),
           "encoder": {"description": bundle.description,
                       "hub_path": bundle.hub_path,
                       "vocab_file": bundle.vocab_file,
@@ -387,6 +388,10 @@ def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
   the encoder's description are not compared (caches and checkouts move);
   the encoder itself is a flag (config.json)."""
   since = f"since this run started training in {model_dir}"
+  change = configure.declaration_change(saved.get("tasks", {}),
+                                        current.get("tasks", {}))
+  if change:
+    return f"--custom_tasks: {change} {since}"
   for task, splits in sorted(current["data"].items()):
     for split, now in sorted(splits.items()):
       was = saved.get("data", {}).get(task, {}).get(split)

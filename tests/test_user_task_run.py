@@ -6,13 +6,15 @@ and --mode=predict writes their test-split predictions as TSV."""
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics
 
 from bam_tf.common import files
-from conftest import run_classifier
+from conftest import REPO_ROOT, run_classifier
 
 
 ROWS = {"train": 60, "dev": 40, "test": 25}
@@ -110,3 +112,50 @@ def test_predict_writes_user_test_predictions(user_run):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert [r[1] for r in body] == [labels[i] for i in probs.argmax(axis=1)]
     assert f"{decl['name']}_test.tsv: {ROWS['test']} rows" in out
+
+
+def test_a_changed_declaration_is_refused_not_served(user_run):
+  """config.json names the tasks file, not its contents: with spam's labels
+  swapped in it after training, every label would flip without a word.
+  Resuming, evaluating, predicting and exporting refuse it, naming the
+  field, and write nothing; the declaration restored, they run again."""
+  model_dir, data_dir, _ = user_run
+  saved = files.read_json(os.path.join(model_dir, "config.json"))
+  tasks_json = saved["custom_tasks"]
+  original = open(tasks_json).read()
+  swapped = json.loads(original)
+  swapped[0]["label_list"] = ["ham", "spam"]
+  common = [f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+            f"--cache_dir={saved['cache_dir']}"]
+  before = sorted(os.listdir(model_dir))
+  try:
+    with open(tasks_json, "w") as f:
+      json.dump(swapped, f)
+    for mode in ("eval", "predict", "export"):
+      proc = subprocess.run(
+          [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py"),
+           f"--mode={mode}"] + common, stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT, text=True, timeout=600, cwd=REPO_ROOT)
+      assert proc.returncode == 2, proc.stdout[-3000:]
+      errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
+      assert errors == [
+          "error: --custom_tasks: task spam's label_list is ['ham', 'spam'] "
+          f"now, but was ['spam', 'ham'] when {model_dir} was trained; "
+          "restore the declaration it was trained with"], mode
+    # Resuming (one more trial) is refused the same way, before training.
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py"),
+         f"--custom_tasks={tasks_json}", "--task_names=spam,tri", "--debug",
+         "--max_train_steps=6", "--train_batch_size=8", "--eval_batch_size=8",
+         "--teacher_output_trials=", "--num_trials=2"] + common,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert ("error: --custom_tasks: task spam's label_list is ['ham', 'spam'] "
+            "now, but was ['spam', 'ham'] since this run started training in"
+            in proc.stdout), proc.stdout[-3000:]
+    assert sorted(os.listdir(model_dir)) == before
+  finally:
+    with open(tasks_json, "w") as f:
+      f.write(original)
+  run_classifier(["--mode=eval"] + common)
