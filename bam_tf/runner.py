@@ -538,6 +538,9 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   data = featurize(config, tokenizer, _splits_to_featurize(config))
   # Teachers are validated before anything is written to model_dir.
   targets = student.load_targets(config, data) if config.distill else {}
+  if config.init_from:  # a mismatched source fails here, not after the claim
+    warm_start.check_fits(bundle.layer, config.init_from,
+                          config.teacher_trial)
   dir_lock = None
   if chief:
     dir_lock = claim_model_dir(config, run_fingerprint(config, bundle, data,

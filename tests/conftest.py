@@ -49,7 +49,7 @@ SLOWEST_FIRST = (
     "test_tfds_source", "test_ownership", "test_restored_run",
     "test_preemption", "test_eval_mode", "test_multi_worker", "test_bad_input",
     "test_distribution", "test_tokenization", "test_user_task_run",
-    "test_published_results", "test_recipe", "test_features",
+    "test_init_from", "test_published_results", "test_recipe", "test_features",
     "test_terminal")
 
 

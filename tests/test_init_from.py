@@ -1,0 +1,69 @@
+"""--init_from (the paper's Table 3: fine-tune from another run's final
+weights): the warm start carries the source's encoder and shared heads, and
+a source trained with another encoder is one line before anything is
+written (it was a traceback after config.json, which then refused the
+corrected rerun)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, run_classifier
+
+SMALL = ["--task_names=rte", "--max_train_steps=3", "--train_batch_size=8",
+         "--eval_batch_size=32", "--max_seq_length=64",
+         "--teacher_output_trials="]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, glue_dir):
+  """A finished RTE run on the embedded MiniLM encoder."""
+  root = tmp_path_factory.mktemp("init_from")
+  run_classifier(SMALL + [f"--data_dir={glue_dir}",
+                          f"--model_dir={root / 'source'}"])
+  return root
+
+
+def _dev(model_dir):
+  return np.load(os.path.join(model_dir, "trial_0", "predictions",
+                              "rte_dev.npz"))
+
+
+def test_warm_start_carries_the_source_weights(source, glue_dir):
+  # One step at a learning rate of 1e-9 leaves the source's weights: the
+  # dev predictions are the source's own, which a fresh head is not.
+  target = source / "target"
+  out = run_classifier(SMALL + [
+      f"--data_dir={glue_dir}", f"--model_dir={target}",
+      f"--init_from={source / 'source'}", "--max_train_steps=1",
+      "--learning_rate=1e-9"])
+  assert "Initialised encoder, head_rte from" in out
+  want, got = _dev(source / "source"), _dev(target)
+  np.testing.assert_array_equal(got["prediction"], want["prediction"])
+  np.testing.assert_allclose(got["probabilities"], want["probabilities"],
+                             atol=1e-4)
+
+
+def test_a_source_of_another_encoder_is_refused_before_anything_is_written(
+    source, glue_dir):
+  target = source / "debug_target"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + SMALL
+      + [f"--data_dir={glue_dir}", f"--model_dir={target}", "--debug",
+         f"--init_from={source / 'source'}"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=600, cwd=REPO_ROOT)
+  assert proc.returncode == 2, proc.stdout[-3000:]
+  errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, proc.stdout[-3000:]
+  assert errors[0].startswith(
+      f"error: --init_from: {source / 'source'}/trial_0/final/"
+      "encoder_and_heads does not fit this run's encoder ("), errors[0]
+  assert re.search(r"encoder \(\d+ of its objects have no value there\); "
+                   r"was it trained with another encoder\?$", errors[0]), (
+                       errors[0])
+  assert not target.exists()
