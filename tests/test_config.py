@@ -77,6 +77,17 @@ def test_trial_lists_name_only_trials_the_run_has(tmp_path, glue_dir):
     _config(tmp_path, glue_dir, "--num_trials=3", "--teacher_output_trials=3")
 
 
+def test_distill_weight_is_only_the_fixed_schedules(tmp_path, glue_dir):
+  # Under teacher annealing (the default) a weight would be ignored.
+  with pytest.raises(configure.ConfigError, match=r"^--distill_weight: 0.3 "
+                     "is the weight of --distill_schedule=fixed; the "
+                     "annealing schedule would ignore it$"):
+    _config(tmp_path, glue_dir, "--distill_weight=0.3")
+  c = _config(tmp_path, glue_dir, "--distill_schedule=fixed",
+              "--distill_weight=0.3")
+  assert (c.distill_schedule, c.distill_weight) == ("fixed", 0.3)
+
+
 def test_length_sorted_parts_need_shapes_that_may_vary(tmp_path, glue_dir):
   c = _config(tmp_path, glue_dir, "--length_sorted_part_size=8")
   assert c.train_part_size == 8

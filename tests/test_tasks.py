@@ -249,6 +249,19 @@ def test_custom_task_paths_and_columns(tmp_path):
     readers.read_examples(bad, str(data), "train")
 
 
+@pytest.mark.parametrize("name,glue_name", [("rte", "rte"), ("RTE", "rte"),
+                                            ("Sts-B", "sts"), ("sst2", "sst")])
+def test_custom_task_names_clash_with_glue_in_any_case(name, glue_name):
+  # --task_names=RTE means GLUE's rte (README); a user task "RTE" may not
+  # take that spelling over.
+  decl = dict(_decl(), name=name)
+  with pytest.raises(registry.TaskError, match=rf"^--custom_tasks: custom "
+                     rf"task name '{name}' clashes with the GLUE task "
+                     rf"'{glue_name}' \(task names are matched without "
+                     r"case\)$"):
+    registry.load_custom_tasks(json.dumps(decl))
+
+
 def test_custom_tasks_flag_file_or_inline(tmp_path):
   with pytest.raises(registry.TaskError, match=r"--custom_tasks: file "
                      r".*tasks.json not found"):

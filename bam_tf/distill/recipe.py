@@ -27,9 +27,13 @@ INHERITED_FLAGS = ("data_dir", "data_source", "tfds_data_dir", "cache_dir",
                    "strategy", "tpu", "mixed_precision")
 
 def has_outputs(model_dir: str, trial: int) -> bool:
+  """The teacher's trial finished with its outputs: a trial writes them
+  before results.json records it, so a run killed part-way through
+  writing them (one task's files there, another's not) is not finished."""
   out = teacher_outputs.teacher_outputs_dir(model_dir, trial)
-  return files.isdir(out) and any(n.endswith("_train.json")
-                                  for n in files.listdir(out))
+  return (trial in results_lib.finished_trials(model_dir)
+          and files.isdir(out)
+          and any(n.endswith("_train.json") for n in files.listdir(out)))
 
 
 def ensure_teachers(config, train: Callable[[List[str]], None]):
@@ -40,7 +44,10 @@ def ensure_teachers(config, train: Callable[[List[str]], None]):
     if has_outputs(model_dir, config.teacher_trial):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
       continue
-    cmd = [f"--flagfile={flagfile}"]
+    # The teacher writes outputs for the trial the student reads (a
+    # flagfile's default is trial 0 only); the flag is rerun-safe.
+    cmd = [f"--flagfile={flagfile}",
+           f"--teacher_output_trials={config.teacher_trial}"]
     if config.teacher_trial in results_lib.finished_trials(model_dir):
       logging.warning(
           "Teacher %s: trial %d is finished (results.json) but its teacher "

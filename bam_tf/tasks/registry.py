@@ -240,9 +240,12 @@ def load_custom_tasks(declaration: str) -> Dict[str, TaskSpec]:
   tasks = {}
   for i, item in enumerate(items):
     spec = custom_task_from_dict(item, f"{where} (task {i})")
-    if spec.name in glue.GLUE_TASKS or spec.name in glue.ALIASES:
+    # Case-insensitive, as --task_names resolves GLUE names: a user task
+    # "RTE" would otherwise take over the GLUE spelling of rte.
+    if canonical_name(spec.name) in glue.GLUE_TASKS:
       raise TaskError(f"{where}: custom task name {spec.name!r} clashes with "
-                      "a GLUE task")
+                      f"the GLUE task {canonical_name(spec.name)!r} (task "
+                      "names are matched without case)")
     if spec.name in tasks:
       raise TaskError(f"{where}: custom task {spec.name!r} is declared twice")
     tasks[spec.name] = spec
