@@ -997,10 +997,19 @@ FINGERPRINT_JSON = "data_fingerprint.json"
 
 def task_declarations(tasks) -> Dict[str, Dict]:
   """The user tasks' declarations (--custom_tasks), as a run records them:
-  config.json names only the file, which may change after training. GLUE
-  tasks are code, not recorded."""
-  return {t.name: json.loads(json.dumps(t.get_config())) for t in tasks
-          if t.name not in glue.GLUE_TASKS}
+  config.json names only the file, which may change after training. Where
+  the files lie (folder, file names) may change: data moves. GLUE tasks are
+  code, not recorded."""
+  declarations = {}
+  for t in tasks:
+    if t.name in glue.GLUE_TASKS:
+      continue
+    d = json.loads(json.dumps(t.get_config()))
+    del d["dir_name"]
+    for layout in d["splits"].values():
+      del layout["file"]
+    declarations[t.name] = d
+  return declarations
 
 
 def declaration_change(recorded: Dict, now: Dict) -> str:

@@ -123,7 +123,12 @@ def test_a_changed_declaration_is_refused_not_served(user_run):
   saved = files.read_json(os.path.join(model_dir, "config.json"))
   tasks_json = saved["custom_tasks"]
   original = open(tasks_json).read()
-  swapped = json.loads(original)
+  # Where the files lie may change (data moves): not a new declaration.
+  moved = json.loads(original)
+  moved[0]["dir_name"] = "SpamMoved"
+  os.rename(os.path.join(data_dir, "Spam"), os.path.join(data_dir,
+                                                         "SpamMoved"))
+  swapped = json.loads(json.dumps(moved))
   swapped[0]["label_list"] = ["ham", "spam"]
   common = [f"--model_dir={model_dir}", f"--data_dir={data_dir}",
             f"--cache_dir={saved['cache_dir']}"]
@@ -155,7 +160,13 @@ def test_a_changed_declaration_is_refused_not_served(user_run):
             "now, but was ['spam', 'ham'] since this run started training in"
             in proc.stdout), proc.stdout[-3000:]
     assert sorted(os.listdir(model_dir)) == before
+    with open(tasks_json, "w") as f:
+      json.dump(moved, f)
+    run_classifier(["--mode=eval"] + common)
   finally:
     with open(tasks_json, "w") as f:
       f.write(original)
+    if os.path.isdir(os.path.join(data_dir, "SpamMoved")):
+      os.rename(os.path.join(data_dir, "SpamMoved"),
+                os.path.join(data_dir, "Spam"))
   run_classifier(["--mode=eval"] + common)
