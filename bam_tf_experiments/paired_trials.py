@@ -178,8 +178,8 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
     for r in results:
       entry = r[family]
       members += entry if isinstance(entry, list) else [entry]
-    rp.holm_correct(members, alpha, None if family == "mannwhitney" else
-                    st.resampling_floor(n_resamples, "two-sided"))
+    rp.holm_correct(members, alpha,
+                    rp.p_floor(family, n_resamples, "two-sided"))
   for r in results:
     r["within_noise"] = not any(r[f]["significant"] for f in DECIDING)
   return {"baseline": base.name, "other": other.name, "tasks": results,

@@ -453,8 +453,7 @@ def run_tests(tests: Sequence[str], rows: Dict[str, Method],
           f"{test_name} test needs per-example predictions: "
           f"{', '.join(sorted(missing))} not found (use --test=mannwhitney "
           "or --test=both for runs without them)")
-    holm_correct(comps, alpha, None if test_name == "mannwhitney"
-                 else st.resampling_floor(n_resamples))
+    holm_correct(comps, alpha, p_floor(test_name, n_resamples))
     results[test_name] = {
         "description": TEST_NAMES[test_name],
         "correction": CORRECTION.format(m=len(comps), alpha=alpha),
@@ -516,6 +515,15 @@ def mann_whitney_power_note(comps: List[Dict], alpha: float
           f"one-sided p ({sizes}) times the {len(comps)} comparisons of its "
           f"Holm family is {best * len(comps):.3g} >= {alpha} (more trials, "
           "or fewer comparisons with --tested, let it decide)")
+
+
+def p_floor(test_name: str, n_resamples: int,
+            sides: str = "one-sided") -> Optional[float]:
+  """st.resampling_floor of a resampling test; None for Mann-Whitney,
+  which does not resample (its p of 0 is exact)."""
+  if test_name == "mannwhitney":
+    return None
+  return st.resampling_floor(n_resamples, sides)
 
 
 def holm_correct(comps: List[Dict], alpha: float,
@@ -729,10 +737,9 @@ def render_markdown(report: Dict) -> str:
       lines += [res["power_note"] + ".", ""]
     rows = []
     for c in res["comparisons"]:
-      floor = (st.resampling_floor(s["n_resamples"])
-               if test_name != "mannwhitney" else None)
       rows.append([c["method"], c["baseline"], column_header(c["column"]),
-                   f"{c['delta']:+.2f}", *format_p_pair(c, floor),
+                   f"{c['delta']:+.2f}",
+                   *format_p_pair(c, p_floor(test_name, s["n_resamples"])),
                    "yes" if c["significant"] else "no"])
     if rows:
       lines += markdown_table(["Method", "vs", "Task", "delta", "p",

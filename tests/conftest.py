@@ -58,12 +58,18 @@ def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
 
 
-def run_classifier(args, timeout=900) -> str:
-  """run_classifier.py in a fresh process; its output (asserts success)."""
-  proc = subprocess.run(
+def run_classifier_process(args, timeout=900) -> subprocess.CompletedProcess:
+  """run_classifier.py in a fresh process, whatever its exit code (stdout
+  and stderr together in .stdout)."""
+  return subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + args,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       timeout=timeout, cwd=REPO_ROOT)
+
+
+def run_classifier(args, timeout=900) -> str:
+  """run_classifier.py in a fresh process; its output (asserts success)."""
+  proc = run_classifier_process(args, timeout)
   assert proc.returncode == 0, proc.stdout[-4000:]
   return proc.stdout
 

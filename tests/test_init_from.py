@@ -6,13 +6,11 @@ corrected rerun)."""
 
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, run_classifier
+from conftest import run_classifier, run_classifier_process
 
 SMALL = ["--task_names=rte", "--max_train_steps=3", "--train_batch_size=8",
          "--eval_batch_size=32", "--max_seq_length=64",
@@ -51,12 +49,9 @@ def test_warm_start_carries_the_source_weights(source, glue_dir):
 def test_a_source_of_another_encoder_is_refused_before_anything_is_written(
     source, glue_dir):
   target = source / "debug_target"
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + SMALL
-      + [f"--data_dir={glue_dir}", f"--model_dir={target}", "--debug",
-         f"--init_from={source / 'source'}"],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      timeout=600, cwd=REPO_ROOT)
+  proc = run_classifier_process(SMALL + [
+      f"--data_dir={glue_dir}", f"--model_dir={target}", "--debug",
+      f"--init_from={source / 'source'}"])
   assert proc.returncode == 2, proc.stdout[-3000:]
   errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
   assert len(errors) == 1, proc.stdout[-3000:]

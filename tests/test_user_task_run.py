@@ -6,15 +6,13 @@ and --mode=predict writes their test-split predictions as TSV."""
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics
 
 from bam_tf.common import files
-from conftest import REPO_ROOT, run_classifier
+from conftest import run_classifier, run_classifier_process
 
 
 ROWS = {"train": 60, "dev": 40, "test": 25}
@@ -137,10 +135,7 @@ def test_a_changed_declaration_is_refused_not_served(user_run):
     with open(tasks_json, "w") as f:
       json.dump(swapped, f)
     for mode in ("eval", "predict", "export"):
-      proc = subprocess.run(
-          [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py"),
-           f"--mode={mode}"] + common, stdout=subprocess.PIPE,
-          stderr=subprocess.STDOUT, text=True, timeout=600, cwd=REPO_ROOT)
+      proc = run_classifier_process([f"--mode={mode}"] + common)
       assert proc.returncode == 2, proc.stdout[-3000:]
       errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
       assert errors == [
@@ -148,13 +143,10 @@ def test_a_changed_declaration_is_refused_not_served(user_run):
           f"now, but was ['spam', 'ham'] when {model_dir} was trained; "
           "restore the declaration it was trained with"], mode
     # Resuming (one more trial) is refused the same way, before training.
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py"),
-         f"--custom_tasks={tasks_json}", "--task_names=spam,tri", "--debug",
+    proc = run_classifier_process(
+        [f"--custom_tasks={tasks_json}", "--task_names=spam,tri", "--debug",
          "--max_train_steps=6", "--train_batch_size=8", "--eval_batch_size=8",
-         "--teacher_output_trials=", "--num_trials=2"] + common,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=600, cwd=REPO_ROOT)
+         "--teacher_output_trials=", "--num_trials=2"] + common)
     assert proc.returncode == 2, proc.stdout[-3000:]
     assert ("error: --custom_tasks: task spam's label_list is ['ham', 'spam'] "
             "now, but was ['spam', 'ham'] since this run started training in"
