@@ -518,7 +518,8 @@ def test_full_disk_errors_as_one_line():
     (["--task_names=spam", "--data_source=tfds",
       '--custom_tasks={"name": "spam", "kind": "classification", '
       '"label_list": ["a", "b"], "splits": {"train": {"file": "t.tsv", '
-      '"text_a_col": 0}, "dev": {"file": "d.tsv", "text_a_col": 0}}}'],
+      '"text_a_col": 0, "label_col": 1}, "dev": {"file": "d.tsv", '
+      '"text_a_col": 0, "label_col": 1}}}'],
      r"^error: --data_source=tfds: task 'spam' is not a GLUE task"),
 ])
 def test_bad_tfds_source(args, message, tmp_path, capsys):

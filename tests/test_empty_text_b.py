@@ -187,8 +187,10 @@ def test_none_and_string_text_b_still_refused(tok, tmp_path):
   """A split mixing None and strings as text_b is a reader bug."""
   task = registry.custom_task_from_dict(
       {"name": "x", "kind": "classification", "label_list": ["0", "1"],
-       "splits": {"train": {"file": "t", "text_a_col": 0, "text_b_col": 1},
-                  "dev": {"file": "d", "text_a_col": 0}}}, "test")
+       "splits": {"train": {"file": "t", "text_a_col": 0, "text_b_col": 1,
+                            "label_col": 2},
+                  "dev": {"file": "d", "text_a_col": 0, "label_col": 1}}},
+      "test")
   exs = [features.Example(0, "x", "a", "b", "1"),
          features.Example(1, "x", "a", None, "1")]
   with pytest.raises(ValueError, match="mixed"):

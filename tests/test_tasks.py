@@ -226,6 +226,34 @@ def test_custom_task_declarations_are_checked(decl, message):
     registry.custom_task_from_dict(decl, "test")
 
 
+def test_unlabelled_numbered_split_must_say_whether_it_has_a_header(
+    tmp_path):
+  """A test file given by column numbers and without labels: the first row
+  could be a header or the first example, and the default would silently
+  drop it and shift every test id by one."""
+  folder = tmp_path / "reviews"
+  folder.mkdir()
+  (folder / "test.csv").write_text("0,first review\n1,second review\n")
+  decl = _decl()
+  decl["splits"]["test"] = {"file": "test.csv", "text_a_col": 1,
+                            "delimiter": ","}
+  with pytest.raises(registry.TaskError, match=(
+      r"^test: split 'test': columns are given by number and there is no "
+      r"label_col, so nothing tells a header row from data: declare "
+      r'"has_header": true or false$')):
+    registry.custom_task_from_dict(decl, "test")
+  for has_header, texts in ((False, ["first review", "second review"]),
+                            (True, ["second review"])):
+    decl["splits"]["test"]["has_header"] = has_header
+    task = registry.custom_task_from_dict(decl, "test")
+    examples = readers.read_examples(task, str(tmp_path), "test")
+    assert [(e.eid, e.text_a) for e in examples] == list(enumerate(texts))
+  # A named column says the file has a header; a labelled split is checked
+  # by its first row's label (the reader refuses data as a header).
+  decl["splits"]["test"] = {"file": "test.csv", "text_a_col": "text"}
+  registry.custom_task_from_dict(decl, "test")
+
+
 def test_custom_task_paths_and_columns(tmp_path):
   outside = tmp_path / "elsewhere" / "train.csv"
   outside.parent.mkdir()

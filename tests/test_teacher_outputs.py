@@ -354,6 +354,19 @@ def test_label_list_differs(tmp_path, students):
   _expect(st, [d], path, "label_list", "differs")
 
 
+def test_regression_label_range_differs(tmp_path, students):
+  """A teacher trained on another score range stored (y - min) / max over
+  that range: the student's gold would mean something else."""
+  st = students["sts"]
+  other = Student(dataclasses.replace(STS, label_range=(1.0, 5.0)), st.path,
+                  st.manifest)
+  d, path, _, _ = make_teacher(tmp_path, "t", other)
+  _expect(st, [d], path, "label_range [1.0, 5.0] differs", "'sts', [0.0, "
+          "5.0]")
+  d2, _, _, _ = make_teacher(tmp_path, "t2", st)
+  assert load(st, [d2]).values.shape == (len(st.eids),)
+
+
 def test_stale_data_sha256(tmp_path, students):
   st = students["rte"]
   d, path, _, _ = make_teacher(tmp_path, "t", st, data_sha256="0" * 64)

@@ -231,6 +231,13 @@ def _locate(model_dir: str, trial: int, task: TaskSpec, split: str
   return path, manifest_path
 
 
+def _floats(values) -> Optional[List[float]]:
+  try:
+    return [float(v) for v in values]
+  except (TypeError, ValueError):
+    return None
+
+
 def _check_manifest(path: str, manifest_path: str, task: TaskSpec,
                     split: str, student_data_sha256: Optional[str],
                     student_examples_sha256: Optional[str] = None) -> Dict:
@@ -263,6 +270,13 @@ def _check_manifest(path: str, manifest_path: str, task: TaskSpec,
         "teacher file %s: its label_list %r differs from the label_list of "
         "task %r, %r (its logits would mean other labels)" % (
             path, m.get("label_list"), task.name, list(task.label_list)))
+  if task.is_regression and _floats(m.get("label_range")) != _floats(
+      task.label_range):
+    raise TeacherError(
+        "teacher file %s: its label_range %r differs from the label_range "
+        "of task %r, %r (its scores were scaled by (y - min) / max over "
+        "another range)" % (path, m.get("label_range"), task.name,
+                            list(task.label_range)))
   if m.get("data_sha256") != student_data_sha256 and not (
       student_examples_sha256 and
       m.get("examples_sha256") == student_examples_sha256):

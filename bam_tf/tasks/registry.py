@@ -76,6 +76,16 @@ def _check_split(name: str, layout, where: str):
   has_header = layout.get("has_header", True)
   _require(isinstance(has_header, bool), at,
            f"has_header must be true or false, got {has_header!r}")
+  # Columns by number and no label: nothing in the file tells a header row
+  # from data (with a label, the reader refuses a first row whose label
+  # column holds a label), so the default would drop a test file's first
+  # example, and every later id would name the wrong row.
+  columns = [layout.get(f) for f in ("text_a_col", "text_b_col")]
+  _require("has_header" in layout or layout.get("label_col") is not None
+           or any(isinstance(c, str) for c in columns), at,
+           "columns are given by number and there is no label_col, so "
+           "nothing tells a header row from data: declare \"has_header\": "
+           "true or false")
   if not has_header:
     named = [f for f in ("text_a_col", "text_b_col", "label_col")
              if isinstance(layout.get(f), str)]
