@@ -871,6 +871,21 @@ def eval_checkpoint(config: BamConfig) -> str:
   return path
 
 
+def finished_run_config(saved: Dict, model_dir: str, **settings
+                        ) -> BamConfig:
+  """A finished run's config (its config.json, `saved`) for eval, predict
+  or export, with `settings` of this invocation. What only training reads
+  is cleared (teachers, --init_from: the final checkpoint holds their
+  effect, and their paths need not exist here), the training data is not
+  required, and the user task declarations must be those it trained with.
+  """
+  run = BamConfig.from_json(saved, need_data=False, model_dir=model_dir,
+                            distill=False, teachers="", init_from="",
+                            **settings)
+  check_task_declarations(run)
+  return run
+
+
 def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
                     ) -> BamConfig:
   """--mode=eval: the finished run's config (model_dir/config.json, or
@@ -904,10 +919,7 @@ def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
   default = next(s.default for s in SETTINGS if s.name == "eval_batch_size")
   if c.eval_batch_size != default:
     here["eval_batch_size"] = c.eval_batch_size
-  run = BamConfig.from_json(
-      saved, need_data=False, mode="eval", model_dir=c.model_dir,
-      distill=False, teachers="", init_from="", **here, **data)
-  check_task_declarations(run)
+  run = finished_run_config(saved, c.model_dir, mode="eval", **here, **data)
   try:
     _check_data(run)
   except ConfigError as e:
@@ -948,21 +960,15 @@ def check_paths(config: BamConfig):
     if c.mode == "predict":
       _check_writable("model_dir", c.model_dir)  # test_predictions/
       if saved is not None:  # the run's tasks, not this command's defaults
-        run = BamConfig.from_json(
-            saved, need_data=False, mode="predict", model_dir=c.model_dir,
-            distill=False, teachers="", init_from="",
-            data_source=c.data_source, data_dir=c.data_dir,
-            tfds_data_dir=c.tfds_data_dir)
-        check_task_declarations(run)
-        _check_data(run)
+        _check_data(finished_run_config(
+            saved, c.model_dir, mode="predict", data_source=c.data_source,
+            data_dir=c.data_dir, tfds_data_dir=c.tfds_data_dir))
     elif c.export_dir:
       _check_writable("export_dir", c.export_dir)
     else:
       _check_writable("model_dir", os.path.join(c.model_dir, "export"))
     if c.mode == "export" and saved is not None:
-      check_task_declarations(BamConfig.from_json(
-          saved, need_data=False, mode="export", model_dir=c.model_dir,
-          distill=False, teachers="", init_from=""))
+      finished_run_config(saved, c.model_dir, mode="export")
     if c.mode == "export" and c.export_version:
       base = c.export_dir or os.path.join(c.model_dir, "export")
       _check(not files.exists(os.path.join(base, str(c.export_version))),

@@ -112,10 +112,11 @@ def test_predict_writes_user_test_predictions(user_run):
     assert f"{decl['name']}_test.tsv: {ROWS['test']} rows" in out
 
 
-def test_a_changed_declaration_is_refused_not_served(user_run):
+def test_a_changed_declaration_is_refused_not_served(user_run, capsys):
   """config.json names the tasks file, not its contents: with spam's labels
   swapped in it after training, every label would flip without a word.
-  Resuming, evaluating, predicting and exporting refuse it, naming the
+  Resuming, evaluating, predicting and exporting (run_classifier or the
+  export tool) refuse it, naming the
   field, and write nothing; the declaration restored, they run again."""
   model_dir, data_dir, _ = user_run
   saved = files.read_json(os.path.join(model_dir, "config.json"))
@@ -142,6 +143,11 @@ def test_a_changed_declaration_is_refused_not_served(user_run):
           "error: --custom_tasks: task spam's label_list is ['ham', 'spam'] "
           f"now, but was ['spam', 'ham'] when {model_dir} was trained; "
           "restore the declaration it was trained with"], mode
+    # The export tool reads the run's config.json the same way.
+    from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
+    assert export.main([f"--model_dir={model_dir}",
+                        f"--export_dir={model_dir}/tool_export"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == errors[0]
     # Resuming (one more trial) is refused the same way, before training.
     proc = run_classifier_process(
         [f"--custom_tasks={tasks_json}", "--task_names=spam,tri", "--debug",

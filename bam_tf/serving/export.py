@@ -102,13 +102,9 @@ def final_checkpoint_path(model_dir: str, trial: int) -> str:
 
 
 def load_run_config(model_dir: str) -> configure.BamConfig:
-  """Rebuilds and validates a run's config from model_dir/config.json.
-
-  Settings that only matter while training and name other places (teachers,
-  --init_from) are cleared: the final checkpoint already holds their effect
-  and those paths need not exist where the export happens. The training data
-  is not needed either, so a missing --data_dir is tolerated.
-  """
+  """Rebuilds and validates a run's config from model_dir/config.json
+  (configure.finished_run_config: training-only settings cleared, the
+  training data not needed, the task declarations the run's own)."""
   path = os.path.join(model_dir, "config.json")
   if not files.isfile(path):
     raise ExportError(f"{path} not found; --model_dir must be a finished "
@@ -118,9 +114,7 @@ def load_run_config(model_dir: str) -> configure.BamConfig:
   if missing:
     raise ExportError(f"{path} lacks {missing}; was it written by another "
                       "version of bam_tf?")
-  return configure.BamConfig.from_json(
-      saved, need_data=False, model_dir=model_dir, distill=False,
-      teachers="", init_from="")
+  return configure.finished_run_config(saved, model_dir)
 
 
 def restore_final(model, encoder_layer, model_dir: str, trial: int = 0):
