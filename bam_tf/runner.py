@@ -706,6 +706,13 @@ def predict_test_sets(config) -> Dict[str, int]:
         "besides train and dev (a user task's test split is one more entry "
         "in its \"splits\")")
   data = featurize(run_config, tokenizer, splits_of)
+  on_leaderboard = [t.name for t in run_config.tasks
+                    if t.name in glue.GLUE_TASKS]
+  if on_leaderboard and not run_config.debug:
+    glue_submission.check_counts([
+        (task, split, data.manifests[task.name][split]["count"])
+        for task in run_config.tasks if task.name in on_leaderboard
+        for split in splits_of(task)])
   per_split = [(task, split, predict(run_config, model, data, task, split))
                for task in run_config.tasks for split in splits_of(task)]
   trial_dir = f"trial_{config.trial}"
@@ -713,13 +720,15 @@ def predict_test_sets(config) -> Dict[str, int]:
   written = test_predictions.write(out_dir, per_split)
   print("\n".join(f"{name}: {n} rows" for name, n in written.items()))
   print(f"wrote {out_dir}")
-  leaderboard = [(t, s, p) for t, s, p in per_split
-                 if t.name in glue.GLUE_TASKS]
-  if leaderboard:
-    counts = {(t.name, s): data.manifests[t.name][s]["count"]
-              for t, s, _ in leaderboard}
+  if on_leaderboard and run_config.debug:
+    print(f"no GLUE submission: {config.model_dir} is a --debug run, which "
+          f"reads the first {run_config.debug_max_rows} rows of each test "
+          "file, and the leaderboard scores every row")
+  elif on_leaderboard:
     out_dir = os.path.join(config.model_dir, "glue_submission", trial_dir)
-    on_board = glue_submission.write_submission(out_dir, leaderboard, counts)
+    on_board = glue_submission.write_submission(
+        out_dir, [(t, s, p) for t, s, p in per_split
+                  if t.name in on_leaderboard])
     print("\n".join(f"{name}: {n} rows" for name, n in on_board.items()))
     print(f"wrote {out_dir}/{glue_submission.ZIP_NAME}")
     written.update(on_board)

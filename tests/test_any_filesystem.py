@@ -96,9 +96,10 @@ def test_predict_and_export_on_ram_match_local_disk(both):
   for name in names:
     assert files.read_text(f"{ram}/{folder}/{name}") == files.read_text(
         f"{local}/{folder}/{name}")
-  assert files.read_bytes(
-      f"{ram}/student/glue_submission/trial_0/RTE.tsv") == files.read_bytes(
-          f"{local}/student/glue_submission/trial_0/RTE.tsv")
+  # A --debug run's test predictions cover the first 50 rows: no GLUE
+  # submission (the leaderboard scores every row).
+  assert "glue_submission" not in files.listdir(f"{local}/student")
+  assert "glue_submission" not in files.listdir(f"{ram}/student")
   # The export is version 1 of the base, moved in file by file on ram://.
   assert files.isfile(f"{ram}/export/1/saved_model.pb")
   np.testing.assert_allclose(_serve(f"{ram}/export/1"),

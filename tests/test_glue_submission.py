@@ -21,8 +21,7 @@ def test_files_and_zip(tmp_path, glue_dir):
   sts_pred = {"eid": np.arange(n_sts),
               "prediction": rng.uniform(-1, 6, n_sts)}
   written = glue_submission.write_submission(
-      str(tmp_path), [(rte, "test", rte_pred), (sts, "test", sts_pred)],
-      {("rte", "test"): n_rte, ("sts", "test"): n_sts})
+      str(tmp_path), [(rte, "test", rte_pred), (sts, "test", sts_pred)])
   assert written == {"RTE.tsv": 3000, "STS-B.tsv": 1379}
   lines = (tmp_path / "RTE.tsv").read_text().splitlines()
   assert lines[0] == "index\tprediction" and len(lines) == 3001
@@ -36,14 +35,24 @@ def test_files_and_zip(tmp_path, glue_dir):
     assert zf.read("RTE.tsv").decode() == (tmp_path / "RTE.tsv").read_text()
 
 
-def test_count_mismatch_is_refused(tmp_path):
-  rte = glue.GLUE_TASKS["rte"]
-  with pytest.raises(BamError, match="RTE.tsv: 2 predictions but the rte "
-                     "test file has 3000 rows"):
+def test_a_count_other_than_the_leaderboards_is_refused(tmp_path, glue_dir):
+  """The real test files have the public release's rows; a file one row
+  short (or a --debug run's first 50 rows) would be rejected, or scored
+  against the wrong ids: refused before anything is written."""
+  rte, sts = glue.GLUE_TASKS["rte"], glue.GLUE_TASKS["sts"]
+  real = [(t, "test", len(readers.read_examples(t, glue_dir, "test")))
+          for t in (rte, sts)]
+  glue_submission.check_counts(real)
+  with pytest.raises(BamError, match=r"^STS-B.tsv: the sts test file has "
+                     r"1378 rows, the GLUE leaderboard's has 1379; refusing "
+                     r"to write a submission it would reject$"):
+    glue_submission.check_counts(real[:1] + [(sts, "test", 1378)])
+  with pytest.raises(BamError, match=r"^RTE.tsv: the rte test file has 50 "
+                     r"rows, the GLUE leaderboard's has 3000"):
     glue_submission.write_submission(
-        str(tmp_path), [(rte, "test", {"eid": np.arange(2),
-                                       "prediction": np.zeros(2, int)})],
-        {("rte", "test"): 3000})
+        str(tmp_path), [(rte, "test", {"eid": np.arange(50),
+                                       "prediction": np.zeros(50, int)})])
+  assert list(tmp_path.iterdir()) == []
 
 
 def test_every_glue_test_split_has_a_file():

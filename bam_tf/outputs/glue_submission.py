@@ -49,24 +49,32 @@ def format_predictions(task: TaskSpec, predictions: Dict[str, np.ndarray]
   return "\n".join(lines) + "\n"
 
 
-def write_submission(out_dir: str, per_split: List[Tuple], expected_counts: Dict
-                     ) -> Dict[str, int]:
-  """Writes every file plus the zip; checks counts against the test files.
+def check_counts(per_split: List[Tuple[TaskSpec, str, int]]):
+  """Refuses, before anything is written, a test split whose row count is
+  not the public GLUE release's: the leaderboard rejects such a file (or
+  scores rows against the wrong ids). per_split: [(task, split, rows)]."""
+  for task, split, n in per_split:
+    want = task.official_counts.get(split)
+    if n != want:
+      raise BamError(
+          f"{SUBMISSION_FILES[(task.name, split)]}: the {task.name} {split} "
+          f"file has {n} rows, the GLUE leaderboard's has {want}; refusing "
+          "to write a submission it would reject")
 
-  per_split: [(task_spec, split, predictions)]; expected_counts: {(task
-  name, split): rows in the test file}.
-  """
+
+def write_submission(out_dir: str, per_split: List[Tuple]) -> Dict[str, int]:
+  """Writes every file plus the zip. per_split: [(task_spec, split,
+  predictions)], each with one prediction per row of the public GLUE test
+  file (checked again here)."""
+  check_counts([(task, split, len(preds["eid"]))
+                for task, split, preds in per_split])
   written, buf = {}, io.BytesIO()
   with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
     for task, split, preds in per_split:
       name = SUBMISSION_FILES[(task.name, split)]
-      n, want = len(preds["eid"]), expected_counts[(task.name, split)]
-      if n != want:
-        raise BamError(f"{name}: {n} predictions but the {task.name} {split} "
-                       f"file has {want} rows")
       text = format_predictions(task, preds)
       files.write_text_atomic(os.path.join(out_dir, name), text)
       zf.writestr(name, text)
-      written[name] = n
+      written[name] = len(preds["eid"])
   files.write_bytes_atomic(os.path.join(out_dir, ZIP_NAME), buf.getvalue())
   return written
