@@ -29,6 +29,7 @@ import numpy as np
 
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
+from bam_tf.evaluation import metrics as metrics_lib
 from bam_tf.tasks import glue
 from bam_tf.tasks.task import TaskSpec
 from bam_tf_experiments import compute
@@ -143,6 +144,7 @@ class RunDir:
                                           if k in tr} for tr in trials}
     # Each trial's training seed (None in records older than it).
     self.seeds = {int(tr["trial"]): tr.get("seed") for tr in trials}
+    self._checked = set()  # (task, trial) whose predictions give the score
     for tr in trials:
       for n in names:
         if n not in tr.get("tasks", {}) or "score" not in tr["tasks"][n]:
@@ -174,8 +176,26 @@ class RunDir:
       if missing:
         raise ReportError(f"{path}: missing arrays {missing}")
       eid, gold, pred = z["eid"], z["gold"], z["prediction"]
+    self._check_score(task, trial, path, gold, pred)
     order = np.argsort(eid, kind="stable")
     return eid[order], gold[order], pred[order]
+
+  def _check_score(self, task: str, trial: int, path: str, gold, pred):
+    """The file's predictions give the score results.json records for the
+    trial: a file replaced since (another run's, a re-evaluation) would
+    otherwise be tested in that trial's name without a word."""
+    if (task, trial) in self._checked:
+      return
+    spec = self.tasks[task]
+    score = metrics_lib.metric_value(spec, spec.metric, gold, pred)
+    want = self.scores[task].get(trial)
+    # results.json's score was computed from these very arrays.
+    if want is None or not abs(score - want) <= 1e-6 * max(1.0, abs(want)):
+      raise ReportError(
+          f"{path}: its predictions score {score:.4f} ({spec.metric}), but "
+          f"{os.path.join(self.path, 'results.json')} records {want} for "
+          f"trial {trial}: the file is not that trial's predictions")
+    self._checked.add((task, trial))
 
 
 def _first_trials(trials: List[Dict], n: int, where: str) -> List[Dict]:

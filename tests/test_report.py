@@ -5,6 +5,7 @@ here, scores computed with the project's own metric functions."""
 
 import json
 import os
+import re
 import statistics as pystats
 
 import numpy as np
@@ -346,6 +347,37 @@ def test_clear_errors(runs, tmp_path):
                       test="mannwhitney", plots=False)
   assert r["cells"]["Bare"]["Avg"] is None  # lacks cola and sts
   assert rp.main(["--runs=X:" + str(tmp_path / "nope")]) == 2
+
+
+def test_predictions_that_do_not_give_the_trials_score_are_refused(
+    runs, tmp_path):
+  """A trial's prediction file replaced by another trial's (a re-evaluated
+  checkpoint, a copy from another run): its metric is not the score that
+  results.json records, and the bootstrap would test it in the trial's
+  name. Refused, naming the file and both numbers."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  multi = str(tmp_path / "multi")
+  shutil.copytree(runs["Multi"][0], multi)
+  run = rp.RunDir(multi)
+  median = st.median_trial(run.scores["sts"])
+  other = next(t for t in run.scores["sts"]
+               if run.scores["sts"][t] != run.scores["sts"][median])
+  folder = os.path.join(multi, "trial_{}", "predictions", "sts_dev.npz")
+  shutil.copy(folder.format(other), folder.format(median))
+  with np.load(folder.format(median)) as z:
+    got = metrics.metric_value(GLUE_TASKS["sts"], GLUE_TASKS["sts"].metric,
+                               z["gold"], z["prediction"])
+  with pytest.raises(rp.ReportError, match=(
+      rf"^{re.escape(folder.format(median))}: its predictions score "
+      rf"{got:.4f} \({GLUE_TASKS['sts'].metric}\), but "
+      rf"{re.escape(multi)}/results.json records "
+      rf"{run.scores['sts'][median]} for trial {median}: the file is not "
+      r"that trial's predictions$")):
+    rp.build_report(dict(runs, Multi=[multi]), ["Single"], plots=False,
+                    n_resamples=10)
+  # Mann-Whitney reads only results.json's scores.
+  rp.build_report(dict(runs, Multi=[multi]), ["Single"], plots=False,
+                  test="mannwhitney")
 
 
 def test_statistics_module_is_what_the_report_uses():
