@@ -326,63 +326,38 @@ def _eta(remaining: List[Stage], records: List[Dict]) -> str:
 
 class RunLock:
   """One reproduce process per --out_dir: two would train the same run
-  directories at once. The lock holds the holder's pid and start time, so a
-  lock left by a killed run is taken over even if its pid was reused."""
+  directories at once. An flock on out_dir/.reproduce.lock
+  (files.LockFile): the kernel releases it however its holder ends, so a
+  killed run's lock is never in force, and two runs that both find a lock
+  left behind cannot both take it (a pid file removed and recreated could).
+  The file holds the holder's pid for the refusal; it is emptied, never
+  deleted, on release (deleting it would let a second run lock a new file
+  while the first holds the old one)."""
 
   def __init__(self, out_dir: str):
     self.path = os.path.join(out_dir, LOCK_FILE)
+    self.file: Optional[files.LockFile] = None
 
   def __enter__(self):
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    while True:
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-      except FileExistsError:
-        holder = self.holder()
-        if holder and _alive(*holder):
-          raise ReproduceError(
-              f"{self.path}: another reproduce run (pid {holder[0]}) is "
-              "using this --out_dir; wait for it or stop it first") from None
-        os.remove(self.path)  # stale
-        continue
-      with os.fdopen(fd, "w") as f:
-        f.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
-      return self
+    lock_file = files.LockFile(self.path)
+    if not lock_file.try_lock():
+      pid = lock_file.read().decode("utf-8", "replace").strip() or "unknown"
+      lock_file.close()
+      raise ReproduceError(
+          f"{self.path}: another reproduce run (pid {pid}) is using this "
+          "--out_dir; wait for it or stop it first")
+    lock_file.write(f"{os.getpid()}\n".encode())
+    self.file = lock_file
+    return self
 
   def __exit__(self, *exc):
-    holder = self.holder()
-    if holder and holder[0] == os.getpid():
-      os.remove(self.path)
-
-  def holder(self) -> Optional[tuple]:
-    """(pid, start time or None) of the lock's holder; None if unreadable."""
-    try:
-      with open(self.path) as f:
-        fields = f.read().split()
-      return int(fields[0]), (fields[1] if len(fields) > 1 else None)
-    except (OSError, ValueError, IndexError):
-      return None
-
-
-def _start_time(pid: int) -> Optional[str]:
-  """The process's start time in clock ticks since boot (Linux /proc);
-  None elsewhere."""
-  try:
-    with open(f"/proc/{pid}/stat") as f:
-      return f.read().rsplit(")", 1)[1].split()[19]
-  except (OSError, IndexError):
-    return None
-
-
-def _alive(pid: int, start: Optional[str]) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    pass
-  now = _start_time(pid)
-  return start is None or now is None or now == start
+    if self.file is not None:
+      try:
+        self.file.write(b"")
+      finally:
+        self.file.close()
+        self.file = None
 
 
 # -------------------------------------------------------------------- run

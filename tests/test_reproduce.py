@@ -5,7 +5,10 @@ trains a trial whose dev predictions were lost again, exactly."""
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -184,20 +187,41 @@ def test_bad_input_names_what_is_wrong(tmp_path, capsys, args, message):
   assert message in capsys.readouterr().err
 
 
-def test_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
+def test_lock_refuses_a_live_holder_and_is_free_once_it_is_killed(tmp_path):
+  """The lock is the kernel's (flock): a second holder is refused naming
+  the first's pid, in this process or another, and a holder killed with
+  SIGKILL (no cleanup ran) leaves it free; a pid file left behind is not a
+  lock."""
   out = str(tmp_path / "out")
+  path = os.path.join(out, reproduce.LOCK_FILE)
   with reproduce.RunLock(out):
-    with pytest.raises(reproduce.ReproduceError, match=f"pid {os.getpid()}"):
+    with pytest.raises(reproduce.ReproduceError, match=(
+        rf"^{re.escape(path)}: another reproduce run \(pid {os.getpid()}\) "
+        "is using this --out_dir; wait for it or stop it first$")):
       with reproduce.RunLock(out):
         pass
-  assert not os.path.exists(os.path.join(out, reproduce.LOCK_FILE))
-  # Stale: a pid that cannot be alive (above the kernel's pid_max), and a
-  # live pid that started at another time (pid reused after a reboot).
-  for stale in ("99999999 123", "1 123456789"):
-    with open(os.path.join(out, reproduce.LOCK_FILE), "w") as f:
-      f.write(stale + "\n")
-    with reproduce.RunLock(out) as lock:
-      assert lock.holder()[0] == os.getpid()
+  holder = subprocess.Popen(
+      [sys.executable, "-c",
+       "import sys, time; from bam_tf_experiments import reproduce; "
+       f"lock = reproduce.RunLock({out!r}).__enter__(); "
+       "print('held', flush=True); time.sleep(120)"],
+      stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(reproduce.ReproduceError,
+                       match=rf"\(pid {holder.pid}\)"):
+      with reproduce.RunLock(out):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+  with open(path) as f:
+    assert f.read() == f"{holder.pid}\n"  # what the killed run left
+  with reproduce.RunLock(out):
+    with open(path) as f:
+      assert f.read() == f"{os.getpid()}\n"
+  with open(path) as f:
+    assert f.read() == ""  # emptied, not deleted, on release
 
 
 def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,
