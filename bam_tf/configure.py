@@ -23,6 +23,7 @@ from bam_tf.common import files
 from bam_tf.common.errors import ConfigError
 from bam_tf.modeling import hf_bert
 from bam_tf.modeling.multitask_model import REGRESSION_HEADS
+from bam_tf.outputs import results
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers
 from bam_tf.tasks import registry
@@ -996,50 +997,15 @@ def check_paths(config: BamConfig):
            "(--teacher_trial picks the trial)")
 
 
-# What a training run records of its data, beside config.json (written by
-# bam_tf.runner.claim_model_dir; user task declarations are checked here).
-FINGERPRINT_JSON = "data_fingerprint.json"
-
-
-def task_declarations(tasks) -> Dict[str, Dict]:
-  """The user tasks' declarations (--custom_tasks), as a run records them:
-  config.json names only the file, which may change after training. Where
-  the files lie (folder, file names) may change: data moves. GLUE tasks are
-  code, not recorded."""
-  declarations = {}
-  for t in tasks:
-    if t.name in glue.GLUE_TASKS:
-      continue
-    d = json.loads(json.dumps(t.get_config()))
-    del d["dir_name"]
-    for layout in d["splits"].values():
-      del layout["file"]
-    declarations[t.name] = d
-  return declarations
-
-
-def declaration_change(recorded: Dict, now: Dict) -> str:
-  """The first field a user task's declaration changed ('' if none)."""
-  for name, decl in sorted(now.items()):
-    was = recorded.get(name)
-    if was is None or was == decl:
-      continue
-    key = next(k for k in sorted(set(was) | set(decl))
-               if was.get(k) != decl.get(k))
-    return (f"task {name}'s {key} is {decl.get(key)!r} now, but was "
-            f"{was.get(key)!r}")
-  return ""
-
-
 def check_task_declarations(run: "BamConfig"):
   """A finished run evaluated, predicted or exported with the user task
   declarations it trained with: a label order swapped in the JSON since
   would flip every label without a word."""
-  path = os.path.join(run.model_dir, FINGERPRINT_JSON)
-  if not files.exists(path):
+  recorded = results.recorded_declarations(run.model_dir)
+  if recorded is None:
     return  # trained before runs recorded their data
-  change = declaration_change(files.read_json(path).get("tasks", {}),
-                              task_declarations(run.tasks))
+  change = registry.declaration_change(
+      recorded, registry.task_declarations(run.tasks))
   if change:
     raise ConfigError(f"--custom_tasks: {change} when "
                       f"{run.model_dir} was trained; restore the declaration "

@@ -37,6 +37,7 @@ from bam_tf.outputs import glue_submission
 from bam_tf.outputs import results as results_lib
 from bam_tf.outputs import test_predictions
 from bam_tf.tasks import glue
+from bam_tf.tasks import registry
 from bam_tf.tasks import sources
 from bam_tf.training import callbacks as callbacks_lib
 from bam_tf.training import distribution
@@ -344,9 +345,6 @@ def _splits_to_featurize(config):
   return splits
 
 
-FINGERPRINT_JSON = configure.FINGERPRINT_JSON
-
-
 def run_fingerprint(config, bundle, data: PreparedData, targets) -> Dict:
   """What a run trains on beyond its flags: the digests of each task's
   train and dev data (from the feature manifests), of a student's teacher
@@ -365,7 +363,7 @@ def run_fingerprint(config, bundle, data: PreparedData, targets) -> Dict:
           "examples_sha256": parts["examples_sha256"]}
   parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
   return {"data": splits, "teachers": teachers_fingerprint(targets),
-          "tasks": configure.task_declarations(config.tasks),
+          "tasks": registry.task_declarations(config.tasks),
           "encoder": {"description": bundle.description,
                       "hub_path": bundle.hub_path,
                       "vocab_file": bundle.vocab_file,
@@ -388,8 +386,8 @@ def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
   the encoder's description are not compared (caches and checkouts move);
   the encoder itself is a flag (config.json)."""
   since = f"since this run started training in {model_dir}"
-  change = configure.declaration_change(saved.get("tasks", {}),
-                                        current.get("tasks", {}))
+  change = registry.declaration_change(saved.get("tasks", {}),
+                                       current.get("tasks", {}))
   if change:
     return f"--custom_tasks: {change} {since}"
   for task, splits in sorted(current["data"].items()):
@@ -460,7 +458,7 @@ def claim_model_dir(config, fingerprint=None):
   dir_lock = lock.lock_dir(model_dir)
   try:
     path = os.path.join(model_dir, "config.json")
-    fingerprint_path = os.path.join(model_dir, FINGERPRINT_JSON)
+    fingerprint_path = os.path.join(model_dir, results_lib.FINGERPRINT_JSON)
     reason, saved = "", None
     # Read again under the lock (configure.check_paths read it before, to
     # fail before the lock is taken): another run may have written it since.
@@ -494,7 +492,8 @@ def claim_model_dir(config, fingerprint=None):
     elif fingerprint and files.exists(path) and not files.exists(
         fingerprint_path):
       logging.info("%s has no %s (written before runs recorded their data); "
-                   "recording this run's", model_dir, FINGERPRINT_JSON)
+                   "recording this run's", model_dir,
+                   results_lib.FINGERPRINT_JSON)
     # The fingerprint first: a config.json without one is an older run's.
     if fingerprint and not files.exists(fingerprint_path):
       files.write_json_atomic(fingerprint_path, fingerprint)
@@ -614,7 +613,7 @@ def _check_dev_data_unchanged(config, data: PreparedData):
   """Warns where a dev split's examples differ from those the run was
   trained and evaluated with (its data fingerprint): metrics then differ
   from results.json's for that reason alone."""
-  path = os.path.join(config.model_dir, FINGERPRINT_JSON)
+  path = os.path.join(config.model_dir, results_lib.FINGERPRINT_JSON)
   if not files.exists(path):
     return
   saved = files.read_json(path).get("data", {})

@@ -30,7 +30,9 @@ import numpy as np
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.evaluation import metrics as metrics_lib
+from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import glue
+from bam_tf.tasks import registry
 from bam_tf.tasks.task import TaskSpec
 from bam_tf_experiments import compute
 from bam_tf_experiments import statistics as st
@@ -96,12 +98,18 @@ def parse_runs(specs, flag: str = "--runs",
   return methods
 
 
-def _task_spec(name: str, config: Dict, where: str) -> TaskSpec:
+def _task_spec(name: str, config: Dict, where: str,
+               recorded: Optional[Dict]) -> TaskSpec:
+  """A task as the run scored it: GLUE's, or a user task as the run recorded
+  its declaration when it started training (the --custom_tasks file may
+  have changed or moved since); the file itself only for runs from before
+  runs recorded them."""
   if name in glue.GLUE_TASKS:
     return glue.GLUE_TASKS[name]
+  if recorded and name in recorded:
+    return registry.recorded_task(recorded[name])
   custom = config.get("custom_tasks") or ""
   if custom:
-    from bam_tf.tasks import registry  # pylint: disable=g-import-not-at-top
     try:
       specs = registry.load_custom_tasks(custom)
     except BamError as e:
@@ -138,7 +146,9 @@ class RunDir:
     names = list(self.config.get("task_names") or [])
     if not names:  # older files: the tasks the trials scored
       names = sorted({t for tr in trials for t in tr.get("tasks", {})})
-    self.tasks = {n: _task_spec(n, self.config, results_path) for n in names}
+    recorded = results_lib.recorded_declarations(path)
+    self.tasks = {n: _task_spec(n, self.config, results_path, recorded)
+                  for n in names}
     self.scores: Dict[str, Dict[int, float]] = {n: {} for n in names}
     self.trial_info = {int(tr["trial"]): {k: tr[k] for k in compute.COST_KEYS
                                           if k in tr} for tr in trials}

@@ -380,6 +380,60 @@ def test_predictions_that_do_not_give_the_trials_score_are_refused(
                   test="mannwhitney")
 
 
+def test_a_user_task_is_scored_as_the_run_declared_it(tmp_path):
+  """A user task is scored with the declaration its run recorded when it
+  started training: the --custom_tasks file edited since (F1's positive
+  label swapped) or deleted changes nothing. A run from before runs
+  recorded them is read from the file, and an edited one is caught by the
+  score check."""
+  from bam_tf.tasks import registry  # pylint: disable=g-import-not-at-top
+  decl = {"name": "spam", "kind": "classification",
+          "label_list": ["ham", "spam"], "positive_label": "spam",
+          "metric": "f1",
+          "splits": {s: {"file": f"{s}.tsv", "text_a_col": "text",
+                         "label_col": "label"} for s in ("train", "dev")}}
+  tasks_json = tmp_path / "tasks.json"
+  tasks_json.write_text(json.dumps([decl]))
+  spec = registry.load_custom_tasks(str(tasks_json))["spam"]
+  rng = np.random.default_rng(0)
+  gold = rng.integers(0, 2, N_EX)
+  dirs, f1s = {}, {}
+  for name in ("A", "B"):
+    run = tmp_path / name
+    trials = []
+    for t in range(3):
+      pred = np.where(rng.random(N_EX) < 0.7 + 0.1 * t, gold, 1 - gold)
+      folder = run / f"trial_{t}" / "predictions"
+      folder.mkdir(parents=True)
+      np.savez(folder / "spam_dev.npz", eid=np.arange(N_EX), gold=gold,
+               prediction=pred)
+      trials.append({"trial": t, "tasks": {
+          "spam": metrics.task_metrics(spec, gold, pred)}})
+    f1s[name] = [tr["tasks"]["spam"]["score"] for tr in trials]
+    (run / "results.json").write_text(json.dumps({
+        "config": {"task_names": ["spam"], "custom_tasks": str(tasks_json)},
+        "trials": trials}))
+    (run / "data_fingerprint.json").write_text(json.dumps(
+        {"tasks": registry.task_declarations([spec])}))
+    dirs[name] = [str(run)]
+  tasks_json.write_text(json.dumps([dict(decl, positive_label="ham")]))
+  for state in ("edited", "deleted"):
+    if state == "deleted":
+      os.remove(tasks_json)
+    report = rp.build_report(dirs, ["A"], plots=False, n_resamples=100,
+                             test="both")
+    for name in dirs:
+      assert report["stats"][name]["spam"]["median"] == pytest.approx(
+          pystats.median(f1s[name]), abs=1e-12)
+    assert len(report["tests"]["bootstrap"]["comparisons"]) == 2
+  tasks_json.write_text(json.dumps([dict(decl, positive_label="ham")]))
+  for name in dirs:
+    os.remove(os.path.join(dirs[name][0], "data_fingerprint.json"))
+  with pytest.raises(rp.ReportError, match=r"spam_dev.npz: its predictions "
+                     r"score .* \(f1\), but .*results.json records"):
+    rp.build_report(dirs, ["A"], plots=False, n_resamples=100)
+
+
 def test_statistics_module_is_what_the_report_uses():
   assert rp.st is st
 

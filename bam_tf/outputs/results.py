@@ -7,7 +7,7 @@ is made from it, and made again by a rerun if a kill left it behind.
 
 import os
 import statistics
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from absl import logging
 
@@ -15,6 +15,9 @@ from bam_tf.common import files
 
 RESULTS_JSON = "results.json"
 RESULTS_TXT = "results.txt"
+# What a training run records of its data and its user tasks' declarations,
+# beside config.json (written by bam_tf.runner.claim_model_dir).
+FINGERPRINT_JSON = "data_fingerprint.json"
 
 
 def load(model_dir: str) -> Dict:
@@ -22,6 +25,16 @@ def load(model_dir: str) -> Dict:
   if files.exists(path):
     return files.read_json(path)
   return {"trials": []}
+
+
+def recorded_declarations(model_dir: str) -> Optional[Dict[str, Dict]]:
+  """{user task: declaration} as the run recorded them when it started
+  training (bam_tf.tasks.registry.task_declarations); None for a run from
+  before runs recorded them."""
+  path = os.path.join(model_dir, FINGERPRINT_JSON)
+  if not files.exists(path):
+    return None
+  return files.read_json(path).get("tasks", {})
 
 
 def finished_trials(model_dir: str) -> Dict[int, Dict]:

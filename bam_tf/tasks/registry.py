@@ -262,6 +262,46 @@ def load_custom_tasks(declaration: str) -> Dict[str, TaskSpec]:
   return tasks
 
 
+def task_declarations(tasks) -> Dict[str, Dict]:
+  """The user tasks' declarations (--custom_tasks), as a run records them:
+  config.json names only the file, which may change after training. Where
+  the files lie (folder, file names) may change: data moves. GLUE tasks are
+  code, not recorded."""
+  declarations = {}
+  for t in tasks:
+    if t.name in glue.GLUE_TASKS:
+      continue
+    d = json.loads(json.dumps(t.get_config()))
+    del d["dir_name"]
+    for layout in d["splits"].values():
+      del layout["file"]
+    declarations[t.name] = d
+  return declarations
+
+
+def declaration_change(recorded: Dict, now: Dict) -> str:
+  """The first field a user task's declaration changed ('' if none)."""
+  for name, decl in sorted(now.items()):
+    was = recorded.get(name)
+    if was is None or was == decl:
+      continue
+    key = next(k for k in sorted(set(was) | set(decl))
+               if was.get(k) != decl.get(k))
+    return (f"task {name}'s {key} is {decl.get(key)!r} now, but was "
+            f"{was.get(key)!r}")
+  return ""
+
+
+def recorded_task(declaration: Dict) -> TaskSpec:
+  """A task as a run recorded it (`task_declarations`), to score that run's
+  predictions again: labels, metrics and splits, but no files to read (where
+  they lay is not recorded)."""
+  d = json.loads(json.dumps(declaration))
+  for layout in d["splits"].values():
+    layout["file"] = ""
+  return TaskSpec.from_config(dict(d, dir_name=d["name"]))
+
+
 def canonical_name(name: str) -> str:
   key = name.strip().lower()
   return glue.ALIASES.get(key, key)
