@@ -226,6 +226,67 @@ def test_custom_task_declarations_are_checked(decl, message):
     registry.custom_task_from_dict(decl, "test")
 
 
+def test_a_quoted_csv_split_reads_what_a_spreadsheet_wrote(tmp_path):
+  """quotechar set: a quoted field holds the delimiter, a doubled quote and
+  a line break (pandas' and spreadsheets' CSV); ids count rows, errors name
+  the line a row starts on; a stray quote is an error, not a merged row.
+  Unquoted (the default, the original's reading) keeps quotes as text."""
+  folder = tmp_path / "reviews"
+  folder.mkdir()
+  (folder / "train.csv").write_text(
+      'id,review,stars\r\n'
+      '0,"great, really",pos\r\n'
+      '1,"a ""quoted"" word",neg\r\n'
+      '2,"two\nlines",pos\r\n'
+      '3,plain,neg\r\n', newline="")
+  decl = _decl(file="train.csv", text_a_col="review", label_col="stars",
+               quotechar='"')
+  task = registry.custom_task_from_dict(decl, "test")
+  readers.check_columns(task, str(tmp_path))
+  examples = readers.read_examples(task, str(tmp_path), "train")
+  assert [(e.eid, e.text_a, e.label) for e in examples] == [
+      (0, "great, really", "pos"), (1, 'a "quoted" word', "neg"),
+      (2, "two\nlines", "pos"), (3, "plain", "neg")]
+  with open(folder / "train.csv", "a", newline="") as f:
+    f.write('4,"three\nmore\nlines",pos,extra\r\n')
+  with pytest.raises(readers.DataError, match=r"train.csv:7: 4 columns, "
+                     r"expected 3 \(separated by ','"):
+    readers.read_examples(task, str(tmp_path), "train")
+  with open(folder / "train.csv", "r+", newline="") as f:
+    f.seek(0)
+    text = f.read().replace(",extra", "")
+    f.seek(0)
+    f.write(text + '5,"stray" quote,neg\r\n')
+  with pytest.raises(readers.DataError, match=r"train.csv:10: .* \(the "
+                     r"split is read as CSV quoted with '\"'\)$"):
+    readers.read_examples(task, str(tmp_path), "train")
+  # Unquoted, the first quoted field splits at its comma.
+  unquoted = registry.custom_task_from_dict(dict(decl, splits={
+      s: dict(l, quotechar=None) for s, l in decl["splits"].items()}),
+                                            "test")
+  with pytest.raises(readers.DataError, match=r"train.csv:2: 4 columns"):
+    readers.read_examples(unquoted, str(tmp_path), "train")
+  for bad in (",", "\n", "ab", 1):
+    with pytest.raises(registry.TaskError, match=r"quotechar must be null "
+                       r"\(no quoting\) or one character"):
+      registry.custom_task_from_dict(_decl(quotechar=bad), "test")
+
+
+def test_a_field_added_later_is_not_a_changed_declaration():
+  """A run recorded its declaration before SplitLayout had quotechar: the
+  new field's null default is not a change; a set one is."""
+  task = registry.custom_task_from_dict(_decl(), "test")
+  now = registry.task_declarations([task])
+  before = json.loads(json.dumps(now))
+  for layout in before["reviews"]["splits"].values():
+    del layout["quotechar"]
+  assert registry.declaration_change(before, now) == ""
+  quoted = registry.task_declarations([registry.custom_task_from_dict(
+      _decl(quotechar='"'), "test")])
+  assert registry.declaration_change(before, quoted).startswith(
+      "task reviews's splits is ")
+
+
 def test_unlabelled_numbered_split_must_say_whether_it_has_a_header(
     tmp_path):
   """A test file given by column numbers and without labels: the first row

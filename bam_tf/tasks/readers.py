@@ -5,9 +5,13 @@ delimiter), no quote character (GLUE text has stray quotes), header rows
 skipped, example ids = row index after the header. Only '\\n' (with an
 optional '\\r' before it) ends a row, as the original's line reader: U+2028,
 U+0085, form feeds or a lone '\\r' are text inside a field (the tokenizer
-treats them as whitespace), and a field may be of any length.
+treats them as whitespace), and a field may be of any length. A user split
+that declares a `quotechar` is read as RFC 4180 CSV instead (a spreadsheet's
+or pandas' export), where a row ends at a line break outside quotes.
 """
 
+import csv
+import io
 import os
 from typing import List, Optional
 
@@ -78,12 +82,38 @@ def _decode_lines(path: str) -> List[str]:
   return _decode(path, raw).split("\n")
 
 
-def first_row(path: str, delimiter: str) -> List[str]:
+def first_row(path: str, layout: SplitLayout) -> List[str]:
   """The fields of a file's first line (its header, or first data row)."""
   line = files.read_first_line(path)
   if not line.strip():
     raise DataError(f"{path}:1: the first line is empty")
-  return _split_row(_decode(path, line).rstrip("\n"), delimiter)
+  text = _decode(path, line).rstrip("\n")
+  if layout.quotechar is not None:
+    return _csv_rows(path, text, layout)[0][1]
+  return _split_row(text, layout.delimiter)
+
+
+# The csv module refuses a field over 131072 characters by default; fields
+# may be of any length here, as in unquoted files.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
+
+def _csv_rows(path: str, text: str, layout: SplitLayout):
+  """[(line of the row's start, fields)] of RFC 4180 text (quotechar set):
+  Python's csv reader, strict, so a stray quote is an error naming its line
+  rather than a silently merged row."""
+  reader = csv.reader(io.StringIO(text, newline=""),
+                      delimiter=layout.delimiter, quotechar=layout.quotechar,
+                      doublequote=True, strict=True)
+  rows, start = [], 1
+  try:
+    for row in reader:
+      rows.append((start, row))
+      start = reader.line_num + 1
+  except csv.Error as e:
+    raise DataError(f"{path}:{reader.line_num}: {e} (the split is read as "
+                    f"CSV quoted with {layout.quotechar!r})") from None
+  return rows
 
 
 def _resolve_col(col, header: Optional[List[str]], width: int,
@@ -116,7 +146,7 @@ def check_columns(task: TaskSpec, data_dir: str):
     path = split_path(task, data_dir, split)
     if not files.isfile(path) or files.getsize(path) == 0:
       continue
-    row = first_row(path, layout.delimiter)
+    row = first_row(path, layout)
     header = row if layout.has_header else None
     for name in ("text_a_col", "text_b_col", "label_col"):
       _resolve_col(getattr(layout, name), header, len(row), name, path)
@@ -133,14 +163,16 @@ def _looks_like_label(task: TaskSpec, value: str) -> bool:
 
 
 def read_rows(path: str, layout: SplitLayout):
-  """Yields (line_number, row) for the data rows, plus the header."""
-  rows = [_split_row(line, layout.delimiter) for line in _decode_lines(path)]
-  while rows and not rows[-1]:
-    rows.pop()
-  header = rows[0] if layout.has_header else None
-  first = 1 if layout.has_header else 0
-  numbered = [(i + 1, row) for i, row in enumerate(rows)][first:]
-  return header, numbered
+  """(header or None, [(line_number, row)] of the data rows)."""
+  if layout.quotechar is not None:
+    numbered = _csv_rows(path, "\n".join(_decode_lines(path)), layout)
+  else:
+    numbered = [(i + 1, _split_row(line, layout.delimiter))
+                for i, line in enumerate(_decode_lines(path))]
+  while numbered and not numbered[-1][1]:
+    numbered.pop()
+  header = numbered[0][1] if layout.has_header and numbered else None
+  return header, numbered[1 if layout.has_header else 0:]
 
 
 def read_examples(task: TaskSpec, data_dir: str, split: str,
@@ -177,7 +209,7 @@ def read_examples(task: TaskSpec, data_dir: str, split: str,
   for eid, (line, row) in enumerate(rows):
     if len(row) != width:
       raise DataError(f"{path}:{line}: {len(row)} columns, expected {width} "
-                      "(tab-separated, like the "
+                      f"(separated by {layout.delimiter!r}, like the "
                       f"{'header' if header is not None else 'first row'})")
     text_a = row[a_col]
     text_b = row[b_col] if b_col is not None else None

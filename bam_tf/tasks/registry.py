@@ -20,7 +20,7 @@ from bam_tf.tasks.task import (CLASSIFICATION, METRICS, REGRESSION,
                                SplitLayout, TaskSpec)
 
 _SPLIT_FIELDS = {"file", "text_a_col", "text_b_col", "label_col",
-                 "has_header", "delimiter"}
+                 "has_header", "delimiter", "quotechar"}
 _TASK_FIELDS = {"name", "dir_name", "kind", "splits", "label_list",
                 "label_range", "double_unordered", "metric", "metrics",
                 "positive_label", "in_average"}
@@ -96,6 +96,12 @@ def _check_split(name: str, layout, where: str):
            and delimiter not in "\r\n", at,
            f"delimiter must be one character (not a line break), got "
            f"{delimiter!r}")
+  quotechar = layout.get("quotechar")
+  _require(quotechar is None or (
+      isinstance(quotechar, str) and len(quotechar) == 1
+      and quotechar not in "\r\n" and quotechar != delimiter), at,
+           "quotechar must be null (no quoting) or one character other than "
+           f"the delimiter and line breaks, got {quotechar!r}")
 
 
 def _check_labels(d: Dict, kind: str, where: str):
@@ -164,7 +170,9 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
               "dev":   {"file": "dev.csv", "text_a_col": "review",
                         "label_col": "stars", "delimiter": ","}}}
 
-  Columns are header names or 0-based positions. The name is a file name:
+  Columns are header names or 0-based positions. A split with "quotechar"
+  (e.g. "\"") is read as RFC 4180 CSV; without, as the original reads GLUE
+  (quotes are text). The name is a file name:
   letters, digits, '_', '.', '-', not starting with '.'. dir_name (default:
   the name) and each file are relative to --data_dir and may not leave it
   ('..'), unless given as absolute paths. The delimiter is one character.
@@ -279,11 +287,21 @@ def task_declarations(tasks) -> Dict[str, Dict]:
   return declarations
 
 
+def _set_fields(d: Dict) -> Dict:
+  """A declaration without its null fields: a field added to SplitLayout
+  later (null by default) is not a change of a run recorded before it."""
+  return {k: _set_fields(v) if isinstance(v, dict) else v
+          for k, v in d.items() if v is not None}
+
+
 def declaration_change(recorded: Dict, now: Dict) -> str:
   """The first field a user task's declaration changed ('' if none)."""
   for name, decl in sorted(now.items()):
     was = recorded.get(name)
-    if was is None or was == decl:
+    if was is None:
+      continue
+    was, decl = _set_fields(was), _set_fields(decl)
+    if was == decl:
       continue
     key = next(k for k in sorted(set(was) | set(decl))
                if was.get(k) != decl.get(k))

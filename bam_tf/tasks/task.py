@@ -24,7 +24,10 @@ class SplitLayout:
 
   Columns are 0-based ints (negative counts from the end) or header names
   (strings; the file must then have a header). `label_col=None` means the
-  split is unlabelled (test) and examples get a dummy label.
+  split is unlabelled (test) and examples get a dummy label. `quotechar`
+  None reads the file as the original does (no quoting: GLUE text has stray
+  quotes); a character reads it as RFC 4180 CSV with that quote (a quoted
+  field may hold the delimiter, line breaks and doubled quotes).
   """
   file: str
   text_a_col: Union[int, str]
@@ -32,6 +35,7 @@ class SplitLayout:
   label_col: Optional[Union[int, str]] = None
   has_header: bool = True
   delimiter: str = "\t"
+  quotechar: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
