@@ -501,6 +501,17 @@ class _BamConfigBase:
   def teacher_output_trial_ids(self) -> List[int]:
     return [int(t) for t in self.teacher_output_trials]
 
+  def teacher_flagfile_output_trials(self, flagfile: str) -> List[int]:
+    """The trials a flagfile teacher writes outputs for when the recipe
+    trains it: its own --teacher_output_trials (or the default) and the
+    trial this student reads, so the recipe never takes the outputs other
+    students of that teacher read."""
+    given = flagfile_value(flagfile, "teacher_output_trials")
+    if given is None:
+      given = ",".join(default_of("teacher_output_trials"))
+    trials = {int(t) for t in given.split(",") if t.strip()}
+    return sorted(trials | {self.teacher_trial})
+
   @property
   def retrain_trial_ids(self) -> List[int]:
     return [int(t) for t in self.retrain_trials]
@@ -620,9 +631,14 @@ def resolve(config: BamConfig, need_data: bool = True) -> BamConfig:
   return config
 
 
-def flagfile_value(path: str, flag: str) -> str:
-  """The last value a flagfile gives a flag ('' if none)."""
-  value = ""
+def default_of(name: str):
+  """A setting's flag default."""
+  return next(s.default for s in SETTINGS if s.name == name)
+
+
+def flagfile_value(path: str, flag: str) -> Optional[str]:
+  """The last value a flagfile gives a flag (None if it gives none)."""
+  value = None
   for line in files.read_text(path).splitlines():
     line = line.strip()
     if line.startswith(f"--{flag}="):
@@ -917,8 +933,7 @@ def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
   # The batching moves predictions by float rounding: the run's batch, so
   # that its final weights give results.json's metrics exactly, unless
   # --eval_batch_size is set to another than its default.
-  default = next(s.default for s in SETTINGS if s.name == "eval_batch_size")
-  if c.eval_batch_size != default:
+  if c.eval_batch_size != default_of("eval_batch_size"):
     here["eval_batch_size"] = c.eval_batch_size
   run = finished_run_config(saved, c.model_dir, mode="eval", **here, **data)
   try:

@@ -3,21 +3,33 @@ teachers train again, and with which flags. A fake `train` stands in for
 run_classifier; it writes what a teacher run writes, in the same order
 (teacher outputs task by task, then the trial in results.json)."""
 
+import functools
 import json
 import os
 import types
 
 import pytest
 
+from bam_tf import configure
 from bam_tf.common.errors import BamError
 from bam_tf.distill import recipe
 
 
 def _config(flagfiles, teacher_trial=0):
+  """The student's config as ensure_teachers reads it; the flagfiles are
+  written (a teacher's own flags), and which trials write outputs is
+  configure's real answer."""
+  for model_dir, flagfile in flagfiles.items():
+    if not os.path.exists(flagfile):
+      with open(flagfile, "w") as f:
+        f.write(f"--model_dir={model_dir}\n--task_names=rte\n")
   values = {flag: "" for flag in recipe.INHERITED_FLAGS}
   values.update(debug=False, teacher_flagfiles=flagfiles,
                 teacher_trial=teacher_trial)
-  return types.SimpleNamespace(**values)
+  config = types.SimpleNamespace(**values)
+  config.teacher_flagfile_output_trials = functools.partial(
+      configure.BamConfig.teacher_flagfile_output_trials, config)
+  return config
 
 
 def _write_outputs(model_dir, trial, tasks):
@@ -41,26 +53,27 @@ def test_outputs_cut_short_are_not_finished(tmp_path):
   # Killed while predicting mnli's train set: cola's files are there, the
   # trial is not in results.json. The rerun trains (resumes) the teacher.
   teacher = str(tmp_path / "teacher")
+  flagfile = str(tmp_path / "teacher.cfg")
   _write_outputs(teacher, 0, ["cola"])
   assert not recipe.has_outputs(teacher, 0)
   calls = []
   recipe.ensure_teachers(
-      _config({teacher: "teacher.cfg"}),
+      _config({teacher: flagfile}),
       lambda args: (calls.append(args), _write_outputs(teacher, 0,
                                                        ["cola", "mnli"]),
                     _finish(teacher, 0)))
-  assert calls == [["--flagfile=teacher.cfg", "--teacher_output_trials=0",
+  assert calls == [[f"--flagfile={flagfile}", "--teacher_output_trials=0",
                     "--nodebug"]]
   assert recipe.has_outputs(teacher, 0)
   # Finished with its outputs: skipped.
-  recipe.ensure_teachers(_config({teacher: "teacher.cfg"}),
+  recipe.ensure_teachers(_config({teacher: flagfile}),
                          lambda args: calls.append(args))
   assert len(calls) == 1
 
 
 def test_the_teacher_writes_outputs_for_the_students_trial(tmp_path):
   # --teacher_trial=2 of a flagfile whose --teacher_output_trials is the
-  # default (0): the teacher is asked for trial 2's outputs, and a trial 2
+  # default (0): the teacher is asked for trial 2's outputs too, and a trial 2
   # already finished without them is trained again for them.
   teacher = str(tmp_path / "teacher")
   for trial in range(3):
@@ -68,13 +81,40 @@ def test_the_teacher_writes_outputs_for_the_students_trial(tmp_path):
   _write_outputs(teacher, 0, ["rte"])
   calls = []
   recipe.ensure_teachers(
-      _config({teacher: "t.cfg"}, teacher_trial=2),
+      _config({teacher: str(tmp_path / "t.cfg")}, teacher_trial=2),
       lambda args: (calls.append(args), _write_outputs(teacher, 2, ["rte"])))
-  assert calls == [["--flagfile=t.cfg", "--teacher_output_trials=2",
-                    "--retrain_trials=2", "--nodebug"]]
+  assert calls == [[f"--flagfile={tmp_path}/t.cfg",
+                    "--teacher_output_trials=0,2", "--retrain_trials=2",
+                    "--nodebug"]]
   # A teacher that still writes none: one line naming the flagfile.
   other = str(tmp_path / "other")
   _finish(other, 0)
-  with pytest.raises(BamError, match=r"^--teachers: o.cfg finished without "
-                     "teacher outputs for trial 0"):
-    recipe.ensure_teachers(_config({other: "o.cfg"}), lambda args: None)
+  with pytest.raises(BamError, match=r"^--teachers: .*o.cfg finished "
+                     "without teacher outputs for trial 0"):
+    recipe.ensure_teachers(_config({other: str(tmp_path / "o.cfg")}),
+                           lambda args: None)
+
+
+@pytest.mark.parametrize("flag,teacher_trial,asked", [
+    ("", 0, "0"),                               # the default: trial 0
+    ("", 2, "0,2"),                             # ... and the student's
+    ("--teacher_output_trials=0,1\n", 2, "0,1,2"),
+    ("--teacher_output_trials=1\n", 1, "1"),
+    ("--teacher_output_trials=\n", 1, "1"),     # none of its own
+])
+def test_the_teacher_keeps_writing_its_own_output_trials(
+    tmp_path, flag, teacher_trial, asked):
+  """A teacher flagfile that writes outputs for other students' trials
+  still writes them when the recipe trains it for this student."""
+  teacher = str(tmp_path / "teacher")
+  flagfile = str(tmp_path / "t.cfg")
+  with open(flagfile, "w") as f:
+    f.write(f"--model_dir={teacher}\n{flag}")
+  calls = []
+  recipe.ensure_teachers(
+      _config({teacher: flagfile}, teacher_trial=teacher_trial),
+      lambda args: (calls.append(args),
+                    _write_outputs(teacher, teacher_trial, ["rte"]),
+                    _finish(teacher, teacher_trial)))
+  assert calls == [[f"--flagfile={flagfile}",
+                    f"--teacher_output_trials={asked}", "--nodebug"]]

@@ -44,10 +44,12 @@ def ensure_teachers(config, train: Callable[[List[str]], None]):
     if has_outputs(model_dir, config.teacher_trial):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
       continue
-    # The teacher writes outputs for the trial the student reads (a
-    # flagfile's default is trial 0 only); the flag is rerun-safe.
+    # The teacher writes outputs for the trial the student reads as well as
+    # its own (a flagfile's default is trial 0 only); the flag is
+    # rerun-safe.
+    trials = config.teacher_flagfile_output_trials(flagfile)
     cmd = [f"--flagfile={flagfile}",
-           f"--teacher_output_trials={config.teacher_trial}"]
+           f"--teacher_output_trials={','.join(map(str, trials))}"]
     if config.teacher_trial in results_lib.finished_trials(model_dir):
       logging.warning(
           "Teacher %s: trial %d is finished (results.json) but its teacher "
