@@ -717,8 +717,8 @@ def validate(config: BamConfig, need_data: bool = True):
            f"trial {beyond[0] if beyond else ''} is not one of the "
            f"--num_trials={c.num_trials} trials (they count from 0: "
            f"0..{c.num_trials - 1}); nothing would be done for it")
-  weight = next(s.default for s in SETTINGS if s.name == "distill_weight")
-  _check(c.distill_schedule == "fixed" or c.distill_weight == weight,
+  _check(c.distill_schedule == "fixed"
+         or c.distill_weight == default_of("distill_weight"),
          "distill_weight", f"{c.distill_weight} is the weight of "
          f"--distill_schedule=fixed; the {c.distill_schedule} schedule "
          "would ignore it")
