@@ -161,6 +161,27 @@ class RunDir:
           raise ReportError(f"{flag}: {results_path}: trial {tr.get('trial')}"
                             f" has no score for task {n!r}")
         self.scores[n][int(tr["trial"])] = float(tr["tasks"][n]["score"])
+    self.dev_examples = self._dev_examples(names, trials, results_path, flag)
+
+  def _dev_examples(self, names, trials, results_path: str, flag: str
+                    ) -> Dict[str, Tuple[Optional[int], Optional[str]]]:
+    """{task: (dev examples scored, their examples_sha256 or None)}: what
+    the scores are over, so that runs scored on other dev data (a --debug
+    run's first 50 rows, an edited dev file) are never compared."""
+    data = {}
+    fingerprint = os.path.join(self.path, results_lib.FINGERPRINT_JSON)
+    if os.path.exists(fingerprint):
+      data = files.read_json(fingerprint).get("data", {})
+    out = {}
+    for n in names:
+      counts = {tr["tasks"][n].get("num_examples") for tr in trials} - {None}
+      if len(counts) > 1:
+        raise ReportError(f"{flag}: {results_path}: task {n!r} was scored on "
+                          f"{sorted(counts)} dev examples in different "
+                          "trials")
+      dev = data.get(n, {}).get(self.tasks[n].dev_split, {})
+      out[n] = (counts.pop() if counts else None, dev.get("examples_sha256"))
+    return out
 
   def predictions_path(self, task: str, trial: int) -> str:
     return os.path.join(self.path, f"trial_{trial}", "predictions",
@@ -402,8 +423,37 @@ def load_methods(methods: Dict[str, List[str]],
   if first_trials is not None and first_trials < 1:
     raise ReportError(f"--first_trials must be at least 1, got "
                       f"{first_trials}")
-  return {name: Method(name, dirs, first_trials=first_trials)
+  rows = {name: Method(name, dirs, first_trials=first_trials)
           for name, dirs in methods.items()}
+  check_same_dev_examples(rows)
+  return rows
+
+
+def check_same_dev_examples(rows: Dict[str, Method]):
+  """Every row scored each task on the same dev examples (their count, and
+  their digest where both runs recorded one): a score on other data is not
+  comparable, and the bootstrap's example ids would not say so when a
+  Mann-Whitney test reads scores only."""
+  for task in _ordered_tasks({t for m in rows.values() for t in m.task_run}):
+    seen = None
+    for m in rows.values():
+      if task not in m.task_run:
+        continue
+      run = m.task_run[task]
+      count, sha = run.dev_examples[task]
+      if seen is None:
+        seen = (m, run, count, sha)
+        continue
+      m0, run0, count0, sha0 = seen
+      if (count is not None and count0 is not None and count != count0) or (
+          sha and sha0 and sha != sha0):
+        raise ReportError(
+            f"--runs: {task}'s dev examples differ between {m0.name} "
+            f"({run0.path}: {count0} examples, examples_sha256 "
+            f"{(sha0 or 'not recorded')[:12]}) and {m.name} ({run.path}: "
+            f"{count} examples, examples_sha256 "
+            f"{(sha or 'not recorded')[:12]}); their scores are not "
+            "comparable")
 
 
 def table_columns(rows: Dict[str, Method],

@@ -434,6 +434,46 @@ def test_a_user_task_is_scored_as_the_run_declared_it(tmp_path):
     rp.build_report(dirs, ["A"], plots=False, n_resamples=100)
 
 
+def test_runs_scored_on_other_dev_examples_are_not_compared(runs, tmp_path):
+  """A --debug run scores its first 50 dev rows; an edited dev file scores
+  other examples in the same number. Mann-Whitney reads scores only, so
+  nothing downstream would notice: the report refuses, naming both runs."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  short = _write_run(str(tmp_path / "short"), ["sst"], n_trials=3)
+  results_path = os.path.join(short, "results.json")
+  with open(results_path) as f:
+    data = json.load(f)
+  gold = _gold("sst")[:50]
+  for tr in data["trials"]:
+    tr["tasks"]["sst"] = metrics.task_metrics(
+        GLUE_TASKS["sst"], gold, _pred("sst", tr["trial"])[:50])
+  with open(results_path, "w") as f:
+    json.dump(data, f)
+  single_sst = runs["Single"][2]
+  with pytest.raises(rp.ReportError, match=(
+      rf"^--runs: sst's dev examples differ between Single "
+      rf"\({re.escape(single_sst)}: {N_EX} examples, examples_sha256 not "
+      rf"recorded\) and Short \({re.escape(short)}: 50 examples, "
+      r"examples_sha256 not recorded\); their scores are not comparable$")):
+    rp.build_report({"Single": [single_sst], "Short": [short]}, ["Single"],
+                    test="mannwhitney", plots=False)
+  # The same number of examples, other ones: told apart by their digests.
+  multi, edited = str(tmp_path / "multi"), str(tmp_path / "edited")
+  for run, sha in ((multi, "a" * 64), (edited, "b" * 64)):
+    shutil.copytree(runs["Multi"][0], run)
+    with open(os.path.join(run, "data_fingerprint.json"), "w") as f:
+      json.dump({"data": {"sst": {"dev": {"examples_sha256": sha}}}}, f)
+  with pytest.raises(rp.ReportError, match=r"sst's dev examples differ "
+                     r".*examples_sha256 aaaaaaaaaaaa\) and Edited .*"
+                     r"examples_sha256 bbbbbbbbbbbb\)"):
+    rp.build_report({"Multi": [multi], "Edited": [edited]}, ["Multi"],
+                    test="mannwhitney", plots=False)
+  # Recorded on one side only: the counts decide.
+  os.remove(os.path.join(edited, "data_fingerprint.json"))
+  rp.build_report({"Multi": [multi], "Edited": [edited]}, ["Multi"],
+                  test="mannwhitney", plots=False)
+
+
 def test_statistics_module_is_what_the_report_uses():
   assert rp.st is st
 
