@@ -60,3 +60,5 @@ def test_every_glue_test_split_has_a_file():
     for split in task.splits:
       if split.startswith("test") or split == "diagnostic":
         assert (name, split) in glue_submission.SUBMISSION_FILES
+        # ... and the public release's row count, which predict checks.
+        assert task.official_counts[split] > 0, (name, split)
