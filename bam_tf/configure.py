@@ -1016,11 +1016,11 @@ def check_task_declarations(run: "BamConfig"):
   """A finished run evaluated, predicted or exported with the user task
   declarations it trained with: a label order swapped in the JSON since
   would flip every label without a word."""
-  recorded = results.recorded_declarations(run.model_dir)
-  if recorded is None:
+  fingerprint = results.read_fingerprint(run.model_dir)
+  if fingerprint is None:
     return  # trained before runs recorded their data
   change = registry.declaration_change(
-      recorded, registry.task_declarations(run.tasks))
+      fingerprint.get("tasks", {}), registry.task_declarations(run.tasks))
   if change:
     raise ConfigError(f"--custom_tasks: {change} when "
                       f"{run.model_dir} was trained; restore the declaration "

@@ -613,10 +613,10 @@ def _check_dev_data_unchanged(config, data: PreparedData):
   """Warns where a dev split's examples differ from those the run was
   trained and evaluated with (its data fingerprint): metrics then differ
   from results.json's for that reason alone."""
-  path = os.path.join(config.model_dir, results_lib.FINGERPRINT_JSON)
-  if not files.exists(path):
+  fingerprint = results_lib.read_fingerprint(config.model_dir)
+  if fingerprint is None:
     return
-  saved = files.read_json(path).get("data", {})
+  saved = fingerprint.get("data", {})
   for task in config.tasks:
     was = saved.get(task.name, {}).get(task.dev_split, {})
     now = data.manifests[task.name][task.dev_split]["key_parts"]

@@ -126,7 +126,8 @@ class RunDir:
   def __init__(self, path: str, flag: str = "--runs",
                first_trials: Optional[int] = None):
     self.path = path
-    results_path = os.path.join(path, "results.json")
+    self.results_path = results_path = os.path.join(
+        path, results_lib.RESULTS_JSON)
     if not os.path.isdir(path):
       raise ReportError(f"{flag}: run dir {path!r} does not exist")
     if not os.path.exists(results_path):
@@ -146,8 +147,9 @@ class RunDir:
     names = list(self.config.get("task_names") or [])
     if not names:  # older files: the tasks the trials scored
       names = sorted({t for tr in trials for t in tr.get("tasks", {})})
-    recorded = results_lib.recorded_declarations(path)
-    self.tasks = {n: _task_spec(n, self.config, results_path, recorded)
+    fingerprint = results_lib.read_fingerprint(path) or {}
+    self.tasks = {n: _task_spec(n, self.config, results_path,
+                                fingerprint.get("tasks"))
                   for n in names}
     self.scores: Dict[str, Dict[int, float]] = {n: {} for n in names}
     self.trial_info = {int(tr["trial"]): {k: tr[k] for k in compute.COST_KEYS
@@ -161,24 +163,22 @@ class RunDir:
           raise ReportError(f"{flag}: {results_path}: trial {tr.get('trial')}"
                             f" has no score for task {n!r}")
         self.scores[n][int(tr["trial"])] = float(tr["tasks"][n]["score"])
-    self.dev_examples = self._dev_examples(names, trials, results_path, flag)
+    self.dev_examples = self._dev_examples(
+        names, trials, fingerprint.get("data", {}), flag)
 
-  def _dev_examples(self, names, trials, results_path: str, flag: str
+  def _dev_examples(self, names, trials, data: Dict, flag: str
                     ) -> Dict[str, Tuple[Optional[int], Optional[str]]]:
     """{task: (dev examples scored, their examples_sha256 or None)}: what
     the scores are over, so that runs scored on other dev data (a --debug
-    run's first 50 rows, an edited dev file) are never compared."""
-    data = {}
-    fingerprint = os.path.join(self.path, results_lib.FINGERPRINT_JSON)
-    if os.path.exists(fingerprint):
-      data = files.read_json(fingerprint).get("data", {})
+    run's first 50 rows, an edited dev file) are never compared. `data`:
+    the fingerprint's digests by task and split."""
     out = {}
     for n in names:
       counts = {tr["tasks"][n].get("num_examples") for tr in trials} - {None}
       if len(counts) > 1:
-        raise ReportError(f"{flag}: {results_path}: task {n!r} was scored on "
-                          f"{sorted(counts)} dev examples in different "
-                          "trials")
+        raise ReportError(f"{flag}: {self.results_path}: task {n!r} was "
+                          f"scored on {sorted(counts)} dev examples in "
+                          "different trials")
       dev = data.get(n, {}).get(self.tasks[n].dev_split, {})
       out[n] = (counts.pop() if counts else None, dev.get("examples_sha256"))
     return out
@@ -224,7 +224,7 @@ class RunDir:
     if want is None or not abs(score - want) <= 1e-6 * max(1.0, abs(want)):
       raise ReportError(
           f"{path}: its predictions score {score:.4f} ({spec.metric}), but "
-          f"{os.path.join(self.path, 'results.json')} records {want} for "
+          f"{self.results_path} records {want} for "
           f"trial {trial}: the file is not that trial's predictions")
     self._checked.add((task, trial))
 

@@ -27,14 +27,12 @@ def load(model_dir: str) -> Dict:
   return {"trials": []}
 
 
-def recorded_declarations(model_dir: str) -> Optional[Dict[str, Dict]]:
-  """{user task: declaration} as the run recorded them when it started
-  training (bam_tf.tasks.registry.task_declarations); None for a run from
-  before runs recorded them."""
+def read_fingerprint(model_dir: str) -> Optional[Dict]:
+  """The run's recorded data fingerprint ("data": each split's digests,
+  "tasks": its user tasks' declarations, bam_tf.tasks.registry
+  .task_declarations); None for a run from before runs recorded them."""
   path = os.path.join(model_dir, FINGERPRINT_JSON)
-  if not files.exists(path):
-    return None
-  return files.read_json(path).get("tasks", {})
+  return files.read_json(path) if files.exists(path) else None
 
 
 def finished_trials(model_dir: str) -> Dict[int, Dict]:
