@@ -448,7 +448,7 @@ def claim_model_dir(config, fingerprint=None):
   """Makes model_dir this run's; returns the lock, to release when the run
   ends (the kernel releases it if the process dies).
 
-  First the lock (lock.ModelDirInUseError while another run holds it),
+  First the lock (lock.FolderInUseError while another run holds it),
   before anything is written. Then runs are never mixed: a model_dir written
   with another configuration, or trained on data (`fingerprint`, see
   run_fingerprint) that changed since, is an error unless --overwrite

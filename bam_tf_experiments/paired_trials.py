@@ -300,7 +300,7 @@ def csv_rows(result: Dict) -> List[List]:
 
 def write(result: Dict, out_dir: str):
   """paired.md, paired.csv, paired.json (atomic writes)."""
-  os.makedirs(out_dir, exist_ok=True)
+  files.makedirs(out_dir)
   files.write_text_atomic(os.path.join(out_dir, "paired.md"),
                           result["markdown"])
   files.write_text_atomic(os.path.join(out_dir, "paired.csv"),

@@ -2,10 +2,10 @@
 
 Matplotlib with the Agg backend (no display). TensorBoard event files are
 read with a small record reader over tensorboard's protobufs, so plotting
-never imports TensorFlow (seconds, not tens of seconds).
+local runs never imports TensorFlow (seconds, not tens of seconds); runs in
+a gs:// bucket are read through tf.io.gfile (bam_tf.common.files).
 """
 
-import glob
 import io
 import os
 import struct
@@ -71,8 +71,7 @@ def score_distributions(scores: Dict[str, Dict[str, Sequence[float]]],
 def _records(path: str):
   """TFRecord framing: uint64 length, uint32 crc, data, uint32 crc. CRCs
   are not checked; a truncated tail (a run still writing) ends the file."""
-  with open(path, "rb") as f:
-    data = f.read()
+  data = files.read_bytes(path)
   pos = 0
   while pos + 12 <= len(data):
     (length,) = struct.unpack("<Q", data[pos:pos + 8])
@@ -108,8 +107,8 @@ def read_scalars(event_dir: str) -> Dict[str, List[Tuple[int, float]]]:
   event_dir (last write of a step wins)."""
   from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
   out: Dict[str, Dict[int, float]] = {}
-  paths = sorted(glob.glob(os.path.join(event_dir, "**", "*tfevents*"),
-                           recursive=True))
+  paths = [p for p in files.walk_files(event_dir)
+           if "tfevents" in os.path.basename(p)]
   for path in paths:
     for rec in _records(path):
       try:
@@ -138,8 +137,10 @@ def training_curves(run_dir: str, path: str, title: str = "",
   numbers (a report passes the finished ones, so a trial still training is
   not drawn beside them).
   Returns None when written, else a note saying why not."""
-  trial_dirs = sorted(glob.glob(os.path.join(run_dir, "trial_*",
-                                             "tensorboard")))
+  trial_dirs = [files.join(run_dir, name, "tensorboard")
+                for name in files.listdir(run_dir)
+                if name.startswith("trial_")
+                and files.isdir(files.join(run_dir, name, "tensorboard"))]
   if trials is not None:
     wanted = {f"trial_{int(t)}" for t in trials}
     trial_dirs = [d for d in trial_dirs

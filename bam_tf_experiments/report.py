@@ -128,9 +128,9 @@ class RunDir:
     self.path = path
     self.results_path = results_path = os.path.join(
         path, results_lib.RESULTS_JSON)
-    if not os.path.isdir(path):
+    if not files.isdir(path):
       raise ReportError(f"{flag}: run dir {path!r} does not exist")
-    if not os.path.exists(results_path):
+    if not files.exists(results_path):
       raise ReportError(f"{flag}: {results_path} not found (is {path!r} a "
                         "finished run's --model_dir?)")
     try:
@@ -192,7 +192,7 @@ class RunDir:
     missing = {}
     for trial in sorted(self.trial_info):
       paths = [self.predictions_path(n, trial) for n in self.tasks]
-      paths = [p for p in paths if not os.path.exists(p)]
+      paths = [p for p in paths if not files.exists(p)]
       if paths:
         missing[trial] = paths
     return missing
@@ -200,9 +200,9 @@ class RunDir:
   def predictions(self, task: str, trial: int):
     """(eid, gold, prediction) of a trial's dev predictions, sorted by eid."""
     path = self.predictions_path(task, trial)
-    if not os.path.exists(path):
+    if not files.exists(path):
       raise MissingPredictions(path)
-    with np.load(path) as z:
+    with np.load(io.BytesIO(files.read_bytes(path))) as z:
       missing = [k for k in ("eid", "gold", "prediction") if k not in z.files]
       if missing:
         raise ReportError(f"{path}: missing arrays {missing}")
@@ -846,7 +846,7 @@ def csv_text(rows: List[List]) -> str:
 def write_report(report: Dict, out_dir: str):
   """table.md, table.csv, comparisons.csv, compute.csv, report.json
   (atomic writes)."""
-  os.makedirs(out_dir, exist_ok=True)
+  files.makedirs(out_dir)
   files.write_text_atomic(os.path.join(out_dir, "table.md"),
                           report["markdown"])
   tests = list(report["tests"])

@@ -43,6 +43,7 @@ from absl import flags
 
 from bam_tf.common import durations
 from bam_tf.common import files
+from bam_tf.common import lock
 from bam_tf.common.errors import BamError
 from bam_tf.outputs import results as results_lib
 from bam_tf_experiments import compute
@@ -145,7 +146,7 @@ def parse_methods(spec: str) -> List[tuple]:
 def model_dir_of(flagfile: str, stage_flags: Sequence[str] = ()) -> str:
   """The --model_dir a stage writes: the flagfile's (nested flagfiles
   expanded the way absl does), unless --stage_flags overrides it."""
-  if not os.path.isfile(flagfile):
+  if not files.isfile(flagfile):
     raise ReproduceError(f"flagfile {flagfile}: no such file")
   try:
     args = flags.FlagValues().read_flags_from_files(
@@ -175,7 +176,7 @@ def plan_stages(methods: List[tuple], trials: int,
   dirs = {cfg: model_dir_of(cfg, stage_flags) for cfg in by_flagfile}
   owners: Dict[str, str] = {}
   for cfg, d in dirs.items():
-    key = os.path.normpath(os.path.abspath(d))
+    key = files.resolve(d)
     if key in owners:
       raise ReproduceError(
           f"flagfiles {owners[key]} and {cfg} both write --model_dir={d}")
@@ -243,7 +244,7 @@ def _now() -> str:
 
 def load_stage_log(out_dir: str) -> List[Dict]:
   path = os.path.join(out_dir, STAGES_JSON)
-  return files.read_json(path)["stages"] if os.path.exists(path) else []
+  return files.read_json(path)["stages"] if files.exists(path) else []
 
 
 def _score_changes(before: Dict[str, float], after: Dict[str, float]) -> str:
@@ -324,40 +325,13 @@ def _eta(remaining: List[Stage], records: List[Dict]) -> str:
 
 # ------------------------------------------------------------------- lock
 
-class RunLock:
-  """One reproduce process per --out_dir: two would train the same run
-  directories at once. An flock on out_dir/.reproduce.lock
-  (files.LockFile): the kernel releases it however its holder ends, so a
-  killed run's lock is never in force, and two runs that both find a lock
-  left behind cannot both take it (a pid file removed and recreated could).
-  The file holds the holder's pid for the refusal; it is emptied, never
-  deleted, on release (deleting it would let a second run lock a new file
-  while the first holds the old one)."""
-
-  def __init__(self, out_dir: str):
-    self.path = os.path.join(out_dir, LOCK_FILE)
-    self.file: Optional[files.LockFile] = None
-
-  def __enter__(self):
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    lock_file = files.LockFile(self.path)
-    if not lock_file.try_lock():
-      pid = lock_file.read().decode("utf-8", "replace").strip() or "unknown"
-      lock_file.close()
-      raise ReproduceError(
-          f"{self.path}: another reproduce run (pid {pid}) is using this "
-          "--out_dir; wait for it or stop it first")
-    lock_file.write(f"{os.getpid()}\n".encode())
-    self.file = lock_file
-    return self
-
-  def __exit__(self, *exc):
-    if self.file is not None:
-      try:
-        self.file.write(b"")
-      finally:
-        self.file.close()
-        self.file = None
+def out_dir_lock(out_dir: str) -> lock.DirLock:
+  """One reproduce process per --out_dir (two would train the same run
+  directories at once): the model_dir lock's kind (bam_tf.common.lock), an
+  flock on a local disk, so a killed run's lock is never in force, and a
+  holder record in a bucket. Pair acquire() with release()."""
+  return lock.DirLock(out_dir, lock_file=LOCK_FILE, flag="--out_dir",
+                      user="reproduce run")
 
 
 # -------------------------------------------------------------------- run
@@ -374,9 +348,9 @@ def run_stage(stage: Stage, stage_flags: Sequence[str],
   cmd += list(stage_flags)
   out = None
   if log_dir:
-    os.makedirs(log_dir, exist_ok=True)
+    files.makedirs(log_dir)
     stem = os.path.splitext(os.path.basename(stage.flagfile))[0]
-    out = open(os.path.join(log_dir, f"{stem}.log"), "a")
+    out = files.open_file(os.path.join(log_dir, f"{stem}.log"), "ab")
   print(f"  $ {' '.join(cmd)}", flush=True)
   proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT
                           if out else None)
@@ -463,7 +437,8 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
       print(f"then {len(retrains)} finished trial(s) trained again for "
             "their missing dev predictions")
     return 0
-  with RunLock(out_dir):
+  out_lock = out_dir_lock(out_dir).acquire()
+  try:
     records = load_stage_log(out_dir)
     _run_stages(pending, records, out_dir, stage_flags, log_dir)
     if retrain_missing_predictions:
@@ -472,6 +447,8 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
             "missing dev predictions", flush=True)
       _run_stages(retrains, records, out_dir, stage_flags, log_dir,
                   replan=lambda: plan_retrains(stages))
+  finally:
+    out_lock.release()
   model_dirs = {s.flagfile: s.model_dir for s in stages}
   runs_of = lambda names: ",".join(
       name + ":" + "+".join(model_dirs[c] for c in cfgs)
@@ -572,6 +549,11 @@ def main(argv=None) -> int:
     out_dir = args.out_dir or preset.get("out_dir")
     if not out_dir:
       raise ReproduceError("--out_dir: required without --preset")
+    if args.log_dir and not files.is_local(args.log_dir):
+      raise ReproduceError(
+          f"--log_dir: {args.log_dir} is not on this machine's disk; each "
+          "stage's process writes its output there as it runs: give a local "
+          "folder (--out_dir and the run dirs may be in a bucket)")
     return reproduce(methods, args.trials, out_dir, baselines,
                      args.stage_flags.split(), args.log_dir or None,
                      args.dry_run,

@@ -5,6 +5,7 @@ the runs are in this process): a --debug teacher, a student distilled from
 it, --mode=predict and --mode=export give what the same commands give on
 local disk."""
 
+import json
 import os
 import sys
 import uuid
@@ -15,6 +16,7 @@ import tensorflow as tf
 from absl import flags
 
 from bam_tf.common import files
+from bam_tf.common.errors import BamError
 from conftest import REPO_ROOT
 from conftest import comparable_results
 
@@ -131,7 +133,54 @@ def test_lock_on_a_filesystem_without_flock():
   lock.lock_dir(folder).release()
   # One from another host cannot be checked: refused, saying what to do.
   files.write_bytes_atomic(record, _record(1, "other-host"))
-  with pytest.raises(lock.ModelDirInUseError,
+  with pytest.raises(lock.FolderInUseError,
                      match=r"in use by another run \(PID 1 on other-host, "
                      r"started x\); .*delete ram://.*/run/\.lock$"):
     lock.lock_dir(folder)
+
+
+def test_reproduce_locks_an_out_dir_in_a_bucket():
+  from bam_tf_experiments import reproduce  # pylint: disable=g-import-not-at-top
+  out = f"ram://bam_tf_out_{uuid.uuid4().hex[:8]}/table1"
+  held = reproduce.out_dir_lock(out).acquire()
+  assert files.read_json(f"{out}/{reproduce.LOCK_FILE}")["pid"] == os.getpid()
+  with pytest.raises(BamError, match=(
+      r"^--out_dir: ram://.*/table1 is in use by another reproduce run "
+      r"\(PID \d+ on .*; if that reproduce run is over \(killed on another "
+      r"host\), delete ram://.*/table1/\.reproduce\.lock$")):
+    reproduce.out_dir_lock(out).acquire()
+  held.release()
+  assert files.listdir(out) == []  # the record is deleted on release
+
+
+def test_a_report_of_runs_in_a_bucket_matches_local_disk(both):
+  """The report (and its plots) reads run dirs and writes --out_dir
+  through bam_tf.common.files: a TPU run's model_dir is in a bucket."""
+  from bam_tf_experiments import report  # pylint: disable=g-import-not-at-top
+  local, ram = both
+  written = {}
+  for base, out in ((local, f"{local}_report"), (ram, f"{ram}_report")):
+    assert report.main([
+        f"--runs=Teacher:{base}/teacher,Student:{base}/student",
+        "--baselines=Teacher", "--test=both", "--n_resamples=200",
+        f"--out_dir={out}"]) == 0
+    written[base] = {name: files.read_bytes(f"{out}/{name}")
+                     for name in files.listdir(out)}
+  assert not os.path.exists(f"{ram}_report")  # not a local "ram:" folder
+  assert sorted(written[ram]) == sorted(written[local])
+  assert "curves_Student_student.png" in written[ram]  # event files read
+  def text(base, name):  # only the run dirs' paths differ
+    return written[base][name].decode().replace(base, "BASE")
+
+  for name in written[ram]:
+    if name.endswith(".png"):
+      assert written[ram][name][:8] == b"\x89PNG\r\n\x1a\n", name
+  for name in ("table.csv", "comparisons.csv"):
+    assert text(ram, name) == text(local, name), name
+  # The same trials, seeds and steps; their seconds are each run's own.
+  assert ([row.split(",")[:6] for row in text(ram, "compute.csv").split()] ==
+          [row.split(",")[:6] for row in text(local, "compute.csv").split()])
+  saved = {base: json.loads(text(base, "report.json")) for base in written}
+  for key in ("cells", "trial_scores", "tests", "stats", "notes"):
+    assert saved[ram][key] == saved[local][key], key
+  assert saved[ram]["tests"]["bootstrap"]["comparisons"]  # read the npz

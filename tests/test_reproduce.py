@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from bam_tf.common import lock
 from bam_tf.outputs import results as results_lib
 from bam_tf_experiments import report
 from bam_tf_experiments import reproduce
@@ -176,6 +177,8 @@ def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):
     (["--trials=1"], "give --preset or --methods"),
     (["--methods=M:{tmp}/a.cfg", "--paired_baseline=M"],
      "--paired_baseline: 'M' must be one of exactly two methods"),
+    (["--methods=M:{tmp}/a.cfg", "--log_dir=gs://bucket/logs"],
+     "--log_dir: gs://bucket/logs is not on this machine's disk"),
 ])
 def test_bad_input_names_what_is_wrong(tmp_path, capsys, args, message):
   _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/a")
@@ -188,40 +191,50 @@ def test_bad_input_names_what_is_wrong(tmp_path, capsys, args, message):
 
 
 def test_lock_refuses_a_live_holder_and_is_free_once_it_is_killed(tmp_path):
-  """The lock is the kernel's (flock): a second holder is refused naming
-  the first's pid, in this process or another, and a holder killed with
-  SIGKILL (no cleanup ran) leaves it free; a pid file left behind is not a
-  lock."""
+  """The --out_dir lock is the model_dir's kind (flock): a second holder is
+  refused naming the first's pid, in this process or another, and a holder
+  killed with SIGKILL (no cleanup ran) leaves it free; the record it left
+  behind is not a lock."""
   out = str(tmp_path / "out")
   path = os.path.join(out, reproduce.LOCK_FILE)
-  with reproduce.RunLock(out):
-    with pytest.raises(reproduce.ReproduceError, match=(
-        rf"^{re.escape(path)}: another reproduce run \(pid {os.getpid()}\) "
-        "is using this --out_dir; wait for it or stop it first$")):
-      with reproduce.RunLock(out):
-        pass
+  held = reproduce.out_dir_lock(out).acquire()
+  with pytest.raises(lock.FolderInUseError, match=(
+      rf"^--out_dir: {re.escape(out)} is in use by another reproduce run "
+      rf"\(PID {os.getpid()} on .*\); wait for it to end, or use another "
+      "--out_dir$")):
+    reproduce.out_dir_lock(out).acquire()
+  held.release()
   holder = subprocess.Popen(
       [sys.executable, "-c",
        "import sys, time; from bam_tf_experiments import reproduce; "
-       f"lock = reproduce.RunLock({out!r}).__enter__(); "
+       f"reproduce.out_dir_lock({out!r}).acquire(); "
        "print('held', flush=True); time.sleep(120)"],
       stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
   try:
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(reproduce.ReproduceError,
-                       match=rf"\(pid {holder.pid}\)"):
-      with reproduce.RunLock(out):
-        pass
+    with pytest.raises(lock.FolderInUseError,
+                       match=rf"\(PID {holder.pid} on "):
+      reproduce.out_dir_lock(out).acquire()
   finally:
     holder.kill()
     holder.wait()
   with open(path) as f:
-    assert f.read() == f"{holder.pid}\n"  # what the killed run left
-  with reproduce.RunLock(out):
-    with open(path) as f:
-      assert f.read() == f"{os.getpid()}\n"
+    assert json.load(f)["pid"] == holder.pid  # what the killed run left
+  held = reproduce.out_dir_lock(out).acquire()
+  with open(path) as f:
+    assert json.load(f)["pid"] == os.getpid()
+  held.release()
   with open(path) as f:
     assert f.read() == ""  # emptied, not deleted, on release
+  # reproduce itself refuses while another holds it, before any stage.
+  flagfile = _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/run_a")
+  held = reproduce.out_dir_lock(out).acquire()
+  try:
+    assert reproduce.main([f"--methods=A:{flagfile}", f"--out_dir={out}",
+                           "--trials=1"]) == 2
+  finally:
+    held.release()
+  assert not os.path.exists(f"{tmp_path}/run_a")
 
 
 def test_two_methods_end_to_end_then_nothing_to_redo(tmp_path, glue_dir,

@@ -81,6 +81,17 @@ def listdir(path: str) -> List[str]:
   return sorted(n.rstrip("/") for n in _gfile().listdir(path))
 
 
+def walk_files(root: str) -> List[str]:
+  """Every file under root, at any depth, as sorted paths ([] for a root
+  that does not exist)."""
+  if is_local(root):
+    walked = os.walk(_local(root))
+  else:
+    walked = _gfile().walk(root)
+  return sorted(join(folder, name.rstrip("/"))
+                for folder, _, names in walked for name in names)
+
+
 def getsize(path: str) -> int:
   if is_local(path):
     return os.path.getsize(_local(path))

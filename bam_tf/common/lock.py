@@ -36,8 +36,8 @@ from bam_tf.common.errors import BamError
 LOCK_FILE = ".lock"
 
 
-class ModelDirInUseError(BamError):
-  """Another live process holds the model_dir's lock."""
+class FolderInUseError(BamError):
+  """Another live process holds the folder's lock."""
 
 
 def _describe(holder: Optional[Dict]) -> str:
@@ -74,19 +74,25 @@ def _gone(holder: Optional[Dict]) -> bool:
   return False
 
 
-def _in_use(folder: str, holder: Optional[Dict], hint: str = ""):
-  return ModelDirInUseError(
-      f"--model_dir: {folder} is in use by another run ({_describe(holder)})"
-      f"; wait for it to end, or use another --model_dir{hint}")
+def _in_use(flag: str, user: str, folder: str, holder: Optional[Dict],
+            hint: str = ""):
+  return FolderInUseError(
+      f"{flag}: {folder} is in use by another {user} ({_describe(holder)})"
+      f"; wait for it to end, or use another {flag}{hint}")
 
 
 class DirLock:
   """The lock on one folder; re-entrant within the process (a count), so
-  code that claims a folder it already holds does not refuse itself."""
+  code that claims a folder it already holds does not refuse itself.
+  `lock_file`, `flag` and `user` name the file and, in the refusal, the
+  flag that gave the folder and what holds it (bam_tf_experiments.reproduce
+  locks its --out_dir with its own file)."""
 
-  def __init__(self, folder: str):
+  def __init__(self, folder: str, lock_file: str = LOCK_FILE,
+               flag: str = "--model_dir", user: str = "run"):
     self.folder = folder
-    self.path = files.join(folder, LOCK_FILE)
+    self.path = files.join(folder, lock_file)
+    self.flag, self.user = flag, user
     self.file: Optional[files.LockFile] = None  # local folders
     self.record = False                          # elsewhere: our record
     self.count = 0
@@ -97,7 +103,7 @@ class DirLock:
     return self.record and files.exists(self.path)
 
   def acquire(self) -> "DirLock":
-    """Takes the lock (creating the folder); ModelDirInUseError naming the
+    """Takes the lock (creating the folder); FolderInUseError naming the
     holder if another process has it."""
     if (self.file is not None or self.record) and self._still_ours():
       self.count += 1
@@ -120,7 +126,7 @@ class DirLock:
       if not lock_file.try_lock():
         holder = _parse(lock_file.read())
         lock_file.close()
-        raise _in_use(self.folder, holder) from None
+        raise _in_use(self.flag, self.user, self.folder, holder) from None
       self.file = lock_file
       if self.file.still_at_path():
         break
@@ -134,8 +140,9 @@ class DirLock:
     if files.exists(self.path):
       previous = _parse(files.read_bytes(self.path))
       if previous and not _gone(previous):
-        raise _in_use(self.folder, previous, "; if that run is over (killed "
-                      f"on another host), delete {self.path}")
+        raise _in_use(self.flag, self.user, self.folder, previous,
+                      f"; if that {self.user} is over (killed on another "
+                      f"host), delete {self.path}")
     files.write_bytes_atomic(self.path, _me())
     self.record = True
     return previous
