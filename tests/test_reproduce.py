@@ -226,6 +226,11 @@ def test_lock_refuses_a_live_holder_and_is_free_once_it_is_killed(tmp_path):
   held.release()
   with open(path) as f:
     assert f.read() == ""  # emptied, not deleted, on release
+  # A lock file in the form reproduce's lock had before (a bare pid) left
+  # by a run that is gone is taken over.
+  with open(path, "w") as f:
+    f.write("12345\n")
+  reproduce.out_dir_lock(out).acquire().release()
   # reproduce itself refuses while another holds it, before any stage.
   flagfile = _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/run_a")
   held = reproduce.out_dir_lock(out).acquire()

@@ -48,10 +48,13 @@ def _describe(holder: Optional[Dict]) -> str:
 
 
 def _parse(raw: bytes) -> Optional[Dict]:
+  """The holder record; None for none, or one in another form (a bare pid,
+  as reproduce's lock file held before it used this lock)."""
   try:
-    return json.loads(raw.decode("utf-8")) if raw.strip() else None
+    holder = json.loads(raw.decode("utf-8")) if raw.strip() else None
   except ValueError:
     return None
+  return holder if isinstance(holder, dict) else None
 
 
 def _me() -> bytes:
