@@ -800,23 +800,10 @@ def final_weights_index(model_dir: str, trial: int) -> str:
 
 
 def _check_writable(flag: str, path: str):
-  """`path` is a folder, or can be made one: the nearest existing folder at
-  or above it is writable (checked without writing anything). On an object
-  store only a file in the way is found here; access shows when writing."""
-  if not files.is_local(path):
-    _check(not files.exists(path) or files.isdir(path), flag,
-           f"{path} is a file, not a folder")
-    return
-  path = os.path.abspath(path)
-  existing = path
-  while not files.exists(existing):
-    existing = os.path.dirname(existing)
-  so = "" if existing == path else f", so {path} cannot be made"
-  _check(files.isdir(existing), flag,
-         f"{existing} is a file, not a folder{so}")
-  problem = files.writable_problem(existing)
+  """`path` is a folder, or can be made one (files.folder_problem)."""
+  problem = files.folder_problem(path)
   if problem:
-    raise ConfigError(f"--{flag}: {existing} is {problem}{so}")
+    raise ConfigError(f"--{flag}: {problem}")
 
 
 def read_saved_config(model_dir: str, hint: str) -> Optional[Dict]:

@@ -91,9 +91,10 @@ def method_costs(method_runs: Dict[str, List], notes: List[str]) -> Dict:
         "median_trial_seconds": median,
         "one_model_seconds": (None if median is None or teacher_seconds is None
                               else median + teacher_seconds),
+        # Unknown rather than too small when a trial was not timed.
         "all_trials_seconds": (sum(known) + teacher_seconds
-                               if known and teacher_seconds is not None
-                               else None),
+                               if known and len(known) == len(per_trial)
+                               and teacher_seconds is not None else None),
     }
   return costs
 

@@ -74,7 +74,14 @@ def trials_by_seed(task: str, m: rp.Method) -> Dict[int, int]:
     raise PairedTrialsError(
         f"{run.path}/results.json: trial(s) {unseeded} record no seed; "
         "pairing by seed needs it")
-  return {s: t for t, s in seeds.items()}
+  by_seed: Dict[int, int] = {}
+  for trial, s in sorted(seeds.items()):
+    if s in by_seed:  # one of them would be dropped from every test
+      raise PairedTrialsError(
+          f"{run.path}/results.json: trials {by_seed[s]} and {trial} both "
+          f"record seed {s}; pairing by seed needs one trial per seed")
+    by_seed[s] = trial
+  return by_seed
 
 
 def seed_pairs(base_seeds: Dict[int, int], other_seeds: Dict[int, int]
@@ -154,10 +161,13 @@ def compare_task(task: str, base: rp.Method, other: rp.Method,
 def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
           n_resamples: int = st.DEFAULT_RESAMPLES,
           seed: int = st.DEFAULT_SEED,
-          first_trials: Optional[int] = None) -> Dict:
+          first_trials: Optional[int] = None,
+          out_dir: Optional[str] = None) -> Dict:
   """{baseline, other, tasks: [...], verdict, settings} for two methods;
-  first_trials: only trials 0..n-1 of every run dir (a stage's snapshot)."""
+  first_trials: only trials 0..n-1 of every run dir (a stage's snapshot);
+  out_dir: where write() will put them, checked first."""
   rp.check_test_levels(alpha, n_resamples)
+  rp.check_out_dir(out_dir)
   if len(methods) != 2:
     raise PairedTrialsError(f"--runs: give exactly two methods, got "
                             f"{len(methods)} ({', '.join(methods)})")
@@ -327,7 +337,8 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   try:
     result = build(rp.parse_runs(args.runs), args.baseline, args.alpha,
-                   args.n_resamples, args.seed, args.first_trials)
+                   args.n_resamples, args.seed, args.first_trials,
+                   args.out_dir or None)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

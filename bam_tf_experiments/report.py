@@ -23,6 +23,8 @@ import os
 import re
 import statistics as pystats
 import sys
+import zipfile
+import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -135,9 +137,15 @@ class RunDir:
                         "finished run's --model_dir?)")
     try:
       data = files.read_json(results_path)
-    except ValueError as e:
-      raise ReportError(f"{flag}: {results_path} is not valid JSON ({e})"
+    except (ValueError, OSError) as e:
+      raise ReportError(f"{flag}: {results_path} is not readable JSON ({e})"
                         ) from e
+    if (not isinstance(data, dict) or not isinstance(data.get("trials", []),
+                                                     list)
+        or not isinstance(data.get("config", {}), dict)):
+      raise ReportError(f"{flag}: {results_path} is not a run's results "
+                        "(expected an object with \"config\" and a "
+                        "\"trials\" list)")
     self.config = data.get("config", {})
     trials = data.get("trials") or []
     if not trials:
@@ -202,11 +210,21 @@ class RunDir:
     path = self.predictions_path(task, trial)
     if not files.exists(path):
       raise MissingPredictions(path)
-    with np.load(io.BytesIO(files.read_bytes(path))) as z:
-      missing = [k for k in ("eid", "gold", "prediction") if k not in z.files]
-      if missing:
-        raise ReportError(f"{path}: missing arrays {missing}")
-      eid, gold, pred = z["eid"], z["gold"], z["prediction"]
+    try:
+      with np.load(io.BytesIO(files.read_bytes(path))) as z:
+        arrays = {k: z[k] for k in ("eid", "gold", "prediction")
+                  if k in z.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError,
+            OSError) as e:  # a truncated or damaged file
+      raise ReportError(
+          f"{path}: not a readable predictions file ({type(e).__name__}: "
+          f"{e}); delete it and `python -m bam_tf_experiments.reproduce "
+          "--retrain_missing_predictions` trains that trial again with its "
+          "seed") from None
+    missing = [k for k in ("eid", "gold", "prediction") if k not in arrays]
+    if missing:
+      raise ReportError(f"{path}: missing arrays {missing}")
+    eid, gold, pred = arrays["eid"], arrays["gold"], arrays["prediction"]
     self._check_score(task, trial, path, gold, pred)
     order = np.argsort(eid, kind="stable")
     return eid[order], gold[order], pred[order]
@@ -342,6 +360,7 @@ def build_report(methods: Dict[str, List[str]],
   run dir (default: all finished trials). Returns the report
   dict (what report.json holds, plus "markdown")."""
   check_test_levels(alpha, n_resamples)
+  check_out_dir(out_dir)
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
   tested = check_tested(methods, baselines, tested)
@@ -381,7 +400,9 @@ def check_settings(methods: Dict[str, List[str]], baselines: Sequence[str],
     raise ReportError(f"--bootstrap_pvalue must be one of "
                       f"{st.PVALUE_METHODS}, got {bootstrap_pvalue!r}")
   baselines = list(baselines or [])
-  for b in baselines:
+  for i, b in enumerate(baselines):
+    if b in baselines[:i]:  # its comparisons would count twice in Holm
+      raise ReportError(f"--baselines: {b!r} given twice")
     if b not in methods:
       raise ReportError(f"--baselines: {b!r} is not a method of --runs "
                         f"({', '.join(methods)})")
@@ -390,12 +411,22 @@ def check_settings(methods: Dict[str, List[str]], baselines: Sequence[str],
   return tests, baselines, dict(zip(baselines, MARKS))
 
 
+def check_out_dir(out_dir: Optional[str], flag: str = "--out_dir"):
+  """The output folder can be written, checked before any run is read."""
+  problem = files.folder_problem(out_dir) if out_dir else ""
+  if problem:
+    raise ReportError(f"{flag}: {problem}")
+
+
 def check_tested(methods: Dict[str, List[str]], baselines: Sequence[str],
                  tested: Optional[Sequence[str]]) -> List[str]:
   """The methods tested against the baselines: `tested`, or by default
   every method (each is compared with every baseline but itself)."""
   if not tested:
     return list(methods)
+  if not baselines:
+    raise ReportError("--tested: names the methods tested against the "
+                      "baselines; give --baselines too")
   for name in tested:
     if name not in methods:
       raise ReportError(f"--tested: {name!r} is not a method of --runs "

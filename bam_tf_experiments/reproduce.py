@@ -154,6 +154,14 @@ def model_dir_of(flagfile: str, stage_flags: Sequence[str] = ()) -> str:
   except flags.Error as e:
     raise ReproduceError(f"flagfile {flagfile}: {e}") from e
   model_dir = None
+  for arg in stage_flags:
+    # Only --model_dir=DIR is followed here; these forms would move a
+    # stage's run dir behind the driver's back.
+    if arg.startswith(("--flagfile", "-flagfile")) or arg in (
+        "--model_dir", "-model_dir"):
+      raise ReproduceError(
+          f"--stage_flags: {arg!r}: give a stage's run dir as "
+          "--model_dir=DIR, and other flagfiles through --methods")
   for arg in list(args) + list(stage_flags):
     if arg.startswith("--model_dir="):
       model_dir = arg.split("=", 1)[1]
@@ -176,6 +184,9 @@ def plan_stages(methods: List[tuple], trials: int,
   dirs = {cfg: model_dir_of(cfg, stage_flags) for cfg in by_flagfile}
   owners: Dict[str, str] = {}
   for cfg, d in dirs.items():
+    if "," in d or "+" in d:  # the report's --runs is split on them
+      raise ReproduceError(f"flagfile {cfg}: --model_dir={d} has a ',' or "
+                           "'+', which --runs (the report's) splits on")
     key = files.resolve(d)
     if key in owners:
       raise ReproduceError(
@@ -243,8 +254,21 @@ def _now() -> str:
 
 
 def load_stage_log(out_dir: str) -> List[Dict]:
+  """The stage records so far (checked before any stage runs)."""
   path = os.path.join(out_dir, STAGES_JSON)
-  return files.read_json(path)["stages"] if files.exists(path) else []
+  if not files.exists(path):
+    return []
+  try:
+    stages = files.read_json(path)["stages"]
+    if not (isinstance(stages, list) and
+            all(isinstance(r, dict) for r in stages)):
+      raise TypeError("its \"stages\" is not a list of records")
+  except (ValueError, OSError, TypeError, KeyError) as e:
+    raise ReproduceError(
+        f"{path}: not a stage log ({type(e).__name__}: {e}); move it away "
+        "to start a new one (the runs' results are in their run dirs)"
+    ) from None
+  return stages
 
 
 def _score_changes(before: Dict[str, float], after: Dict[str, float]) -> str:
@@ -421,6 +445,13 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
               paired_baseline: Optional[str] = None,
               extra_reports: Sequence[Dict] = ()) -> int:
   stages = plan_stages(methods, trials, stage_flags)
+  out = files.resolve(out_dir)
+  for s in stages:
+    run = files.resolve(s.model_dir)
+    if out == run or out.startswith(run.rstrip("/") + "/"):
+      # A stage's --overwrite would clear the stage log and the lock.
+      raise ReproduceError(f"--out_dir: {out_dir} is in {s.flagfile}'s run "
+                           f"dir {s.model_dir}; give a folder of its own")
   pending = [s for s in stages if not is_done(s)]
   print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
         f"{len(stages) - len(pending)} already done, {len(pending)} to run",
@@ -554,6 +585,8 @@ def main(argv=None) -> int:
           f"--log_dir: {args.log_dir} is not on this machine's disk; each "
           "stage's process writes its output there as it runs: give a local "
           "folder (--out_dir and the run dirs may be in a bucket)")
+    report.check_out_dir(out_dir)
+    report.check_out_dir(args.log_dir, "--log_dir")
     return reproduce(methods, args.trials, out_dir, baselines,
                      args.stage_flags.split(), args.log_dir or None,
                      args.dry_run,

@@ -244,6 +244,13 @@ def test_bad_input_one_line_each(runs, tmp_path, capsys):
   other_seeds = _write_run(str(tmp_path / "s9"), "rte",
                            {9: _noisy("rte", 9)})
   base_rte = [d for d in runs["Base"] if d.endswith("rte")][0]
+  # Two trials of one seed (a run resumed with another --seed): one of them
+  # would be dropped from every test without a word.
+  twice = _write_run(str(tmp_path / "twice"), "rte",
+                     {1: _noisy("rte", 1), 2: _noisy("rte", 2)})
+  data = json.load(open(os.path.join(twice, "results.json")))
+  data["trials"][1]["seed"] = 1
+  json.dump(data, open(os.path.join(twice, "results.json"), "w"))
   cases = [
       ([f"--runs={spec}", "--baseline=Nope"], "--baseline: 'Nope'"),
       ([f"--runs={spec},Third:{base_rte}", "--baseline=Base"],
@@ -252,6 +259,10 @@ def test_bad_input_one_line_each(runs, tmp_path, capsys):
        "record no seed"),
       ([f"--runs=Base:{base_rte},N:{other_seeds}", "--baseline=Base"],
        "share no seed"),
+      ([f"--runs=Base:{base_rte},T:{twice}", "--baseline=Base"],
+       "trials 0 and 1 both record seed 1"),
+      ([f"--runs={spec}", "--baseline=Base", f"--out_dir={unseeded}/results.json"],
+       "results.json is a file, not a folder"),
   ]
   for argv, message in cases:
     assert pt.main(argv) == 2

@@ -347,6 +347,45 @@ def test_clear_errors(runs, tmp_path):
                       test="mannwhitney", plots=False)
   assert r["cells"]["Bare"]["Avg"] is None  # lacks cola and sts
   assert rp.main(["--runs=X:" + str(tmp_path / "nope")]) == 2
+  # The same baseline twice would count its comparisons twice in Holm.
+  with pytest.raises(rp.ReportError, match="--baselines: 'Multi' given twice"):
+    rp.build_report(runs, ["Multi", "Multi"], plots=False)
+  with pytest.raises(rp.ReportError, match="--tested: .*give --baselines"):
+    rp.build_report(runs, [], tested=["Best"], plots=False)
+  # An output folder that cannot be one: refused before any run is read.
+  with pytest.raises(rp.ReportError, match=(
+      r"--out_dir: .*results.json is a file, not a folder, so "
+      r".*results.json/rep cannot be made")):
+    rp.build_report({"X": [str(tmp_path / "nope")]}, plots=False,
+                    out_dir=os.path.join(runs["Multi"][0], "results.json",
+                                         "rep"))
+  # A results.json that is not a run's results names the file.
+  for name, content in (("list", "[]"), ("trials", '{"trials": 3}')):
+    bad = tmp_path / name
+    bad.mkdir()
+    (bad / "results.json").write_text(content)
+    with pytest.raises(rp.ReportError, match=(
+        rf"{name}/results.json is not a run's results")):
+      rp.build_report({"X": [str(bad)]}, plots=False)
+  folder = tmp_path / "folder"
+  (folder / "results.json").mkdir(parents=True)
+  with pytest.raises(rp.ReportError, match="results.json is not readable"):
+    rp.build_report({"X": [str(folder)]}, plots=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_predictions_file_is_named(runs, tmp_path, damage):
+  run = _write_run(str(tmp_path / "run"), ["sst"], n_trials=1)
+  path = os.path.join(run, "trial_0", "predictions", "sst_dev.npz")
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:300] if damage == "truncated" else b"")
+  with pytest.raises(rp.ReportError, match=(
+      rf"^{re.escape(path)}: not a readable predictions file .*delete it "
+      "and .*--retrain_missing_predictions")):
+    rp.build_report({"Multi": runs["Multi"], "Run": [run]}, ["Multi"],
+                    plots=False, n_resamples=10)
 
 
 def test_predictions_that_do_not_give_the_trials_score_are_refused(

@@ -85,3 +85,15 @@ def test_missing_teacher_and_seconds_are_noted_not_invented(runs, tmp_path):
                for n in report["notes"])
   assert report["compute"]["Old"]["median_trial_seconds"] is None
   assert "| Old | 1 | - | - | - | - |" in report["markdown"]
+
+
+def test_all_trials_is_unknown_when_a_trial_was_not_timed(tmp_path):
+  """Two of three trials timed: the sum of the two is not the cost of all
+  three (the table shows 3 trials)."""
+  run = _run(str(tmp_path / "multi"), ["rte"],
+             [(100, 10), (None, None), (120, 10)])
+  c = rp.build_report({"Multi": [run]}, test="mannwhitney",
+                      plots=False)["compute"]["Multi"]
+  assert c["trial_seconds"] == {"0": 110.0, "1": None, "2": 130.0}
+  assert c["median_trial_seconds"] == 120.0  # of the timed ones
+  assert c["all_trials_seconds"] is None

@@ -179,15 +179,41 @@ def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):
      "--paired_baseline: 'M' must be one of exactly two methods"),
     (["--methods=M:{tmp}/a.cfg", "--log_dir=gs://bucket/logs"],
      "--log_dir: gs://bucket/logs is not on this machine's disk"),
+    (["--methods=M:{tmp}/a.cfg", "--log_dir={tmp}/a.cfg"],
+     "a.cfg is a file, not a folder"),
+    (["--methods=M:{tmp}/a.cfg", "--stage_flags=--flagfile={tmp}/a2.cfg"],
+     "--stage_flags: '--flagfile="),
+    (["--methods=M:{tmp}/a.cfg", "--stage_flags=--model_dir {tmp}/b"],
+     "--stage_flags: '--model_dir': give a stage's run dir as"),
+    (["--methods=M:{tmp}/comma.cfg"], "has a ',' or '+'"),
+    (["--methods=M:{tmp}/a.cfg", "--out_dir={tmp}/a/report"],
+     "a/report is in {tmp}/a.cfg's run dir {tmp}/a; give a folder"),
 ])
 def test_bad_input_names_what_is_wrong(tmp_path, capsys, args, message):
   _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/a")
   _flagfile(tmp_path / "a2.cfg", f"--model_dir={tmp_path}/a/")
   _flagfile(tmp_path / "nodir.cfg", "--task_names=rte")
+  _flagfile(tmp_path / "comma.cfg", f"--model_dir={tmp_path}/a,b")
   args = [a.format(tmp=tmp_path) for a in args]
-  rc = reproduce.main(args + [f"--out_dir={tmp_path}/out", "--dry_run"])
+  rc = reproduce.main([f"--out_dir={tmp_path}/out"] + args + ["--dry_run"])
   assert rc == 2
-  assert message in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert message.format(tmp=tmp_path) in err and len(err.splitlines()) == 1
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_damaged_stage_log_is_named_before_any_stage(tmp_path, capsys):
+  flagfile = _flagfile(tmp_path / "a.cfg", f"--model_dir={tmp_path}/run_a")
+  _finish_trials(tmp_path / "run_a", 1)
+  out = tmp_path / "out"
+  out.mkdir()
+  for content in ('{"stages": [', "[]", '{"stages": [1]}'):
+    (out / reproduce.STAGES_JSON).write_text(content)
+    assert reproduce.main([f"--methods=A:{flagfile}", f"--out_dir={out}",
+                           "--trials=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}/stages.json: not a stage log" in err, err
+    assert len(err.splitlines()) == 1
 
 
 def test_lock_refuses_a_live_holder_and_is_free_once_it_is_killed(tmp_path):
@@ -226,6 +252,13 @@ def test_lock_refuses_a_live_holder_and_is_free_once_it_is_killed(tmp_path):
   held.release()
   with open(path) as f:
     assert f.read() == ""  # emptied, not deleted, on release
+  # Taking and releasing the --out_dir lock of a folder whose --model_dir
+  # lock this process holds leaves the latter held, and re-entrant.
+  model_lock = lock.lock_dir(out)
+  reproduce.out_dir_lock(out).acquire().release()
+  assert lock.lock_dir(out) is model_lock
+  model_lock.release()
+  model_lock.release()
   # A lock file in the form reproduce's lock had before (a bare pid) left
   # by a run that is gone is taken over.
   with open(path, "w") as f:

@@ -332,6 +332,26 @@ def fsync_dir(path: str):
     _fsync(_local(path))
 
 
+def folder_problem(path: str) -> str:
+  """Why `path` cannot be written into as a folder ('' when it is one or
+  can be made one): the nearest existing folder at or above it must be
+  writable, checked without writing anything. On an object store only a
+  file in the way is found here; access shows when writing."""
+  if not is_local(path):
+    if exists(path) and not isdir(path):
+      return f"{path} is a file, not a folder"
+    return ""
+  path = os.path.abspath(_local(path))
+  existing = path
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  so = "" if existing == path else f", so {path} cannot be made"
+  if not os.path.isdir(existing):
+    return f"{existing} is a file, not a folder{so}"
+  problem = writable_problem(existing)
+  return f"{existing} is {problem}{so}" if problem else ""
+
+
 def writable_problem(path: str) -> str:
   """Why a local folder cannot be written ('' when it can, or when the path
   is not local: an object store is only known by trying)."""

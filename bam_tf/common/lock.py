@@ -165,7 +165,9 @@ class DirLock:
         files.remove(self.path)
     finally:
       self._close()
-      _HELD.pop(files.resolve(self.folder), None)
+      key = files.resolve(self.folder)
+      if _HELD.get(key) is self:  # not another lock of the same folder
+        del _HELD[key]
 
   def _close(self):
     if self.file is not None:
