@@ -251,7 +251,7 @@ SETTINGS: Tuple[Setting, ...] = (
        multi_task_default=128, debug_default=32, group="training"),
     _S("eval_batch_size", "integer", 128, "Inference batch (dev "
        "evaluation, teacher outputs, --mode=predict; --mode=eval: the "
-       "run's unless set to another value). Batches are "
+       "run's unless given). Batches are "
        "grouped by length; the size does not change predictions "
        "(the original evaluated in batches of 8): 128 predicts "
        "1.5x faster than 32 on 2 CPU cores (docs/PERFORMANCE.md).",
@@ -581,7 +581,14 @@ def config_from_flags(flag_values=None) -> BamConfig:
     if not s.derived:
       value = fv[s.name].value
       values[s.name] = s.from_flag(value) if s.from_flag else value
-  return resolve(BamConfig(**values))
+  config = resolve(BamConfig(**values))
+  # Which flags were given (command line or flagfile), not only their
+  # values: a mode that reads a finished run's settings tells a flag given
+  # its default value from one not given.
+  config.given_flags = frozenset(s.name for s in SETTINGS
+                                 if not s.derived and fv[s.name].present)
+  check_mode_flags(config, sorted(config.given_flags))
+  return config
 
 
 def config_from_args(args: List[str]) -> BamConfig:
@@ -875,19 +882,88 @@ def eval_checkpoint(config: BamConfig) -> str:
   return path
 
 
-def finished_run_config(saved: Dict, model_dir: str, **settings
-                        ) -> BamConfig:
+def finished_run_config(saved: Dict, model_dir: str, custom_tasks: str = "",
+                        **settings) -> BamConfig:
   """A finished run's config (its config.json, `saved`) for eval, predict
   or export, with `settings` of this invocation. What only training reads
   is cleared (teachers, --init_from: the final checkpoint holds their
   effect, and their paths need not exist here), the training data is not
   required, and the user task declarations must be those it trained with.
+
+  `custom_tasks` (--custom_tasks of this invocation) reads the user tasks'
+  declarations from there instead of from the file config.json names: the
+  file may have moved since training. The declarations are checked against
+  the ones recorded at training all the same.
   """
+  recorded = saved.get("custom_tasks", "")
+  if custom_tasks:
+    settings["custom_tasks"] = custom_tasks
+  elif recorded and not recorded.lstrip().startswith(("{", "[")) and (
+      not files.exists(recorded)):
+    raise ConfigError(
+        f"--custom_tasks: {recorded}, the task declarations {model_dir} was "
+        "trained with, is not there any more; give its new place with "
+        "--custom_tasks=FILE")
   run = BamConfig.from_json(saved, need_data=False, model_dir=model_dir,
                             distill=False, teachers="", init_from="",
                             **settings)
   check_task_declarations(run)
   return run
+
+
+# What --mode=eval, predict and export read of their own flags; every other
+# setting is the finished run's (its config.json). `check_mode_flags`.
+MODE_READS = {
+    "eval": frozenset({
+        "mode", "model_dir", "trial", "checkpoint", "cache_dir",
+        "custom_tasks", "data_dir", "data_source", "tfds_data_dir",
+        "eval_batch_size", "strategy", "tpu", "worker_timeout_s",
+        "deterministic", "jit_compile"}),
+    "predict": frozenset({
+        "mode", "model_dir", "trial", "cache_dir", "custom_tasks",
+        "data_dir", "data_source", "tfds_data_dir", "eval_batch_size",
+        "deterministic"}),
+    "export": frozenset({
+        "mode", "model_dir", "trial", "cache_dir", "custom_tasks",
+        "export_dir", "export_version", "deterministic"}),
+}
+
+
+def check_mode_flags(config: BamConfig, given: List[str]):
+  """Refuses a flag given to --mode=eval, predict or export that the mode
+  does not read, where its value is not the run's own: `--task_names=cola`
+  on an rte run would otherwise evaluate rte without a word, and a
+  `--learning_rate` or `--strategy` there would look as if it mattered. A
+  flagfile of the run itself (same values) passes."""
+  reads = MODE_READS.get(config.mode)
+  if reads is None:
+    return
+  saved = read_saved_config(config.model_dir, "--model_dir holds no "
+                            "finished run") or {}
+  current = config.to_json_dict()
+  for name in given:
+    if name in reads or name not in saved:
+      continue
+    if _same_value(current.get(name), saved[name]):
+      continue
+    if name in ("task_names", "custom_tasks"):
+      why = (f"--mode={config.mode} uses the run's own tasks "
+             f"({', '.join(saved.get('task_names', []))})")
+    else:
+      why = (f"--mode={config.mode} does not read it (the run's config.json "
+             f"holds {saved[name]!r})")
+    raise ConfigError(f"--{name}: {why}; drop the flag")
+
+
+def _same_value(now, saved) -> bool:
+  if isinstance(now, (list, tuple)) and isinstance(saved, (list, tuple)):
+    return list(now) == list(saved)
+  if isinstance(now, float) or isinstance(saved, float):
+    try:
+      return math.isclose(float(now), float(saved), rel_tol=1e-12)
+    except (TypeError, ValueError):
+      return False
+  return now == saved
 
 
 def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
@@ -919,10 +995,12 @@ def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
       "worker_timeout_s", "deterministic", "jit_compile")}
   # The batching moves predictions by float rounding: the run's batch, so
   # that its final weights give results.json's metrics exactly, unless
-  # --eval_batch_size is set to another than its default.
-  if c.eval_batch_size != default_of("eval_batch_size"):
+  # --eval_batch_size is given (its default value included).
+  if "eval_batch_size" in getattr(c, "given_flags", ()) or (
+      c.eval_batch_size != default_of("eval_batch_size")):
     here["eval_batch_size"] = c.eval_batch_size
-  run = finished_run_config(saved, c.model_dir, mode="eval", **here, **data)
+  run = finished_run_config(saved, c.model_dir, custom_tasks=c.custom_tasks,
+                            mode="eval", **here, **data)
   try:
     _check_data(run)
   except ConfigError as e:
@@ -961,17 +1039,21 @@ def check_paths(config: BamConfig):
     saved = read_saved_config(c.model_dir, "--model_dir holds no finished "
                               "run")
     if c.mode == "predict":
-      _check_writable("model_dir", c.model_dir)  # test_predictions/
+      for out in ("test_predictions", "glue_submission"):
+        _check_writable("model_dir", os.path.join(c.model_dir, out,
+                                                  f"trial_{c.trial}"))
       if saved is not None:  # the run's tasks, not this command's defaults
         _check_data(finished_run_config(
-            saved, c.model_dir, mode="predict", data_source=c.data_source,
-            data_dir=c.data_dir, tfds_data_dir=c.tfds_data_dir))
+            saved, c.model_dir, custom_tasks=c.custom_tasks, mode="predict",
+            data_source=c.data_source, data_dir=c.data_dir,
+            tfds_data_dir=c.tfds_data_dir))
     elif c.export_dir:
       _check_writable("export_dir", c.export_dir)
     else:
       _check_writable("model_dir", os.path.join(c.model_dir, "export"))
     if c.mode == "export" and saved is not None:
-      finished_run_config(saved, c.model_dir, mode="export")
+      finished_run_config(saved, c.model_dir, custom_tasks=c.custom_tasks,
+                          mode="export")
     if c.mode == "export" and c.export_version:
       base = c.export_dir or os.path.join(c.model_dir, "export")
       _check(not files.exists(os.path.join(base, str(c.export_version))),
@@ -989,6 +1071,8 @@ def check_paths(config: BamConfig):
              "it finished? (--checkpoint evaluates one of its checkpoints)")
     eval_checkpoint(c)
     eval_run_config(c, saved)
+  elif c.mode == "inspect_data" and c.model_dir:
+    _check_writable("model_dir", c.model_dir)  # data_report.txt, .json
   if c.init_from and c.mode == "train":
     _check(files.isdir(c.init_from), "init_from",
            f"{c.init_from} is not a folder (a finished run's --model_dir)")

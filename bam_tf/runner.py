@@ -692,8 +692,8 @@ def predict_test_sets(config) -> Dict[str, int]:
   labels, probabilities) and, for GLUE tasks, the leaderboard files, from a
   finished run's trial."""
   from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
-  run_config, model, tokenizer, _ = export.restore_run(config.model_dir,
-                                                       config.trial)
+  run_config, model, tokenizer, _ = export.restore_run(
+      config.model_dir, config.trial, config.custom_tasks)
   run_config.data_dir = config.data_dir
   run_config.data_source = config.data_source
   run_config.tfds_data_dir = config.tfds_data_dir
@@ -747,7 +747,8 @@ def run(config) -> int:
     export_base = config.export_dir or os.path.join(config.model_dir,
                                                     "export")
     path = export.export_run(config.model_dir, export_base, config.trial,
-                             version=config.export_version)
+                             version=config.export_version,
+                             custom_tasks=config.custom_tasks)
     print(export.done_line(path))
     return 0
   if config.mode == "inspect_data":

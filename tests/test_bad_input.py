@@ -190,8 +190,11 @@ def _refused(args, message, tmp_path, capsys, model_dir=None):
   model_dir = model_dir or tmp_path / "run"
   cache = tmp_path / "cache"
   before = _tree(model_dir)
-  code, err = _run([f"--model_dir={model_dir}", f"--cache_dir={cache}",
-                    "--debug", "--max_train_steps=1"] + args, capsys)
+  # A short training run; the other modes read the run's own settings.
+  train = [] if any(a.startswith("--mode=") and a != "--mode=train"
+                    for a in args) else ["--debug", "--max_train_steps=1"]
+  code, err = _run([f"--model_dir={model_dir}", f"--cache_dir={cache}"]
+                   + train + args, capsys)
   assert code == 2, err
   line = _one_error(err)
   assert re.search(message, line), line
@@ -573,7 +576,7 @@ def test_bad_hf_checkpoint_dir(config, message, glue_dir, tmp_path, capsys):
 # ----------------------------------------------------------------- --mode=eval
 
 
-def _finished_run(tmp_path, data_dir, name="run"):
+def _finished_run(tmp_path, data_dir, name="run", extra=()):
   """What --mode=eval checks of a run before reading it: config.json, trial
   0's final weights and its checkpoint ckpt-2 (empty files)."""
   from bam_tf import configure  # pylint: disable=g-import-not-at-top
@@ -588,7 +591,7 @@ def _finished_run(tmp_path, data_dir, name="run"):
     path.write_bytes(b"")
   configure.save_config(resolve_flags([
       "--task_names=rte", f"--data_dir={data_dir}", f"--model_dir={run}",
-      "--debug"]), str(run / "config.json"))
+      "--debug", *extra]), str(run / "config.json"))
   return run
 
 
@@ -642,3 +645,59 @@ def test_bad_eval_checkpoint_or_trial(glue_dir, tmp_path, capsys):
            r"directory \(the run's own data; --data_dir or "
            r"--data_source=tfds read its dev data from elsewhere\)$",
            tmp_path, capsys, model_dir=moved)
+
+
+def test_flags_a_mode_does_not_read_are_refused(glue_dir, tmp_path, capsys):
+  """--mode=eval, predict and export read the finished run's settings: a
+  flag they would ignore is refused when its value is not the run's own
+  (--task_names=cola on an rte run would evaluate rte without a word), and
+  passes when it is (a flagfile of the run itself)."""
+  from bam_tf import configure  # pylint: disable=g-import-not-at-top
+  run = _finished_run(tmp_path, glue_dir)
+
+  def refused(args, message):
+    return _refused(args, message, tmp_path, capsys, model_dir=run)
+
+  refused(["--mode=eval", "--task_names=cola"],
+          r"^error: --task_names: --mode=eval uses the run's own tasks "
+          r"\(rte\); drop the flag$")
+  refused(["--mode=predict", "--learning_rate=0.001"],
+          r"^error: --learning_rate: --mode=predict does not read it \(the "
+          r"run's config.json holds 5e-05\); drop the flag$")
+  refused(["--mode=export", "--strategy=mirrored"],
+          r"^error: --strategy: --mode=export does not read it")
+  refused(["--mode=export", "--overwrite"],
+          r"^error: --overwrite: --mode=export does not read it")
+  refused(["--mode=predict", "--export_dir=/tmp/x"],
+          r"^error: --export_dir: --mode=predict does not read it")
+  # The run's own values (any spelling) and what the mode reads pass.
+  config = configure.config_from_args([
+      "--mode=eval", f"--model_dir={run}", "--task_names=RTE", "--debug",
+      "--learning_rate=5e-5", "--eval_batch_size=16", f"--data_dir={glue_dir}"])
+  assert config.task_names == ["rte"] and config.eval_batch_size == 16
+  assert configure.eval_run_config(config).eval_batch_size == 16
+  # The run's batch (32 here) unless one is given, the default too.
+  small = _finished_run(tmp_path, glue_dir, "small", ["--eval_batch_size=32"])
+  for given, batch in (([], 32), (["--eval_batch_size=128"], 128)):
+    config = configure.config_from_args(
+        ["--mode=eval", f"--model_dir={small}", f"--data_dir={glue_dir}"]
+        + given)
+    assert configure.eval_run_config(config).eval_batch_size == batch
+
+
+def test_outputs_of_predict_and_inspect_data_that_cannot_be_folders(
+    glue_dir, tmp_path, capsys):
+  """A file where --mode=predict or inspect_data writes its folder is one
+  line before any work, not a traceback after it."""
+  run = _finished_run(tmp_path, glue_dir)
+  (run / "test_predictions").write_text("not a folder")
+  _refused(["--mode=predict", f"--data_dir={glue_dir}"],
+           r"^error: --model_dir: .*/run/test_predictions is a file, not a "
+           r"folder, so .*/run/test_predictions/trial_0 cannot be made$",
+           tmp_path, capsys, model_dir=run)
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  _refused(["--mode=inspect_data", "--task_names=rte",
+            f"--data_dir={glue_dir}"],
+           r"^error: --model_dir: .*/afile is a file, not a folder$",
+           tmp_path, capsys, model_dir=afile)

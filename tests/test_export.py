@@ -390,13 +390,16 @@ def test_existing_version_is_refused_with_one_line(run_dir, restored,
                       "--export_version=1"]) == 1
   assert capsys.readouterr().err.strip() == f"error: {message}"
   # run_classifier.py: checked with the flags, before the run is loaded;
-  # --overwrite does not make a version replaceable.
-  code, out, err = _cli([f"--model_dir={run_dir}", "--mode=export",
-                         f"--export_dir={export_base}", "--export_version=1",
-                         "--overwrite"], capsys)
-  assert code == 2, out + err
-  lines = [l for l in err.splitlines() if l.startswith("error: ")]
-  assert lines == [f"error: {message}"], err
+  # --overwrite does not make a version replaceable (export refuses it).
+  for extra, line in (([], message), (["--overwrite"], (
+      "--overwrite: --mode=export does not read it (the run's config.json "
+      "holds False); drop the flag"))):
+    code, out, err = _cli([f"--model_dir={run_dir}", "--mode=export",
+                           f"--export_dir={export_base}",
+                           "--export_version=1"] + extra, capsys)
+    assert code == 2, out + err
+    lines = [l for l in err.splitlines() if l.startswith("error: ")]
+    assert lines == [f"error: {line}"], err
   assert _tree(export_base) == before
 
 
@@ -475,3 +478,35 @@ def test_only_staging_folders_of_no_running_export_are_removed(tmp_path):
   assert sorted(removed) == sorted(str(base / folders[k]) for k in expected)
   assert sorted(os.listdir(base)) == sorted(
       ["1", ".tmp-notours"] + [folders[k] for k in names if k not in expected])
+
+
+def test_an_export_base_that_cannot_serve_is_refused_before_loading(
+    tmp_path, capsys):
+  """One line, before the run is loaded: a base that is a file, a base
+  that is a served version or inside one (versions would nest, `1/1`,
+  where TF Serving never looks), and a run whose config.json is cut."""
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text('{"task_names": ["rte"], "mod')
+  version = tmp_path / "served" / "1"
+  (version / "variables").mkdir(parents=True)
+  (version / "saved_model.pb").write_bytes(b"")
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  before = _tree(tmp_path)
+  for base, message in [
+      (afile, f"--export_dir: {afile} is a file, not a folder"),
+      (version, f"--export_dir: {version} is the SavedModel {version}; give "
+                f"the base that holds the numbered versions (e.g. "
+                f"{version.parent})"),
+      (version / "variables", f"--export_dir: {version}/variables is inside "
+                              f"the SavedModel {version}; give the base"),
+      (tmp_path / "new", f"--model_dir: {run}/config.json:1: not valid JSON"),
+      (tmp_path / "new", "--trial: must be >= 0, got -1"),
+  ]:
+    trial = ["--trial=-1"] if "--trial" in message else []
+    assert export.main([f"--model_dir={run}", f"--export_dir={base}"]
+                       + trial) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+  assert _tree(tmp_path) == before

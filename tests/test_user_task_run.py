@@ -168,3 +168,55 @@ def test_a_changed_declaration_is_refused_not_served(user_run, capsys):
       os.rename(os.path.join(data_dir, "SpamMoved"),
                 os.path.join(data_dir, "Spam"))
   run_classifier(["--mode=eval"] + common)
+
+
+def test_a_moved_declaration_file_is_named_and_read_from_its_new_place(
+    user_run, tmp_path, capsys):
+  """config.json names the --custom_tasks file; once it moves, eval,
+  predict and export say which file is gone, and read the declarations from
+  where --custom_tasks says they are now (checked against those recorded at
+  training): eval gives results.json's metrics again."""
+  model_dir, data_dir, _ = user_run
+  saved = files.read_json(os.path.join(model_dir, "config.json"))
+  old = saved["custom_tasks"]
+  new = str(tmp_path / "moved_tasks.json")
+  common = [f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+            f"--cache_dir={saved['cache_dir']}"]
+  os.rename(old, new)
+  try:
+    for mode in ("eval", "predict", "export"):
+      proc = run_classifier_process([f"--mode={mode}"] + common)
+      assert proc.returncode == 2, proc.stdout[-3000:]
+      errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
+      assert errors == [
+          f"error: --custom_tasks: {old}, the task declarations {model_dir} "
+          "was trained with, is not there any more; give its new place with "
+          "--custom_tasks=FILE"], mode
+    out = run_classifier(["--mode=eval", f"--custom_tasks={new}"] + common)
+    assert "wrote" in out
+    evaluated = files.read_json(os.path.join(model_dir, "eval", "trial_0",
+                                             "final", "results.json"))
+    trained = files.read_json(os.path.join(model_dir, "results.json"))
+    for task in ("spam", "tri"):
+      assert (evaluated["trials"][0]["tasks"][task]["score"] ==
+              pytest.approx(trained["trials"][0]["tasks"][task]["score"],
+                            abs=1e-9))
+    out = run_classifier(["--mode=predict", f"--custom_tasks={new}"] + common)
+    assert f"spam_test.tsv: {ROWS['test']} rows" in out
+    from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
+    base = str(tmp_path / "served")
+    # --tasks matches names without case, as --task_names does.
+    assert export.main([f"--model_dir={model_dir}", f"--export_dir={base}",
+                        f"--custom_tasks={new}", "--tasks=Spam"]) == 0
+    assert export.versions(base) == {1: os.path.join(base, "1")}
+    meta = files.read_json(os.path.join(base, "1", "assets",
+                                        export.METADATA_FILE))
+    assert [t["name"] for t in meta["tasks"]] == ["spam"]
+    assert export.main([f"--model_dir={model_dir}", f"--export_dir={base}",
+                        "--tasks=spam,ham"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: --custom_tasks: {old}, the task declarations {model_dir} "
+        "was trained with, is not there any more; give its new place with "
+        "--custom_tasks=FILE")
+  finally:
+    os.rename(new, old)

@@ -78,6 +78,7 @@ from bam_tf.modeling import encoders
 from bam_tf.modeling.multitask_model import head_name
 from bam_tf.modeling.multitask_model import INPUT_KEYS
 from bam_tf.modeling.multitask_model import MultiTaskModel
+from bam_tf.tasks import registry
 from bam_tf.tasks.task import TaskSpec
 from bam_tf.training import warm_start
 
@@ -101,20 +102,24 @@ def final_checkpoint_path(model_dir: str, trial: int) -> str:
                       warm_start.FINAL_PREFIX)
 
 
-def load_run_config(model_dir: str) -> configure.BamConfig:
+def load_run_config(model_dir: str, custom_tasks: str = ""
+                    ) -> configure.BamConfig:
   """Rebuilds and validates a run's config from model_dir/config.json
   (configure.finished_run_config: training-only settings cleared, the
-  training data not needed, the task declarations the run's own)."""
+  training data not needed, the task declarations the run's own, read from
+  `custom_tasks` when given)."""
   path = os.path.join(model_dir, "config.json")
   if not files.isfile(path):
     raise ExportError(f"{path} not found; --model_dir must be a finished "
                       "run (run_classifier.py writes config.json)")
-  saved = files.read_json(path)
+  saved = configure.read_saved_config(
+      model_dir, "--model_dir must be a finished run")
   missing = configure.missing_settings(saved)
   if missing:
     raise ExportError(f"{path} lacks {missing}; was it written by another "
                       "version of bam_tf?")
-  return configure.finished_run_config(saved, model_dir)
+  return configure.finished_run_config(saved, model_dir,
+                                       custom_tasks=custom_tasks)
 
 
 def restore_final(model, encoder_layer, model_dir: str, trial: int = 0):
@@ -139,13 +144,14 @@ def restore_final(model, encoder_layer, model_dir: str, trial: int = 0):
   status.expect_partial()
 
 
-def restore_run(model_dir: str, trial: int = 0):
+def restore_run(model_dir: str, trial: int = 0, custom_tasks: str = ""):
   """(config, model, tokenizer, bundle) of a finished run, final weights.
 
   The model is built without optimizer or sampling plan (serving needs
-  neither); the tokenizer is the one training used.
+  neither); the tokenizer is the one training used. `custom_tasks`: where
+  the run's task declarations are now, if they moved (load_run_config).
   """
-  config = load_run_config(model_dir)
+  config = load_run_config(model_dir, custom_tasks)
   path = final_checkpoint_path(model_dir, trial)
   if not tf.io.gfile.exists(path + ".index"):  # before the slow encoder load
     raise ExportError(f"{path} not found; trial {trial} of {model_dir} has "
@@ -299,12 +305,16 @@ def export_metadata(model, tokenizer, tasks: Sequence[TaskSpec],
 def _check_tasks(model, tasks) -> List[TaskSpec]:
   known = {t.name: t for t in model.tasks}
   tasks = list(tasks) if tasks else list(model.tasks)
+  names = []
   for task in tasks:
     name = task if isinstance(task, str) else task.name
+    # GLUE's spellings, as --task_names takes them (RTE, STS-B).
+    if name not in known and registry.canonical_name(name) in known:
+      name = registry.canonical_name(name)
     if name not in known:
       raise ExportError(f"task {name!r} is not one of the model's tasks "
                         f"{sorted(known)}")
-  names = [t if isinstance(t, str) else t.name for t in tasks]
+    names.append(name)
   if len(set(names)) != len(names) or DEFAULT_SIGNATURE in names:
     raise ExportError(f"task names {names} must be distinct and not "
                       f"{DEFAULT_SIGNATURE!r}")
@@ -529,14 +539,38 @@ def export_saved_model(model, tokenizer, tasks, export_base: str,
   return target
 
 
+def check_export_base(base: str):
+  """A base TF Serving can watch, checked before any work: a folder (or one
+  that can be made), and not a version itself or inside one (versions would
+  nest, `1/1`, and the server would never see them)."""
+  problem = files.folder_problem(base)
+  if problem:
+    raise ExportError(f"--export_dir: {problem}")
+  path = base
+  while True:
+    if files.exists(os.path.join(path, "saved_model.pb")):
+      raise ExportError(
+          f"--export_dir: {base} is {'' if path == base else 'inside '}"
+          f"the SavedModel {path}; give the base that holds the numbered "
+          f"versions (e.g. {os.path.dirname(path)})")
+    parent = os.path.dirname(path)
+    if parent == path:
+      return
+    path = parent
+
+
 def export_run(model_dir: str, export_base: str, trial: int = 0,
                tasks: Optional[Sequence[str]] = None,
-               version: int = 0) -> str:
+               version: int = 0, custom_tasks: str = "") -> str:
   """restore_run + export_saved_model, recording where the weights came
   from; returns the new version's path."""
+  if trial < 0:
+    raise ExportError(f"--trial: must be >= 0, got {trial}")
   base = files.absolute(export_base)
-  _check_version(base, version)  # before the slow loading
-  config, model, tokenizer, bundle = restore_run(model_dir, trial)
+  check_export_base(base)  # before the slow loading
+  _check_version(base, version)
+  config, model, tokenizer, bundle = restore_run(model_dir, trial,
+                                                 custom_tasks)
   extra = {"source": {"model_dir": files.absolute(model_dir),
                       "trial": trial, "encoder": bundle.description,
                       "task_names": list(config.task_names)}}
@@ -563,11 +597,14 @@ def main(argv=None) -> int:
   parser.add_argument("--export_version", type=int, default=0,
                       help="N of <export_dir>/<N>; 0 = the next after the "
                            "highest there. Never replaces one.")
+  parser.add_argument("--custom_tasks", default="",
+                      help="where the run's user task declarations are now, "
+                           "if their file moved since training")
   args = parser.parse_args(argv)
   tasks = [t for t in args.tasks.split(",") if t] or None
   try:
     path = export_run(args.model_dir, args.export_dir, args.trial, tasks,
-                      args.export_version)
+                      args.export_version, args.custom_tasks)
   except BamError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -22,6 +22,8 @@ majority baseline in a few hundred examples.
 import argparse
 import os
 import random
+import sys
+from typing import Dict
 
 from bam_tf.common import files
 
@@ -88,17 +90,22 @@ def _sts(rng):
   return a, b, min(5.0, max(0.0, score))
 
 
-def write_demo_data(out_dir: str, seed: int = 13, sizes=None):
-  """SST-2, MRPC and STS-B folders in out_dir; `sizes`: rows per split
-  (default SIZES)."""
+class DemoDataError(ValueError):
+  """out_dir cannot take the demo data; the message names the path."""
+
+
+def demo_files(seed: int = 13, sizes=None) -> Dict[str, str]:
+  """{path relative to out_dir: text} of the SST-2, MRPC and STS-B files;
+  `sizes`: rows per split (default SIZES)."""
   rng = random.Random(seed)
+  out = {}
   for split, n in (sizes or SIZES).items():
     test = split == "test"
     sst = _sst(rng, n, labelled=not test)
     header = ["index", "sentence"] if test else ["sentence", "label"]
     if test:
       sst = [[str(k)] + r for k, r in enumerate(sst)]
-    _write(os.path.join(out_dir, "SST-2", f"{split}.tsv"), header, sst)
+    out[os.path.join("SST-2", f"{split}.tsv")] = _text(header, sst)
     mrpc, sts = [], []
     for k in range(n):
       a, b, quality = _mrpc(rng)
@@ -107,17 +114,47 @@ def write_demo_data(out_dir: str, seed: int = 13, sizes=None):
       a, b, score = _sts(rng)
       sts.append([str(k), "demo", "2026", f"{k:04d}", "none", a, b] +
                  ([] if test else [f"{score:.2f}"]))
-    _write(os.path.join(out_dir, "MRPC", f"{split}.tsv"),
-           ["index" if test else "Quality", "#1 ID", "#2 ID", "#1 String",
-            "#2 String"], mrpc)
-    _write(os.path.join(out_dir, "STS-B", f"{split}.tsv"),
-           ["index", "genre", "filename", "year", "old_index", "sentence1",
-            "sentence2"] + ([] if test else ["score"]), sts)
+    out[os.path.join("MRPC", f"{split}.tsv")] = _text(
+        ["index" if test else "Quality", "#1 ID", "#2 ID", "#1 String",
+         "#2 String"], mrpc)
+    out[os.path.join("STS-B", f"{split}.tsv")] = _text(
+        ["index", "genre", "filename", "year", "old_index", "sentence1",
+         "sentence2"] + ([] if test else ["score"]), sts)
+  return out
 
 
-def _write(path, header, rows):
+def write_demo_data(out_dir: str, seed: int = 13, sizes=None):
+  """Writes `demo_files` into out_dir. Checked first, so nothing is written
+  when any check fails: out_dir must be a folder (or can be made one), and a
+  file already there is only rewritten when it holds these very rows (a
+  rerun of the README's first command). Anything else there, real GLUE
+  data above all, is never replaced."""
+  problem = files.folder_problem(out_dir)
+  if problem:
+    raise DemoDataError(f"--out_dir: {problem}")
+  texts = demo_files(seed, sizes)
+  for name, text in texts.items():
+    path = os.path.join(out_dir, name)
+    if not files.exists(path):
+      continue
+    if files.isdir(path):
+      raise DemoDataError(f"--out_dir: {path} is a folder, not a file")
+    try:
+      same = files.read_text(path) == text
+    except (OSError, UnicodeDecodeError):
+      same = False
+    if not same:
+      raise DemoDataError(
+          f"--out_dir: {path} holds other data than this demo's (GLUE's own "
+          "files, or another --demo_seed); it is not replaced: give another "
+          "--out_dir")
+  for name, text in texts.items():
+    files.write_text_atomic(os.path.join(out_dir, name), text)
+
+
+def _text(header, rows) -> str:
   lines = ["\t".join(header)] + ["\t".join(r) for r in rows]
-  files.write_text_atomic(path, "\n".join(lines) + "\n")
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -129,9 +166,14 @@ def main(argv=None):
   parser.add_argument("--demo_seed", type=int, default=13,
                       help="Seed of the generator.")
   args = parser.parse_args(argv)
-  write_demo_data(args.out_dir, args.demo_seed)
+  try:
+    write_demo_data(args.out_dir, args.demo_seed)
+  except DemoDataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   print(f"wrote SST-2, MRPC and STS-B demo data to {args.out_dir}")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
