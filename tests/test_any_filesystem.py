@@ -135,7 +135,8 @@ def test_lock_on_a_filesystem_without_flock():
   files.write_bytes_atomic(record, _record(1, "other-host"))
   with pytest.raises(lock.FolderInUseError,
                      match=r"in use by another run \(PID 1 on other-host, "
-                     r"started x\); .*delete ram://.*/run/\.lock$"):
+                     r"started x\); .*; if that run is over \(killed on another "
+                     r"host\), delete ram://.*/run/\.lock$"):
     lock.lock_dir(folder)
 
 
@@ -146,8 +147,9 @@ def test_reproduce_locks_an_out_dir_in_a_bucket():
   assert files.read_json(f"{out}/{reproduce.LOCK_FILE}")["pid"] == os.getpid()
   with pytest.raises(BamError, match=(
       r"^--out_dir: ram://.*/table1 is in use by another reproduce run "
-      r"\(PID \d+ on .*; if that reproduce run is over \(killed on another "
-      r"host\), delete ram://.*/table1/\.reproduce\.lock$")):
+      r"\(PID \d+ on .*; if that reproduce run is over \(killed, its PID "
+      r"now another process's\), delete ram://.*/table1/\.reproduce\.lock$"
+  )):
     reproduce.out_dir_lock(out).acquire()
   held.release()
   assert files.listdir(out) == []  # the record is deleted on release

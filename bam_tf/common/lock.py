@@ -143,9 +143,13 @@ class DirLock:
     if files.exists(self.path):
       previous = _parse(files.read_bytes(self.path))
       if previous and not _gone(previous):
+        # A live PID of this host may be one reused after the run died.
+        how = ("killed, its PID now another process's" if
+               previous.get("host") == socket.gethostname() else
+               "killed on another host")
         raise _in_use(self.flag, self.user, self.folder, previous,
-                      f"; if that {self.user} is over (killed on another "
-                      f"host), delete {self.path}")
+                      f"; if that {self.user} is over ({how}), delete "
+                      f"{self.path}")
     files.write_bytes_atomic(self.path, _me())
     self.record = True
     return previous
