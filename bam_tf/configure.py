@@ -587,7 +587,7 @@ def config_from_flags(flag_values=None) -> BamConfig:
   # its default value from one not given.
   config.given_flags = frozenset(s.name for s in SETTINGS
                                  if not s.derived and fv[s.name].present)
-  check_mode_flags(config, sorted(config.given_flags))
+  check_mode_flags(config)
   return config
 
 
@@ -898,7 +898,7 @@ def finished_run_config(saved: Dict, model_dir: str, custom_tasks: str = "",
   recorded = saved.get("custom_tasks", "")
   if custom_tasks:
     settings["custom_tasks"] = custom_tasks
-  elif recorded and not recorded.lstrip().startswith(("{", "[")) and (
+  elif recorded and not registry.is_inline(recorded) and (
       not files.exists(recorded)):
     raise ConfigError(
         f"--custom_tasks: {recorded}, the task declarations {model_dir} was "
@@ -929,7 +929,7 @@ MODE_READS = {
 }
 
 
-def check_mode_flags(config: BamConfig, given: List[str]):
+def check_mode_flags(config: BamConfig):
   """Refuses a flag given to --mode=eval, predict or export that the mode
   does not read, where its value is not the run's own: `--task_names=cola`
   on an rte run would otherwise evaluate rte without a word, and a
@@ -941,7 +941,7 @@ def check_mode_flags(config: BamConfig, given: List[str]):
   saved = read_saved_config(config.model_dir, "--model_dir holds no "
                             "finished run") or {}
   current = config.to_json_dict()
-  for name in given:
+  for name in sorted(config.given_flags):
     if name in reads or name not in saved:
       continue
     if _same_value(current.get(name), saved[name]):

@@ -432,9 +432,9 @@ def check_model_dir_apart(config):
     other = files.resolve(source)
     if mine == other:
       relation = "is the same folder as"
-    elif mine.startswith(other.rstrip("/") + "/"):
+    elif files.lies_inside(mine, other):
       relation = "lies inside"
-    elif other.startswith(mine.rstrip("/") + "/"):
+    elif files.lies_inside(other, mine):
       relation = "contains"
     else:
       continue

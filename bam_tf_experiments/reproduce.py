@@ -448,7 +448,7 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
   out = files.resolve(out_dir)
   for s in stages:
     run = files.resolve(s.model_dir)
-    if out == run or out.startswith(run.rstrip("/") + "/"):
+    if out == run or files.lies_inside(out, run):
       # A stage's --overwrite would clear the stage log and the lock.
       raise ReproduceError(f"--out_dir: {out_dir} is in {s.flagfile}'s run "
                            f"dir {s.model_dir}; give a folder of its own")

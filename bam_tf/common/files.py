@@ -112,6 +112,11 @@ def resolve(path: str) -> str:
   return f"{scheme}://{os.path.normpath('/' + rest).lstrip('/')}"
 
 
+def lies_inside(path: str, folder: str) -> bool:
+  """Whether `path` is strictly below `folder`; both `resolve`d."""
+  return path.startswith(folder.rstrip("/") + "/")
+
+
 # ---------------------------------------------------------- reads, writes
 
 def open_file(path: str, mode: str = "r"):

@@ -224,10 +224,15 @@ def custom_task_from_dict(d: Dict, where: str) -> TaskSpec:
       glue_name=name, in_average=d.get("in_average", True))
 
 
+def is_inline(declaration: str) -> bool:
+  """Whether --custom_tasks is inline JSON rather than a file's path."""
+  return declaration.lstrip().startswith(("{", "["))
+
+
 def _read_declaration(declaration: str):
   """(where, text) of --custom_tasks: a file's path and contents, or the
   flag's inline JSON."""
-  if declaration.lstrip().startswith(("{", "[")):
+  if is_inline(declaration):
     return "--custom_tasks", declaration
   if files.isfile(declaration):
     try:
