@@ -8,7 +8,6 @@ anything is written: bad input and a full disk end with one line
 declared in bam_tf/configure.py, the work is done by bam_tf/runner.py.)
 """
 
-import errno
 import sys
 
 import bam_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
@@ -17,7 +16,7 @@ from absl import flags
 
 from bam_tf import configure
 from bam_tf.common import console
-from bam_tf.common.errors import BamError
+from bam_tf.common import errors
 
 configure.define_flags()
 # --helpfull lists them too, under this module.
@@ -26,49 +25,19 @@ flags.adopt_module_key_flags(configure)
 # What `--help` prints instead of absl's module-by-module listing.
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full_message(e: BaseException):
-  """'no space left on device writing PATH' for a full disk or quota (an
-  OSError, or TensorFlow's error from a checkpoint or TFRecord write), else
-  None."""
-  if isinstance(e, OSError) and e.errno in _DISK_FULL:
-    what = ("no space left on device" if e.errno == errno.ENOSPC
-            else "disk quota exceeded")
-    path = e.filename or e.filename2
-    return f"{what} writing {path}" if path else what
-  # TensorFlow's file systems raise ResourceExhaustedError("PATH; No space
-  # left on device") (a checkpoint, a TFRecord).
-  if type(e).__module__.startswith("tensorflow"):
-    for what in ("No space left on device", "Disk quota exceeded"):
-      path, sep, _ = str(e).partition(f"; {what}")
-      if sep:
-        return f"{what[0].lower()}{what[1:]} writing {path.strip()}"
-  return None
-
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.setup(verbose=flags.FLAGS["verbosity"].present)
-  try:
-    config = configure.config_from_flags()
-    configure.check_paths(config)
-    from bam_tf import runner  # pylint: disable=g-import-not-at-top
-    return runner.run(config)
-  except (BamError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except PermissionError as e:
-    print(f"error: permission denied: {e.filename or e}", file=sys.stderr)
-    return 2
-  except Exception as e:  # pylint: disable=broad-except
-    message = disk_full_message(e)
-    if message is None:
-      raise
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+  return errors.run_command(_run)
+
+
+def _run() -> int:
+  config = configure.config_from_flags()
+  configure.check_paths(config)
+  from bam_tf import runner  # pylint: disable=g-import-not-at-top
+  return runner.run(config)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from bam_tf.common import errors
 from bam_tf.common import files
-from bam_tf.common.errors import BamError
 from bam_tf_experiments import report as rp
 from bam_tf_experiments import statistics as st
 
@@ -335,19 +335,18 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  try:
+
+  def work() -> int:
     result = build(rp.parse_runs(args.runs), args.baseline, args.alpha,
                    args.n_resamples, args.seed, args.first_trials,
                    args.out_dir or None)
-  except BamError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  result["markdown"] = render_markdown(result)
-  print(result["markdown"])
-  if args.out_dir:
-    write(result, args.out_dir)
-    print(f"wrote paired.md, paired.csv and paired.json to {args.out_dir}")
-  return 0
+    result["markdown"] = render_markdown(result)
+    print(result["markdown"])
+    if args.out_dir:
+      write(result, args.out_dir)
+      print(f"wrote paired.md, paired.csv and paired.json to {args.out_dir}")
+    return 0
+  return errors.run_command(work)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bam_tf.common import errors
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.evaluation import metrics as metrics_lib
@@ -1002,10 +1003,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  try:
-    methods = parse_runs(args.runs)
+
+  def work() -> int:
     report = build_report(
-        methods, [b.strip() for b in args.baselines.split(",") if b.strip()],
+        parse_runs(args.runs),
+        [b.strip() for b in args.baselines.split(",") if b.strip()],
         out_dir=args.out_dir or None, test=args.test, alpha=args.alpha,
         n_resamples=args.n_resamples, seed=args.seed,
         bootstrap_pvalue=args.bootstrap_pvalue,
@@ -1013,16 +1015,13 @@ def main(argv=None) -> int:
         plots=not args.no_plots,
         tested=[t.strip() for t in args.tested.split(",") if t.strip()],
         first_trials=args.first_trials)
-  except BamError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(report["markdown"])
-  if args.out_dir:
-    print(f"wrote table.md, table.csv, comparisons.csv, compute.csv, "
-          f"report.json"
-          f"{' and plots' if report['plots'] else ''} to {args.out_dir}")
-  return 0
-
+    print(report["markdown"])
+    if args.out_dir:
+      print(f"wrote table.md, table.csv, comparisons.csv, compute.csv, "
+            f"report.json"
+            f"{' and plots' if report['plots'] else ''} to {args.out_dir}")
+    return 0
+  return errors.run_command(work)
 
 if __name__ == "__main__":
   sys.exit(main())

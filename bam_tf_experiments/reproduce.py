@@ -42,6 +42,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from absl import flags
 
 from bam_tf.common import durations
+from bam_tf.common import errors
 from bam_tf.common import files
 from bam_tf.common import lock
 from bam_tf.common.errors import BamError
@@ -556,46 +557,47 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  return errors.run_command(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+  """main's work: the plan from the flags, checked, then run."""
   preset = PRESETS.get(args.preset, {}) if args.preset else {}
-  try:
-    if args.methods:
-      methods = parse_methods(args.methods)
-    elif preset:
-      methods = preset["methods"]
-    else:
-      raise ReproduceError("give --preset or --methods")
-    if args.baselines is None:
-      baselines = preset.get("baselines", [])
-    else:
-      baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    names = [m for m, _ in methods]
-    for b in baselines:
-      if b not in names:
-        raise ReproduceError(f"--baselines: {b!r} is not one of {names}")
-    paired = (args.paired_baseline if args.paired_baseline is not None
-              else preset.get("paired_baseline"))
-    if paired and (paired not in names or len(names) != 2):
-      raise ReproduceError(f"--paired_baseline: {paired!r} must be one of "
-                           f"exactly two methods (the methods are {names})")
-    out_dir = args.out_dir or preset.get("out_dir")
-    if not out_dir:
-      raise ReproduceError("--out_dir: required without --preset")
-    if args.log_dir and not files.is_local(args.log_dir):
-      raise ReproduceError(
-          f"--log_dir: {args.log_dir} is not on this machine's disk; each "
-          "stage's process writes its output there as it runs: give a local "
-          "folder (--out_dir and the run dirs may be in a bucket)")
-    report.check_out_dir(out_dir)
-    report.check_out_dir(args.log_dir, "--log_dir")
-    return reproduce(methods, args.trials, out_dir, baselines,
-                     args.stage_flags.split(), args.log_dir or None,
-                     args.dry_run,
-                     preset.get("report_flags", []) + args.report_flags.split(),
-                     args.retrain_missing_predictions, paired or None,
-                     preset.get("extra_reports", ()))
-  except BamError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  if args.methods:
+    methods = parse_methods(args.methods)
+  elif preset:
+    methods = preset["methods"]
+  else:
+    raise ReproduceError("give --preset or --methods")
+  if args.baselines is None:
+    baselines = preset.get("baselines", [])
+  else:
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+  names = [m for m, _ in methods]
+  for b in baselines:
+    if b not in names:
+      raise ReproduceError(f"--baselines: {b!r} is not one of {names}")
+  paired = (args.paired_baseline if args.paired_baseline is not None
+            else preset.get("paired_baseline"))
+  if paired and (paired not in names or len(names) != 2):
+    raise ReproduceError(f"--paired_baseline: {paired!r} must be one of "
+                         f"exactly two methods (the methods are {names})")
+  out_dir = args.out_dir or preset.get("out_dir")
+  if not out_dir:
+    raise ReproduceError("--out_dir: required without --preset")
+  if args.log_dir and not files.is_local(args.log_dir):
+    raise ReproduceError(
+        f"--log_dir: {args.log_dir} is not on this machine's disk; each "
+        "stage's process writes its output there as it runs: give a local "
+        "folder (--out_dir and the run dirs may be in a bucket)")
+  report.check_out_dir(out_dir)
+  report.check_out_dir(args.log_dir, "--log_dir")
+  return reproduce(methods, args.trials, out_dir, baselines,
+                   args.stage_flags.split(), args.log_dir or None,
+                   args.dry_run,
+                   preset.get("report_flags", []) + args.report_flags.split(),
+                   args.retrain_missing_predictions, paired or None,
+                   preset.get("extra_reports", ()))
 
 
 if __name__ == "__main__":

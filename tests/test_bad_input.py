@@ -19,6 +19,7 @@ from conftest import REPO_ROOT
 
 sys.path.insert(0, REPO_ROOT)
 import run_classifier  # noqa: E402  pylint: disable=wrong-import-position
+from bam_tf.common import errors  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _copy(glue_dir, dst, *dir_names):
@@ -495,20 +496,72 @@ def test_full_disk_errors_as_one_line():
     with open("/dev/full", "wb") as f:
       f.write(b"x" * 100000)
   # A write names no file (files.atomic_path adds the one it writes).
-  assert run_classifier.disk_full_message(python_error.value) == (
+  assert errors.disk_full_message(python_error.value) == (
       "no space left on device")
   python_error.value.filename = "/dev/full"
-  assert run_classifier.disk_full_message(python_error.value) == (
+  assert errors.disk_full_message(python_error.value) == (
       "no space left on device writing /dev/full")
   with pytest.raises(tf.errors.OpError) as tf_error:
     with tf.io.gfile.GFile("/dev/full", "wb") as f:
       f.write(b"x" * 100000)
-  assert run_classifier.disk_full_message(tf_error.value) == (
+  assert errors.disk_full_message(tf_error.value) == (
       "no space left on device writing /dev/full")
-  assert run_classifier.disk_full_message(ValueError("x")) is None
-  assert run_classifier.disk_full_message(
+  assert errors.disk_full_message(ValueError("x")) is None
+  assert errors.disk_full_message(
       tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is (
           None)
+
+
+def _write_to_full_disk(*args, **kwargs):
+  """A real ENOSPC from Python's file system, as a tool's writer meets it."""
+  del args, kwargs
+  with open("/dev/full", "wb") as f:
+    f.write(b"x" * 100000)
+
+
+# Every command line's main, the function its work runs in, and its flags.
+TOOLS = [
+    ("bam_tf.serving.export", "export_run",
+     ["--model_dir=run", "--export_dir=served"]),
+    ("bam_tf.tools.demo_data", "write_demo_data", ["--out_dir=demo"]),
+    ("bam_tf.tools.tfds_glue", "prepare",
+     [f"--glue_dir={REPO_ROOT}", "--tfds_data_dir=tfds", "--configs=cola"]),
+    ("bam_tf_experiments.report", "build_report", ["--runs=A:a"]),
+    ("bam_tf_experiments.paired_trials", "build",
+     ["--runs=A:a,B:b", "--baseline=A"]),
+    ("bam_tf_experiments.reproduce", "reproduce",
+     ["--methods=A:a.cfg", "--out_dir=out"]),
+]
+
+
+@pytest.mark.parametrize("module,work,argv", TOOLS,
+                         ids=[t[0].rsplit(".", 1)[1] for t in TOOLS])
+def test_every_tool_ends_on_a_full_disk_with_one_line_and_exit_2(
+    module, work, argv, monkeypatch, capsys, tmp_path):
+  """The export tool, the data tools and the experiment drivers end as
+  run_classifier.py does (a full disk while writing: one line, exit 2);
+  an unexpected error keeps its traceback."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  if not os.path.exists("/dev/full"):
+    pytest.skip("no /dev/full on this system")
+  monkeypatch.chdir(tmp_path)
+  tool = importlib.import_module(module)
+  monkeypatch.setattr(tool, work, _write_to_full_disk)
+  if module.endswith("reproduce"):
+    monkeypatch.setattr(tool, "parse_methods", lambda _: [("A", "a.cfg")])
+  if module.endswith("paired_trials"):
+    monkeypatch.setattr(tool.rp, "parse_runs", lambda _: {})
+  if module.endswith("report"):
+    monkeypatch.setattr(tool, "parse_runs", lambda _: {})
+  assert tool.main(argv) == errors.USER_ERROR_EXIT
+  assert capsys.readouterr().err.splitlines() == [
+      "error: no space left on device"]
+
+  def bug(*args, **kwargs):
+    raise KeyError("a bug")
+  monkeypatch.setattr(tool, work, bug)
+  with pytest.raises(KeyError, match="a bug"):
+    tool.main(argv)
 
 
 # --------------------------------------------------------------- TFDS, metrics

@@ -387,7 +387,7 @@ def test_existing_version_is_refused_with_one_line(run_dir, restored,
   with pytest.raises(export.ExportError, match="2 already exists"):
     export.export_run(run_dir, export_base, version=2)
   assert export.main([f"--model_dir={run_dir}", f"--export_dir={export_base}",
-                      "--export_version=1"]) == 1
+                      "--export_version=1"]) == 2
   assert capsys.readouterr().err.strip() == f"error: {message}"
   # run_classifier.py: checked with the flags, before the run is loaded;
   # --overwrite does not make a version replaceable (export refuses it).
@@ -506,7 +506,7 @@ def test_an_export_base_that_cannot_serve_is_refused_before_loading(
   ]:
     trial = ["--trial=-1"] if "--trial" in message else []
     assert export.main([f"--model_dir={run}", f"--export_dir={base}"]
-                       + trial) == 1
+                       + trial) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
   assert _tree(tmp_path) == before

@@ -146,7 +146,7 @@ def test_a_changed_declaration_is_refused_not_served(user_run, capsys):
     # The export tool reads the run's config.json the same way.
     from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
     assert export.main([f"--model_dir={model_dir}",
-                        f"--export_dir={model_dir}/tool_export"]) == 1
+                        f"--export_dir={model_dir}/tool_export"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == errors[0]
     # Resuming (one more trial) is refused the same way, before training.
     proc = run_classifier_process(
@@ -213,7 +213,7 @@ def test_a_moved_declaration_file_is_named_and_read_from_its_new_place(
                                         export.METADATA_FILE))
     assert [t["name"] for t in meta["tasks"]] == ["spam"]
     assert export.main([f"--model_dir={model_dir}", f"--export_dir={base}",
-                        "--tasks=spam,ham"]) == 1
+                        "--tasks=spam,ham"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: --custom_tasks: {old}, the task declarations {model_dir} "
         "was trained with, is not there any more; give its new place with "

@@ -72,6 +72,7 @@ import tensorflow_text as tf_text
 from absl import logging
 
 from bam_tf import configure
+from bam_tf.common import errors
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.modeling import encoders
@@ -602,14 +603,12 @@ def main(argv=None) -> int:
                            "if their file moved since training")
   args = parser.parse_args(argv)
   tasks = [t for t in args.tasks.split(",") if t] or None
-  try:
-    path = export_run(args.model_dir, args.export_dir, args.trial, tasks,
-                      args.export_version, args.custom_tasks)
-  except BamError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(done_line(path))
-  return 0
+
+  def work() -> int:
+    print(done_line(export_run(args.model_dir, args.export_dir, args.trial,
+                               tasks, args.export_version, args.custom_tasks)))
+    return 0
+  return errors.run_command(work)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import random
 import sys
 from typing import Dict
 
+from bam_tf.common import errors
 from bam_tf.common import files
 
 _SUBJECTS = ["the movie", "this film", "the story", "the acting", "the plot",
@@ -90,7 +91,7 @@ def _sts(rng):
   return a, b, min(5.0, max(0.0, score))
 
 
-class DemoDataError(ValueError):
+class DemoDataError(errors.BamError):
   """out_dir cannot take the demo data; the message names the path."""
 
 
@@ -166,13 +167,12 @@ def main(argv=None):
   parser.add_argument("--demo_seed", type=int, default=13,
                       help="Seed of the generator.")
   args = parser.parse_args(argv)
-  try:
+
+  def work() -> int:
     write_demo_data(args.out_dir, args.demo_seed)
-  except DemoDataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(f"wrote SST-2, MRPC and STS-B demo data to {args.out_dir}")
-  return 0
+    print(f"wrote SST-2, MRPC and STS-B demo data to {args.out_dir}")
+    return 0
+  return errors.run_command(work)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Dict, List
 
 from absl import logging
 
+from bam_tf.common import errors
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
 
@@ -129,19 +130,16 @@ def main(argv=None) -> int:
                  "configs (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
                  "wnli, ax); default: those whose folder is in --glue_dir.")
   args = p.parse_args(argv)
-  if not files.isdir(args.glue_dir):
-    print(f"error: --glue_dir: {args.glue_dir!r} is not a folder",
-          file=sys.stderr)
-    return 2
-  configs = [c for c in args.configs.split(",") if c] or [
-      c for c, folder in FOLDERS.items()
-      if files.isdir(os.path.join(args.glue_dir, folder))]
-  try:
+
+  def work() -> int:
+    if not files.isdir(args.glue_dir):
+      raise BamError(f"--glue_dir: {args.glue_dir!r} is not a folder")
+    configs = [c for c in args.configs.split(",") if c] or [
+        c for c, folder in FOLDERS.items()
+        if files.isdir(os.path.join(args.glue_dir, folder))]
     prepare(args.glue_dir, os.path.expanduser(args.tfds_data_dir), configs)
-  except BamError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  return 0
+    return 0
+  return errors.run_command(work)
 
 
 if __name__ == "__main__":
