@@ -120,7 +120,8 @@ def _lower_case(flag_value: str) -> Optional[bool]:
 
 
 def _trial_numbers(values: List[str]) -> bool:
-  return all(t.strip().isdigit() for t in values)
+  # isascii: str.isdigit() also accepts digits such as '²' that int() refuses.
+  return all(t.strip().isascii() and t.strip().isdigit() for t in values)
 
 
 def _one_of(values: Tuple[str, ...]) -> str:
@@ -677,7 +678,12 @@ def parse_teachers(config: BamConfig) -> Dict[str, List[str]]:
     name, sep, dirs = item.partition(":")
     _check(bool(sep) and bool(dirs), "teachers",
            f"{item!r} is not TASK:DIR (or TASK:DIR1+DIR2)")
+    _check(bool(name.strip()), "teachers",
+           f"{item!r} names no task (TASK:DIR, or all:DIR)")
     paths = [_teacher_dir(config, d) for d in dirs.split("+") if d]
+    _check(bool(paths), "teachers", f"{item!r} names no teacher folder")
+    _check(len(set(paths)) == len(paths), "teachers",
+           f"{item!r} names a teacher twice")
     if name.strip().lower() == "all":
       _check("all" not in named, "teachers", "'all' is given twice")
       named.add("all")

@@ -77,6 +77,26 @@ def test_trial_lists_name_only_trials_the_run_has(tmp_path, glue_dir):
     _config(tmp_path, glue_dir, "--num_trials=3", "--teacher_output_trials=3")
 
 
+@pytest.mark.parametrize("args,message", [
+    # A teacher list with no folder trained a student with no teacher at
+    # all (lambda still rose), and an empty task name blamed --task_names.
+    (("--distill", "--teachers=rte:+"), "^--teachers: 'rte:\\+' names no "
+     "teacher folder$"),
+    (("--distill", "--teachers=all:+"), "^--teachers: 'all:\\+' names no "
+     "teacher folder$"),
+    (("--distill", "--teachers=rte:d+d"), "^--teachers: 'rte:d\\+d' names a "
+     "teacher twice$"),
+    (("--distill", "--teachers=:d"), "^--teachers: ':d' names no task"),
+    # '²' passes str.isdigit() but not int(): a traceback before.
+    (("--retrain_trials=\u00b2",), "^--retrain_trials: "),
+    (("--teacher_output_trials=\u00b2",), "^--teacher_output_trials: "),
+])
+def test_teacher_lists_and_trial_numbers_refused(tmp_path, glue_dir, args,
+                                                 message):
+  with pytest.raises(configure.ConfigError, match=message):
+    _config(tmp_path, glue_dir, "--task_names=rte", *args)
+
+
 def test_distill_weight_is_only_the_fixed_schedules(tmp_path, glue_dir):
   # Under teacher annealing (the default) a weight would be ignored.
   with pytest.raises(configure.ConfigError, match=r"^--distill_weight: 0.3 "
