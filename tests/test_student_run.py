@@ -7,6 +7,7 @@ the same probabilities the student's own dev evaluation recorded."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import numpy as np
 from bam_tf.tasks import glue
 from bam_tf.tasks import readers
 from conftest import run_classifier as _run
+from conftest import run_classifier_process
 
 STEPS = 4
 
@@ -44,6 +46,22 @@ def test_teacher_student_export(tmp_path, glue_dir):
                        f"--max_train_steps={STEPS}",
                        "--teacher_output_trials=",
                        "--length_sorted_part_size=4"])
+  # A teacher without dev outputs (the comparison reads them at the end) is
+  # refused before the student trains or writes anything.
+  partial = str(tmp_path / "partial_teacher")
+  shutil.copytree(teacher, partial)
+  for name in os.listdir(os.path.join(partial, "teacher_outputs", "trial_0")):
+    if name.startswith("rte_dev."):
+      os.remove(os.path.join(partial, "teacher_outputs", "trial_0", name))
+  refused = str(tmp_path / "refused_student")
+  proc = run_classifier_process(common + [
+      "--task_names=rte", f"--model_dir={refused}", "--distill",
+      f"--teachers=rte:{partial}", "--max_train_steps=1"])
+  assert proc.returncode == 2, proc.stdout[-3000:]
+  assert proc.stdout.strip().splitlines()[-1].startswith("error: teacher "
+                                                         "file "), proc.stdout
+  assert "rte_dev" in proc.stdout and "step 1/1" not in proc.stdout
+  assert not os.path.exists(refused)
   # Teacher annealing: lambda = step / total at the start of each step.
   for step in range(1, STEPS + 1):
     assert f"step {step}/{STEPS} " in out

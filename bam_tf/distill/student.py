@@ -16,19 +16,24 @@ STUDENT_FEATURES_DIR = "student_features"
 
 
 def load_targets(config, data) -> Dict[str, "teacher_outputs.TeacherTargets"]:
-  """Reads and validates every teacher's train outputs (writes nothing)."""
+  """Reads and validates every teacher's train outputs (writes nothing),
+  and its dev outputs, which the teacher/student comparison reads after
+  training: a missing or stale one fails here, not after hours of it."""
   targets = {}
   for task in config.tasks:
     dirs = config.teacher_dirs.get(task.name)
     if not dirs:
       continue
-    manifest = data.manifests[task.name]["train"]
-    targets[task.name] = teacher_outputs.load_teacher_targets(
-        dirs, config.teacher_trial, task, "train",
-        teacher_outputs.feature_eids(data.records[task.name]["train"]),
-        manifest["key_parts"]["data_sha256"],
-        temperature=config.distill_temperature,
-        student_examples_sha256=manifest["key_parts"]["examples_sha256"])
+    for split in ("train", task.dev_split):
+      manifest = data.manifests[task.name][split]
+      loaded = teacher_outputs.load_teacher_targets(
+          dirs, config.teacher_trial, task, split,
+          teacher_outputs.feature_eids(data.records[task.name][split]),
+          manifest["key_parts"]["data_sha256"],
+          temperature=config.distill_temperature,
+          student_examples_sha256=manifest["key_parts"]["examples_sha256"])
+      if split == "train":
+        targets[task.name] = loaded
   return targets
 
 
