@@ -26,9 +26,23 @@ flags.adopt_module_key_flags(configure)
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 
 
+def parse_flags(argv):
+  """absl's own answer to a bad flag is two lines and exit 1 (and a stray
+  word, the whole help): here it is one line and exit 2, as any bad input."""
+  try:
+    rest = flags.FLAGS(argv)
+    if len(rest) > 1:
+      raise flags.Error(f"unexpected arguments {rest[1:]} (every flag is "
+                        "--name=value)")
+    return rest
+  except flags.Error as e:
+    # absl starts a flagfile's error with its own "ERROR:: ".
+    print(f"error: {str(e).replace('ERROR:: ', '', 1)}", file=sys.stderr)
+    sys.exit(errors.USER_ERROR_EXIT)
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # parse_flags refuses any besides the program
   console.setup(verbose=flags.FLAGS["verbosity"].present)
   return errors.run_command(_run)
 
@@ -44,4 +58,4 @@ if __name__ == "__main__":
   if any(a in HELP_ARGS for a in sys.argv[1:]):
     print(configure.help_text(__doc__))
     sys.exit(0)
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -15,7 +15,7 @@ import sys
 import pytest
 from absl import flags
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_classifier_process
 
 sys.path.insert(0, REPO_ROOT)
 import run_classifier  # noqa: E402  pylint: disable=wrong-import-position
@@ -754,3 +754,21 @@ def test_outputs_of_predict_and_inspect_data_that_cannot_be_folders(
             f"--data_dir={glue_dir}"],
            r"^error: --model_dir: .*/afile is a file, not a folder$",
            tmp_path, capsys, model_dir=afile)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--flagfile={missing}"], r"^error: Unable to open flagfile: .*"
+     r"No such file or directory: '.*missing\.cfg'$"),
+    (["--nosuchflag"], r"^error: Unknown command line flag 'nosuchflag'$"),
+    (["--max_seq_length=abc"], r"^error: flag --max_seq_length=abc: "),
+    (["--debug", "true"], r"^error: unexpected arguments \['true'\] \(every "
+     r"flag is --name=value\)$"),
+])
+def test_flags_absl_cannot_parse_end_in_one_line(args, line, tmp_path):
+  # absl printed two lines and exited 1 for these (a stray word: the whole
+  # help first).
+  proc = run_classifier_process(
+      [a.format(missing=tmp_path / "missing.cfg") for a in args], timeout=300)
+  assert proc.returncode == 2, proc.stdout[-2000:]
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 1 and re.search(line, lines[0]), proc.stdout[-2000:]
