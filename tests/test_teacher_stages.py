@@ -118,3 +118,42 @@ def test_the_teacher_keeps_writing_its_own_output_trials(
                     _finish(teacher, teacher_trial)))
   assert calls == [[f"--flagfile={flagfile}",
                     f"--teacher_output_trials={asked}", "--nodebug"]]
+
+
+def test_a_teacher_trained_with_other_settings_is_not_used(tmp_path,
+                                                           glue_dir):
+  """A student smoke run (--debug --max_train_steps=1) trains its flagfile
+  teachers with those flags in the flagfiles' own model_dirs. The full
+  student after it must not distil from that 1-step teacher because its
+  outputs are there: refused, naming the settings and both ways out."""
+  teacher = str(tmp_path / "teacher")
+  flagfile = str(tmp_path / "t.cfg")
+  with open(flagfile, "w") as f:
+    f.write(f"--mode=train\n--task_names=rte\n--data_dir={glue_dir}\n"
+            f"--model_dir={teacher}\n")
+  smoke = _config({teacher: flagfile})
+  smoke.data_dir, smoke.debug, smoke.max_train_steps = glue_dir, True, 1
+
+  def smoke_teacher(args):  # what the smoke run's teacher leaves behind
+    os.makedirs(teacher)
+    configure.save_config(configure.config_from_args(args),
+                          os.path.join(teacher, "config.json"))
+    _write_outputs(teacher, 0, ["rte"])
+    _finish(teacher, 0)
+
+  recipe.ensure_teachers(smoke, smoke_teacher)
+  assert recipe.has_outputs(teacher, 0)
+  recipe.ensure_teachers(smoke, lambda args: pytest.fail("trained again"))
+
+  full = _config({teacher: flagfile})
+  full.data_dir = glue_dir
+  with pytest.raises(BamError) as e:
+    recipe.ensure_teachers(full, lambda args: pytest.fail("trained"))
+  message = str(e.value)
+  assert message.startswith(f"--teachers: {teacher} holds a teacher run "
+                            "trained with other settings")
+  assert ("debug: True there, False here; max_train_steps: 1 there, "
+          "0 here" in message)
+  assert message.endswith(f"--flagfile={flagfile} --teacher_output_trials=0 "
+                          f"--data_dir={glue_dir} --nodebug --overwrite")
+  assert "\n" not in message

@@ -15,6 +15,7 @@ from typing import Callable, List
 
 from absl import logging
 
+from bam_tf import configure
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.distill import teacher_outputs
@@ -36,32 +37,70 @@ def has_outputs(model_dir: str, trial: int) -> bool:
           and any(n.endswith("_train.json") for n in files.listdir(out)))
 
 
+def teacher_command(config, flagfile: str) -> List[str]:
+  """The run_classifier.py command line the recipe trains `flagfile`'s
+  teacher with: its flagfile, the output trials the student reads and the
+  student's INHERITED_FLAGS."""
+  # The teacher writes outputs for the trial the student reads as well as
+  # its own (a flagfile's default is trial 0 only); the flag is rerun-safe.
+  trials = config.teacher_flagfile_output_trials(flagfile)
+  cmd = [f"--flagfile={flagfile}",
+         f"--teacher_output_trials={','.join(map(str, trials))}"]
+  for flag in INHERITED_FLAGS:
+    value = getattr(config, flag)
+    if flag == "debug":
+      cmd.append("--debug" if value else "--nodebug")
+    elif value:
+      cmd.append(f"--{flag}={value}")
+  return cmd
+
+
+def check_teacher_run(model_dir: str, cmd: List[str]):
+  """A teacher run already in model_dir is used only if it is the run `cmd`
+  would train: a student smoke run (--debug --max_train_steps=1) trains its
+  flagfile teachers with those flags, in the flagfiles' own model_dirs, and
+  a later full student would otherwise distil from that 1-step teacher
+  because its outputs are present. The same rule as a model_dir's own
+  resume (runner.claim_model_dir): every setting but the rerun-safe ones."""
+  saved = configure.read_saved_config(
+      model_dir, f"--teachers: the teacher run in {model_dir} cannot be "
+      "checked; delete it to train it again")
+  if saved is None:
+    return
+  wanted = configure.config_from_args(cmd)
+  diff = configure.config_differences(saved, wanted)
+  if diff:
+    now = wanted.to_json_dict()
+    values = "; ".join(f"{k}: {saved.get(k, '(unset)')!r} "
+                       f"there, {now.get(k)!r} here" for k in diff)
+    raise BamError(
+        f"--teachers: {model_dir} holds a teacher run trained with other "
+        f"settings than this recipe's ({values}). To use that run as it "
+        "is, name its folder in --teachers instead of the flagfile; to "
+        "replace it, train it again with: python run_classifier.py "
+        f"{' '.join(cmd)} --overwrite")
+
+
 def ensure_teachers(config, train: Callable[[List[str]], None]):
   """Trains each flagfile teacher whose outputs are missing: `train(args)`
   runs the run_classifier.py command line `args` (the runner's
-  train_teacher)."""
+  train_teacher). A teacher run trained with other settings is refused
+  (check_teacher_run), whether its outputs are there or not."""
   for model_dir, flagfile in sorted(config.teacher_flagfiles.items()):
+    cmd = teacher_command(config, flagfile)
+    try:
+      check_teacher_run(model_dir, cmd)
+    except configure.ConfigError as e:
+      raise BamError(f"--teachers: the teacher run {flagfile}: {e}") from e
     if has_outputs(model_dir, config.teacher_trial):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
       continue
-    # The teacher writes outputs for the trial the student reads as well as
-    # its own (a flagfile's default is trial 0 only); the flag is
-    # rerun-safe.
-    trials = config.teacher_flagfile_output_trials(flagfile)
-    cmd = [f"--flagfile={flagfile}",
-           f"--teacher_output_trials={','.join(map(str, trials))}"]
     if config.teacher_trial in results_lib.finished_trials(model_dir):
       logging.warning(
           "Teacher %s: trial %d is finished (results.json) but its teacher "
           "outputs are missing; training it again with the same seed",
           model_dir, config.teacher_trial)
-      cmd.append(f"--retrain_trials={config.teacher_trial}")
-    for flag in INHERITED_FLAGS:
-      value = getattr(config, flag)
-      if flag == "debug":
-        cmd.append("--debug" if value else "--nodebug")
-      elif value:
-        cmd.append(f"--{flag}={value}")
+      cmd.insert(2, f"--retrain_trials={config.teacher_trial}")
     logging.info("Teacher %s: training (run_classifier.py %s)", model_dir,
                  " ".join(cmd))
     try:
