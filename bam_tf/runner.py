@@ -362,14 +362,27 @@ def run_fingerprint(config, bundle, data: PreparedData, targets) -> Dict:
           "data_sha256": parts["data_sha256"],
           "examples_sha256": parts["examples_sha256"]}
   parts = data.manifests[config.tasks[0].name]["train"]["key_parts"]
-  return {"data": splits, "teachers": teachers_fingerprint(targets),
-          "tasks": registry.task_declarations(config.tasks),
-          "encoder": {"description": bundle.description,
-                      "hub_path": bundle.hub_path,
-                      "vocab_file": bundle.vocab_file,
-                      "vocab_sha256": parts["vocab_sha256"],
-                      "do_lower_case": parts["do_lower_case"],
-                      "max_seq_length": parts["max_seq_length"]}}
+  fingerprint = {"data": splits, "teachers": teachers_fingerprint(targets),
+                 "tasks": registry.task_declarations(config.tasks),
+                 "encoder": {"description": bundle.description,
+                             "hub_path": bundle.hub_path,
+                             "vocab_file": bundle.vocab_file,
+                             "vocab_sha256": parts["vocab_sha256"],
+                             "do_lower_case": parts["do_lower_case"],
+                             "max_seq_length": parts["max_seq_length"]}}
+  if config.init_from:
+    fingerprint["init_from"] = init_from_fingerprint(config)
+  return fingerprint
+
+
+def init_from_fingerprint(config) -> Dict:
+  """The --init_from weights every trial starts from: the source trained
+  again in its folder changes them under the same flag. The digest is the
+  checkpoint's index file's: TensorFlow's tensor bundle index holds the
+  crc32c of every tensor's bytes, so it changes with the weights, and it is
+  kilobytes where the weights are up to 1.3 GB."""
+  index = configure.final_weights_index(config.init_from, config.teacher_trial)
+  return {"final_weights": index, "index_sha256": files.file_sha256(index)}
 
 
 def teachers_fingerprint(targets) -> Dict:
@@ -408,6 +421,12 @@ def fingerprint_change(saved: Dict, current: Dict, model_dir: str) -> str:
     if was and was["targets_sha256"] != now["targets_sha256"]:
       return (f"--teachers: the outputs of {task}'s teacher "
               f"({', '.join(now['sources'])}) changed {since}")
+  was, now = saved.get("init_from"), current.get("init_from")
+  if was and now and was["index_sha256"] != now["index_sha256"]:
+    return (f"--init_from: the final weights {now['final_weights']} changed "
+            f"{since} (their index's sha256 was "
+            f"{was['index_sha256'][:12]}..., now "
+            f"{now['index_sha256'][:12]}...)")
   was, now = saved.get("encoder", {}), current["encoder"]
   if was.get("vocab_sha256", now["vocab_sha256"]) != now["vocab_sha256"]:
     return (f"--vocab_file: the vocabulary {now['vocab_file']} changed "

@@ -6,6 +6,7 @@ corrected rerun)."""
 
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -62,3 +63,29 @@ def test_a_source_of_another_encoder_is_refused_before_anything_is_written(
                    r"was it trained with another encoder\?$", errors[0]), (
                        errors[0])
   assert not target.exists()
+
+
+def test_a_source_trained_again_since_is_refused(source, glue_dir, tmp_path):
+  """Adding trials to a warm-started run after its source was trained
+  again would mix starting points under the same --init_from: the
+  fingerprint records the source's final weights."""
+  src = tmp_path / "source"
+  shutil.copytree(source / "source", src)
+  target = tmp_path / "target"
+  args = SMALL + [f"--data_dir={glue_dir}", f"--model_dir={target}",
+                  f"--init_from={src}", "--max_train_steps=1"]
+  run_classifier(args)
+  run_classifier(SMALL + [f"--data_dir={glue_dir}", f"--model_dir={src}",
+                          "--learning_rate=1e-4", "--overwrite"])
+  proc = run_classifier_process(args + ["--num_trials=2"])
+  assert proc.returncode == 2, proc.stdout[-3000:]
+  errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, proc.stdout[-3000:]
+  match = re.fullmatch(
+      re.escape(f"error: --init_from: the final weights {src}/trial_0/final/"
+                "encoder_and_heads.index changed since this run started "
+                f"training in {target} (their index's sha256 was ") +
+      r"([0-9a-f]{12})\.\.\., now ([0-9a-f]{12})\.\.\.\); use --overwrite to "
+      r"start over, or another --model_dir", errors[0])
+  assert match and match.group(1) != match.group(2), errors[0]
+  assert not (target / "trial_1").exists()
