@@ -1134,6 +1134,21 @@ def config_differences(saved: Dict, config: BamConfig) -> List[str]:
                 if k not in RERUN_SAFE and saved.get(k) != current.get(k))
 
 
+def run_differences(model_dir: str, args: List[str]
+                    ) -> List[Tuple[str, Any, Any]]:
+  """(setting, value in model_dir's config.json, value the run_classifier.py
+  command line `args` gives) for each setting, rerun-safe ones aside, in
+  which the run in model_dir is not the run `args` would train ([] when no
+  run is there): what a recipe checks before it reuses a teacher run."""
+  saved = read_saved_config(model_dir, "delete it to train that run again")
+  if saved is None:
+    return []
+  wanted = config_from_args(args)
+  now = wanted.to_json_dict()
+  return [(k, saved.get(k, "(unset)"), now.get(k))
+          for k in config_differences(saved, wanted)]
+
+
 def save_config(config: BamConfig, path: str):
   files.write_text_atomic(path, json.dumps(config.to_json_dict(), indent=2,
                                            sort_keys=True))

@@ -547,7 +547,8 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   if config.distill:
     # A recipe's teacher stages come first, on the same strategy.
     recipe.ensure_teachers(config, lambda args: train_and_evaluate(
-        configure.config_from_args(args), strategy))
+        configure.config_from_args(args), strategy),
+                           configure.run_differences)
   # Built where the trials train it (the strategy's scope, the precision
   # policy), so the first trial can use this very encoder: a pretrained one
   # is loaded once per run, not twice (BERT-Large: 1.3 GB, tens of seconds).

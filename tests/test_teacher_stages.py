@@ -32,6 +32,12 @@ def _config(flagfiles, teacher_trial=0):
   return config
 
 
+def _ensure(config, train):
+  """The recipe's teacher stages with configure's real comparison of a
+  teacher run's config.json (as the runner calls them)."""
+  recipe.ensure_teachers(config, train, configure.run_differences)
+
+
 def _write_outputs(model_dir, trial, tasks):
   out = os.path.join(model_dir, "teacher_outputs", f"trial_{trial}")
   os.makedirs(out, exist_ok=True)
@@ -57,7 +63,7 @@ def test_outputs_cut_short_are_not_finished(tmp_path):
   _write_outputs(teacher, 0, ["cola"])
   assert not recipe.has_outputs(teacher, 0)
   calls = []
-  recipe.ensure_teachers(
+  _ensure(
       _config({teacher: flagfile}),
       lambda args: (calls.append(args), _write_outputs(teacher, 0,
                                                        ["cola", "mnli"]),
@@ -66,7 +72,7 @@ def test_outputs_cut_short_are_not_finished(tmp_path):
                     "--nodebug"]]
   assert recipe.has_outputs(teacher, 0)
   # Finished with its outputs: skipped.
-  recipe.ensure_teachers(_config({teacher: flagfile}),
+  _ensure(_config({teacher: flagfile}),
                          lambda args: calls.append(args))
   assert len(calls) == 1
 
@@ -80,7 +86,7 @@ def test_the_teacher_writes_outputs_for_the_students_trial(tmp_path):
     _finish(teacher, trial)
   _write_outputs(teacher, 0, ["rte"])
   calls = []
-  recipe.ensure_teachers(
+  _ensure(
       _config({teacher: str(tmp_path / "t.cfg")}, teacher_trial=2),
       lambda args: (calls.append(args), _write_outputs(teacher, 2, ["rte"])))
   assert calls == [[f"--flagfile={tmp_path}/t.cfg",
@@ -91,7 +97,7 @@ def test_the_teacher_writes_outputs_for_the_students_trial(tmp_path):
   _finish(other, 0)
   with pytest.raises(BamError, match=r"^--teachers: .*o.cfg finished "
                      "without teacher outputs for trial 0"):
-    recipe.ensure_teachers(_config({other: str(tmp_path / "o.cfg")}),
+    _ensure(_config({other: str(tmp_path / "o.cfg")}),
                            lambda args: None)
 
 
@@ -111,7 +117,7 @@ def test_the_teacher_keeps_writing_its_own_output_trials(
   with open(flagfile, "w") as f:
     f.write(f"--model_dir={teacher}\n{flag}")
   calls = []
-  recipe.ensure_teachers(
+  _ensure(
       _config({teacher: flagfile}, teacher_trial=teacher_trial),
       lambda args: (calls.append(args),
                     _write_outputs(teacher, teacher_trial, ["rte"]),
@@ -141,14 +147,14 @@ def test_a_teacher_trained_with_other_settings_is_not_used(tmp_path,
     _write_outputs(teacher, 0, ["rte"])
     _finish(teacher, 0)
 
-  recipe.ensure_teachers(smoke, smoke_teacher)
+  _ensure(smoke, smoke_teacher)
   assert recipe.has_outputs(teacher, 0)
-  recipe.ensure_teachers(smoke, lambda args: pytest.fail("trained again"))
+  _ensure(smoke, lambda args: pytest.fail("trained again"))
 
   full = _config({teacher: flagfile})
   full.data_dir = glue_dir
   with pytest.raises(BamError) as e:
-    recipe.ensure_teachers(full, lambda args: pytest.fail("trained"))
+    _ensure(full, lambda args: pytest.fail("trained"))
   message = str(e.value)
   assert message.startswith(f"--teachers: {teacher} holds a teacher run "
                             "trained with other settings")

@@ -11,11 +11,10 @@ trained again with its own seed (--retrain_trials), which on CPU repeats it
 exactly.
 """
 
-from typing import Callable, List
+from typing import Any, Callable, List, Tuple
 
 from absl import logging
 
-from bam_tf import configure
 from bam_tf.common import files
 from bam_tf.common.errors import BamError
 from bam_tf.distill import teacher_outputs
@@ -26,6 +25,11 @@ from bam_tf.outputs import results as results_lib
 INHERITED_FLAGS = ("data_dir", "data_source", "tfds_data_dir", "cache_dir",
                    "debug", "max_train_steps",
                    "strategy", "tpu", "mixed_precision")
+
+# (model_dir, run_classifier.py args) -> [(setting, value in the run there,
+# value the args give)] for each setting that differs, rerun-safe ones aside.
+Differences = Callable[[str, List[str]], List[Tuple[str, Any, Any]]]
+
 
 def has_outputs(model_dir: str, trial: int) -> bool:
   """The teacher's trial finished with its outputs: a trial writes them
@@ -55,24 +59,18 @@ def teacher_command(config, flagfile: str) -> List[str]:
   return cmd
 
 
-def check_teacher_run(model_dir: str, cmd: List[str]):
+def check_teacher_run(model_dir: str, cmd: List[str],
+                      differences: Differences):
   """A teacher run already in model_dir is used only if it is the run `cmd`
   would train: a student smoke run (--debug --max_train_steps=1) trains its
   flagfile teachers with those flags, in the flagfiles' own model_dirs, and
   a later full student would otherwise distil from that 1-step teacher
   because its outputs are present. The same rule as a model_dir's own
-  resume (runner.claim_model_dir): every setting but the rerun-safe ones."""
-  saved = configure.read_saved_config(
-      model_dir, f"--teachers: the teacher run in {model_dir} cannot be "
-      "checked; delete it to train it again")
-  if saved is None:
-    return
-  wanted = configure.config_from_args(cmd)
-  diff = configure.config_differences(saved, wanted)
+  resume: every setting but the rerun-safe ones."""
+  diff = differences(model_dir, cmd)
   if diff:
-    now = wanted.to_json_dict()
-    values = "; ".join(f"{k}: {saved.get(k, '(unset)')!r} "
-                       f"there, {now.get(k)!r} here" for k in diff)
+    values = "; ".join(f"{k}: {there!r} there, {here!r} here"
+                       for k, there, here in diff)
     raise BamError(
         f"--teachers: {model_dir} holds a teacher run trained with other "
         f"settings than this recipe's ({values}). To use that run as it "
@@ -81,16 +79,20 @@ def check_teacher_run(model_dir: str, cmd: List[str]):
         f"{' '.join(cmd)} --overwrite")
 
 
-def ensure_teachers(config, train: Callable[[List[str]], None]):
+def ensure_teachers(config, train: Callable[[List[str]], None],
+                    differences: Differences):
   """Trains each flagfile teacher whose outputs are missing: `train(args)`
   runs the run_classifier.py command line `args` (the runner's
   train_teacher). A teacher run trained with other settings is refused
-  (check_teacher_run), whether its outputs are there or not."""
+  (check_teacher_run), whether its outputs are there or not;
+  `differences(model_dir, args)` lists them (configure.run_differences)."""
   for model_dir, flagfile in sorted(config.teacher_flagfiles.items()):
     cmd = teacher_command(config, flagfile)
     try:
-      check_teacher_run(model_dir, cmd)
-    except configure.ConfigError as e:
+      check_teacher_run(model_dir, cmd, differences)
+    except BamError as e:
+      if str(e).startswith("--teachers:"):
+        raise
       raise BamError(f"--teachers: the teacher run {flagfile}: {e}") from e
     if has_outputs(model_dir, config.teacher_trial):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
