@@ -301,10 +301,11 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
         per_task, average=metrics.averages(config.tasks, per_task)))
 
   try:
-    train_seconds = trainer.fit(
+    fitted = trainer.fit(
         model, train_ds, total_steps, trial_dir, config,
         lr_fn=lambda step: lr(step), chief=chief,
-        evaluate_fn=evaluate_at if validation else None)
+        evaluate_fn=evaluate_at if validation else None,
+        settings=train_settings(config, strategy))
   finally:
     train_pool.remove_pools(pools)
     if not chief:
@@ -317,7 +318,8 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
     write_teacher_outputs(config, model, data, trial, dev_predictions,
                           strategy, write=chief)
   result = {"trial": trial, "seed": seed, "train_steps": total_steps,
-            "train_seconds": round(train_seconds, 1),
+            "train_settings": fitted.settings,
+            "train_seconds": round(fitted.train_seconds, 1),
             "eval_seconds": round(eval_seconds, 1), "tasks": per_task,
             "averages": metrics.averages(config.tasks, per_task)}
   if validation:  # the last point of the curves: this evaluation
@@ -326,6 +328,18 @@ def run_trial(config, trial: int, bundle, data: PreparedData, plan,
   if chief:
     warm_start.save_final(model, bundle.layer, trial_dir)
   return result
+
+
+def train_settings(config, strategy) -> Dict:
+  """The rerun-safe settings that move a trial's numbers (float rounding,
+  dropout draws): they may change when a run resumes or adds trials, so
+  each trial records its own (results.json's config is the latest
+  command's)."""
+  return {"strategy": config.strategy,
+          "replicas": strategy.num_replicas_in_sync,
+          "length_sorted_part_size": config.train_part_size,
+          "jit_compile": config.jit_compile,
+          "deterministic": config.deterministic}
 
 
 def _splits_to_featurize(config):

@@ -12,6 +12,7 @@ Stale temp folders: a save killed half-way leaves TensorFlow's
 them.
 """
 
+import json
 import os
 import re
 import signal
@@ -202,3 +203,49 @@ def test_stale_checkpoint_temp_folders_removed_on_resume(tmp_path):
   assert not [n for n in names if n.endswith("_temp")], names
   assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-8")
   assert set(kept) - set(names) == {"ckpt-3_temp", state_tmp.name}
+
+
+def test_a_trial_resumed_or_added_under_other_settings_records_them(
+    tmp_path, glue_dir):
+  """--length_sorted_part_size (like the strategy, XLA, determinism) is
+  rerun-safe but moves the numbers: each trial records the settings of each
+  stretch of its steps, and results.txt names the ones that differ, since
+  config.json holds only the latest command's."""
+  run_dir = str(tmp_path / "run")
+  proc = _start(_args(glue_dir, run_dir), paced=True)
+  progress = re.compile(rf"step (\d+)/{TOTAL_STEPS} ")
+  for line in proc.stdout:
+    m = progress.search(line)
+    if m and int(m.group(1)) >= SIGNAL_AFTER:
+      proc.send_signal(signal.SIGTERM)
+      break
+  code, out = finish(proc)
+  assert code == 2, out[-3000:]
+  step = _checkpoints(run_dir)[-1]
+
+  other = [a for a in _args(glue_dir, run_dir)
+           if not a.startswith("--length_sorted_part_size")]
+  code, out = finish(_start(other + ["--length_sorted_part_size=0"]))
+  assert code == 0, out[-3000:]
+  assert (f"This trial resumes at step {step} with other settings than its "
+          "earlier steps (length_sorted_part_size 4 -> 0)") in out, out[-3000:]
+  code, out = finish(_start(other + ["--num_trials=2"]))
+  assert code == 0, out[-3000:]
+
+  with open(os.path.join(run_dir, "results.json")) as f:
+    trials = json.load(f)["trials"]
+  same = {"strategy": "one_device", "replicas": 1, "jit_compile": False,
+          "deterministic": True}
+  assert trials[0]["train_settings"] == [
+      dict(from_step=0, length_sorted_part_size=4, **same),
+      dict(from_step=step, length_sorted_part_size=0, **same)]
+  assert trials[1]["train_settings"] == [
+      dict(from_step=0, length_sorted_part_size=0, **same)]
+  with open(os.path.join(run_dir, "results.txt")) as f:
+    text = f.read()
+  assert text.endswith(
+      "Trials trained under different settings (they move the numbers by "
+      "float rounding and dropout draws):\n"
+      f"  trial 0: length_sorted_part_size=4 from step 0; "
+      f"length_sorted_part_size=0 from step {step}\n"
+      "  trial 1: length_sorted_part_size=0\n"), text

@@ -5,6 +5,7 @@ trials 0-2 and a rerun skips them. results.json is the record; results.txt
 is made from it, and made again by a rerun if a kill left it behind.
 """
 
+import json
 import os
 import statistics
 from typing import Dict, List, Optional
@@ -120,7 +121,31 @@ def render_text(data: Dict) -> str:
   return (f"BAM results: {', '.join(task_names)}  "
           f"({len(trials)} trial{'s' if len(trials) != 1 else ''})\n"
           f"Scores x100. {legend}.\n\n" +
-          _table(trials, summarize(trials), task_names, headlines) + "\n")
+          _table(trials, summarize(trials), task_names, headlines) + "\n" +
+          settings_note(trials))
+
+
+def settings_note(trials: List[Dict]) -> str:
+  """Lines naming the rerun-safe settings (each trial's `train_settings`)
+  that differ between trials or within one resumed trial: they move the
+  numbers by float rounding and dropout draws, and the config above is
+  only the latest command's. Empty when all trained alike."""
+  seen = [seg for t in trials for seg in t.get("train_settings", [])]
+  keys = sorted({k for seg in seen for k in seg if k != "from_step"})
+  varying = [k for k in keys
+             if len({json.dumps(seg.get(k)) for seg in seen}) > 1]
+  if not varying:
+    return ""
+  lines = ["\nTrials trained under different settings (they move the numbers "
+           "by float rounding and dropout draws):"]
+  for t in trials:
+    segments = t.get("train_settings", [])
+    parts = [", ".join(f"{k}={seg.get(k)}" for k in varying) +
+             (f" from step {seg['from_step']}" if len(segments) > 1 else "")
+             for seg in segments]
+    lines.append(f"  trial {t['trial']}: "
+                 f"{'; '.join(parts) if parts else 'not recorded'}")
+  return "\n".join(lines) + "\n"
 
 
 def record_trial(model_dir: str, config_dict: Dict, trial_result: Dict,

@@ -4,7 +4,7 @@ dev evaluation every N steps."""
 import collections
 import signal
 import time
-from typing import Optional
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -149,8 +149,10 @@ class CheckpointEveryN(tf_keras.callbacks.Callback):
   def __init__(self, manager: tf.train.CheckpointManager, every: int,
                total_steps: int, progress_path: str,
                seconds_before: float = 0.0,
-               stop_request: Optional[StopRequest] = None):
+               stop_request: Optional[StopRequest] = None,
+               settings: Optional[List[Dict]] = None):
     super().__init__()
+    self.settings = settings  # trainer.settings_segments, kept beside
     self.manager = manager
     self.every = every
     self.total_steps = total_steps
@@ -174,8 +176,10 @@ class CheckpointEveryN(tf_keras.callbacks.Callback):
     stop = self.stop_request is not None and self.stop_request.received
     if stop or step % self.every == 0 or step == self.total_steps:
       self.manager.save(checkpoint_number=step)
-      files.write_json_atomic(self.progress_path, {
-          "step": step, "train_seconds": round(self.train_seconds, 1)})
+      progress = {"step": step, "train_seconds": round(self.train_seconds, 1)}
+      if self.settings is not None:
+        progress["settings"] = self.settings
+      files.write_json_atomic(self.progress_path, progress)
     if stop:
       self.stopped_at = step
       self.model.stop_training = True

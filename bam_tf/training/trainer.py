@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import threading
+from typing import Dict, List, NamedTuple, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -111,8 +112,38 @@ def restore_latest(manager: tf.train.CheckpointManager) -> int:
   return step
 
 
+class Fitted(NamedTuple):
+  """What `fit` reports: the training time summed over resumed sessions,
+  and the settings each stretch of steps trained under (`settings`
+  segments, oldest first, each with the step it started from)."""
+  train_seconds: float
+  settings: List[Dict]
+
+
+def settings_segments(before: List[Dict], start: int,
+                      settings: Optional[Dict]) -> List[Dict]:
+  """The trial's settings segments once it (re)starts at `start`: a
+  resume under other settings than the steps before it adds a segment
+  (warned: the trial's numbers then come from both)."""
+  segments = list(before)
+  if settings is None:
+    return segments
+  last = ({k: v for k, v in segments[-1].items() if k != "from_step"}
+          if segments else None)
+  if last == settings:
+    return segments
+  if last is not None:
+    changed = ", ".join(f"{k} {last.get(k)!r} -> {v!r}"
+                        for k, v in settings.items() if last.get(k) != v)
+    logging.warning("This trial resumes at step %d with other settings than "
+                    "its earlier steps (%s); its record in results.json "
+                    "lists both", start, changed)
+  return segments + [dict(from_step=start, **settings)]
+
+
 def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
-        config, lr_fn, chief: bool = True, evaluate_fn=None) -> float:
+        config, lr_fn, chief: bool = True, evaluate_fn=None,
+        settings: Optional[Dict] = None) -> Fitted:
   """Trains to `total_steps`, resuming if the trial has checkpoints.
 
   `chief`: whether this process owns trial_dir. Under multi-worker training
@@ -129,20 +160,25 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
   before the last (callbacks.PeriodicEvaluation); on every worker, since
   predicting under a multi-worker strategy is collective.
 
-  Returns the training time in seconds, summed over resumed sessions.
+  `settings`: how this session trains (rerun-safe settings that move the
+  numbers, e.g. --length_sorted_part_size); kept in the progress file per
+  stretch of steps, so a trial resumed under other ones says so.
   """
   manager = checkpoint_manager(model, trial_dir, config.keep_checkpoint_max)
   if chief:
     remove_stale_temp(manager.directory)
   start = restore_latest(manager)
   progress_path = os.path.join(trial_dir, PROGRESS_JSON)
-  seconds_before = 0.0
+  seconds_before, segments = 0.0, []
   if start and files.exists(progress_path):
-    seconds_before = float(files.read_json(progress_path)["train_seconds"])
+    before = files.read_json(progress_path)
+    seconds_before = float(before["train_seconds"])
+    segments = before.get("settings", [])
   remaining = total_steps - start
   if remaining <= 0:
     logging.info("Training already finished (%d steps)", start)
-    return seconds_before
+    return Fitted(seconds_before, segments)
+  segments = settings_segments(segments, start, settings)
   if start:
     # Same seed, same stream: skip the batches already trained on.
     train_ds = train_ds.skip(start)
@@ -164,7 +200,7 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
     with stop_on_sigterm(enabled=not multi_worker) as request:
       saver = callbacks_lib.CheckpointEveryN(
           manager, config.save_checkpoints_steps, total_steps, progress_path,
-          seconds_before, stop_request=request)
+          seconds_before, stop_request=request, settings=segments)
       callbacks = [stopper, progress, saver]
       if evaluate_fn is not None and config.eval_every_steps:
         # After the saver: a step's checkpoint is written before its
@@ -186,4 +222,4 @@ def fit(model, train_ds: tf.data.Dataset, total_steps: int, trial_dir: str,
     raise PreemptedError(
         f"{request.name} at step {step}: checkpoint ckpt-{step} written; "
         "rerun the same command to resume")
-  return saver.train_seconds
+  return Fitted(saver.train_seconds, segments)
