@@ -113,6 +113,17 @@ def test_missing_header_empty_and_missing_files(glue_dir, tmp_path):
   with pytest.raises(readers.DataError, match=r"dev.tsv:1: the first row "
                      r"looks like data"):
     readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "dev")
+  # A test split has no label to give it away: its id column does. Read
+  # as it is, the first example would be taken for the header, dropped, and
+  # every id after it shifted by one.
+  test_lines = (dst / "test.tsv").read_bytes().split(b"\n")
+  assert len(readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path),
+                                   "test")) == 3000
+  (dst / "test.tsv").write_bytes(b"\n".join(test_lines[1:]))
+  with pytest.raises(readers.DataError, match=r"test.tsv:1: the first row "
+                     r"looks like data \(it starts with the id '0', as the "
+                     r"rows below it do\)"):
+    readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "test")
   (dst / "train.tsv").write_bytes(b"")
   with pytest.raises(readers.DataError, match="train.tsv: the file is empty"):
     readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "train")
@@ -303,12 +314,20 @@ def test_unlabelled_numbered_split_must_say_whether_it_has_a_header(
       r"label_col, so nothing tells a header row from data: declare "
       r'"has_header": true or false$')):
     registry.custom_task_from_dict(decl, "test")
-  for has_header, texts in ((False, ["first review", "second review"]),
-                            (True, ["second review"])):
-    decl["splits"]["test"]["has_header"] = has_header
-    task = registry.custom_task_from_dict(decl, "test")
-    examples = readers.read_examples(task, str(tmp_path), "test")
-    assert [(e.eid, e.text_a) for e in examples] == list(enumerate(texts))
+  decl["splits"]["test"]["has_header"] = False
+  task = registry.custom_task_from_dict(decl, "test")
+  examples = readers.read_examples(task, str(tmp_path), "test")
+  assert [(e.eid, e.text_a) for e in examples] == [(0, "first review"),
+                                                   (1, "second review")]
+  # Declared with a header, the id column gives the data away.
+  decl["splits"]["test"]["has_header"] = True
+  task = registry.custom_task_from_dict(decl, "test")
+  with pytest.raises(readers.DataError, match=r"test.csv:1: the first row "
+                     "looks like data"):
+    readers.read_examples(task, str(tmp_path), "test")
+  (folder / "test.csv").write_text("id,review\n0,first review\n")
+  examples = readers.read_examples(task, str(tmp_path), "test")
+  assert [(e.eid, e.text_a) for e in examples] == [(0, "first review")]
   # A named column says the file has a header; a labelled split is checked
   # by its first row's label (the reader refuses data as a header).
   decl["splits"]["test"] = {"file": "test.csv", "text_a_col": "text"}

@@ -162,6 +162,11 @@ def _looks_like_label(task: TaskSpec, value: str) -> bool:
   return value.strip() in task.label_list
 
 
+def _is_id(value: str) -> bool:
+  value = value.strip()
+  return value.isascii() and value.isdigit()
+
+
 def read_rows(path: str, layout: SplitLayout):
   """(header or None, [(line_number, row)] of the data rows)."""
   if layout.quotechar is not None:
@@ -202,6 +207,14 @@ def read_examples(task: TaskSpec, data_dir: str, split: str,
     raise DataError(f"{path}:1: the first row looks like data "
                     f"({header[label_col]!r} in the label column), but this "
                     "split is expected to start with a header row")
+  # An unlabelled (test) split has no label to tell its header from data;
+  # GLUE's begin with an id column ("index", "id") above integer ids, so a
+  # first row that starts with an integer id like the row below it is data,
+  # and taking it for the header would drop one example and shift every id.
+  if header is not None and _is_id(header[0]) and _is_id(rows[0][1][0]):
+    raise DataError(f"{path}:1: the first row looks like data (it starts "
+                    f"with the id {header[0]!r}, as the rows below it do), "
+                    "but this split is expected to start with a header row")
   if max_rows is not None:
     rows = rows[:max_rows]
   lo, hi = task.label_range
