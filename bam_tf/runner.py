@@ -83,6 +83,15 @@ def plan_training(config, data: PreparedData):
   plan = sampling.sampling_plan(sizes, config.task_sampling,
                                 config.sampling_exponent,
                                 recipe_scheme=config.recipe_scheme)
+  # A batch larger than a pass would be mostly padding rows (the pool is
+  # padded to a multiple of the batch, as the original pads), and a
+  # mistyped one (1e12) would allocate them.
+  if config.train_batch_size > plan.examples_per_epoch:
+    raise configure.ConfigError(
+        f"--train_batch_size: {config.train_batch_size:,} is more than the "
+        f"{plan.examples_per_epoch:,} training examples of one pass over "
+        f"{', '.join(t.name for t in config.tasks)} (each batch would be "
+        f"mostly padding); use at most {plan.examples_per_epoch:,}")
   recipe_steps = plan.train_steps(config.train_batch_size,
                                   config.num_train_epochs)
   total_steps = recipe_steps
@@ -574,6 +583,8 @@ def train_and_evaluate(config, strategy=None) -> Dict:
   if config.init_from:  # a mismatched source fails here, not after the claim
     warm_start.check_fits(bundle.layer, config.init_from,
                           config.teacher_trial)
+  # The recipe is checked (a batch larger than the pass) before the claim.
+  plan, total_steps = plan_training(config, data)
   dir_lock = None
   if chief:
     dir_lock = claim_model_dir(config, run_fingerprint(config, bundle, data,
@@ -582,7 +593,6 @@ def train_and_evaluate(config, strategy=None) -> Dict:
     if chief:  # what a run killed after results.json left undone
       results_lib.complete_outputs(config.model_dir)
     student_paths = student.join_records(config, data, targets)
-    plan, total_steps = plan_training(config, data)
     # Each trial starts from freshly loaded pretrained weights: the one
     # loaded above serves the first trial that trains. A debug encoder is
     # built again after each trial's seed, which draws its weights.

@@ -162,6 +162,23 @@ def test_vocab_that_does_not_match_the_encoder(embedded_export, glue_dir,
   assert not model_dir.exists()
 
 
+def test_a_batch_larger_than_a_pass_is_refused(glue_dir, tmp_path, capsys):
+  """--train_batch_size=1e12 (a typo for 1e2, say) ended in numpy's
+  MemoryError allocating the pool's padding rows, after the run's folder
+  was made. Known only once the data is read: before the claim."""
+  model_dir = tmp_path / "run"
+  code, err = _run(["--task_names=rte", f"--data_dir={glue_dir}",
+                    f"--model_dir={model_dir}", "--debug",
+                    f"--cache_dir={tmp_path / 'cache'}",
+                    "--train_batch_size=1000000000000"], capsys)
+  assert code == 2, err
+  assert _one_error(err) == (
+      "error: --train_batch_size: 1,000,000,000,000 is more than the 50 "
+      "training examples of one pass over rte (each batch would be mostly "
+      "padding); use at most 50")
+  assert not model_dir.exists()
+
+
 # Checked before anything is written (issue 25): each case below fails in
 # configure, before --model_dir is created or touched, so a corrected rerun
 # is never refused because of the failed one.
