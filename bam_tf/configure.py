@@ -79,6 +79,9 @@ class Setting:
   rerun_safe: bool = False
   # Where `--help` lists the flag (FLAG_GROUPS); derived fields have none.
   group: str = ""
+  # A file or folder (local or a filesystem URL): a rerun compares where it
+  # points, not how it is spelled (runs/x/, ./runs/x, a//b are runs/x).
+  path: bool = False
 
   @property
   def derived(self) -> bool:
@@ -166,9 +169,10 @@ SETTINGS: Tuple[Setting, ...] = (
     _S("task_names", "list", ("rte",), "Tasks to train, e.g. cola,mrpc,sts,"
        "rte (original names or GLUE spellings).", required=True, group="data"),
     _S("custom_tasks", "string", "", "JSON file or inline JSON declaring "
-       "your own tasks (see bam_tf/tasks/registry.py).", group="data"),
+       "your own tasks (see bam_tf/tasks/registry.py).", group="data",
+       path=True),
     _S("data_dir", "string", "", "glue_data root: one folder per task "
-       "(--data_source=tsv).", required=True, group="data"),
+       "(--data_source=tsv).", required=True, group="data", path=True),
     _S("data_source", "enum", sources.TSV, "Where examples come from: tsv "
        "(the files under --data_dir, any task) or tfds (GLUE prepared by "
        "tensorflow-datasets in --tfds_data_dir; the same examples and ids).",
@@ -176,33 +180,33 @@ SETTINGS: Tuple[Setting, ...] = (
        message=_one_of(sources.KINDS), group="data"),
     _S("tfds_data_dir", "string", "", "TFDS data dir holding glue/<config> "
        "(--data_source=tfds; empty: TFDS's default, ~/tensorflow_datasets).",
-       group="data"),
+       group="data", path=True),
     _S("model_dir", "string", "", "Everything a run writes goes here.",
-       required=True, group="run"),
+       required=True, group="run", path=True),
     _S("cache_dir", "string", "", "Shared cache of exported encoders and "
        "featurised TFRecords (default $BAM_TF_CACHE or "
        "~/.cache/bam_tf).", required=True, rerun_safe=True, group="data"),
     # Encoder.
     _S("hub_module_url", "string", "", "TF-Hub-format BERT encoder handle "
        "or path; empty = the embedded MiniLM-L6 encoder.", required=True,
-       group="model"),
+       group="model", path=True),
     _S("hub_preprocessor_url", "string", "", "Matching TF-Hub preprocessor "
        "(its vocab is used when the encoder carries none).", required=True,
-       group="model"),
+       group="model", path=True),
     _S("vocab_file", "string", "", "WordPiece vocab (overrides the "
        "encoder's).", required=True,
        check=lambda v: not v or files.isfile(v),
-       message="{value!r} does not exist", group="model"),
+       message="{value!r} does not exist", group="model", path=True),
     _S("do_lower_case", "enum", "auto", "Lower-case text; auto = what the "
        "encoder says.", values=("auto", "true", "false"), required=True,
        type=Optional[bool], from_flag=_lower_case, group="model"),
     _S("bert_checkpoint_dir", "string", "", "Original Google BERT TF1 "
        "folder (bert_config.json, vocab.txt, bert_model.ckpt).",
-       required=True, group="model"),
+       required=True, group="model", path=True),
     _S("hf_checkpoint_dir", "string", "", "Hugging Face BERT-family folder "
        "(config.json, model.safetensors, vocab.txt), converted to Model "
        "Garden's BertEncoder and exported once to the TF-Hub format.",
-       group="model"),
+       group="model", path=True),
     _S("debug", "bool", False, "Tiny random encoder (3 layers, hidden 144) "
        "on the first 50 rows of each file: smoke runs in seconds.",
        required=True, group="run"),
@@ -391,7 +395,7 @@ SETTINGS: Tuple[Setting, ...] = (
     _S("init_from", "string", "", "Start from the final encoder and "
        "matching heads of another run's model_dir (trial "
        "--teacher_trial), e.g. single-task fine-tuning after "
-       "multi-task training (Table 3).", group="distillation"),
+       "multi-task training (Table 3).", group="distillation", path=True),
     _S("distill_temperature", "float", 1.0, "Softmax temperature applied "
        "to teacher logits.", check=_finite(lambda v: v > 0),
        message="must be > 0 and finite, got {value}", group="distillation"),
@@ -1121,8 +1125,35 @@ def check_overwritable(model_dir: str, saved: Optional[Dict]):
         "--overwrite does not delete that folder; use another --model_dir")
 
 
+PATH_SETTINGS = frozenset(s.name for s in SETTINGS if s.path)
+
+
+def _location(name: str, value: Any) -> Any:
+  """A setting's value as a rerun compares it: paths (and the teachers'
+  folders and flagfiles) by where they point, resolved from the current directory on
+  both sides; inline JSON (--custom_tasks) and the rest as they are."""
+  if name == "teachers" and isinstance(value, str) and value:
+    return ",".join(
+        f"{task}:{'+'.join(files.resolve(d) for d in dirs.split('+') if d)}"
+        for task, _, dirs in (item.partition(":")
+                              for item in value.split(",")))
+  if name == "teacher_dirs" and isinstance(value, dict):
+    return {task: [files.resolve(d) for d in dirs]
+            for task, dirs in value.items()}
+  if name == "teacher_flagfiles" and isinstance(value, dict):
+    return {files.resolve(k): files.resolve(v) for k, v in value.items()}
+  if (name in PATH_SETTINGS and isinstance(value, str) and value
+      and not value.lstrip().startswith(("{", "["))):
+    return files.resolve(value)
+  return value
+
+
 def config_differences(saved: Dict, config: BamConfig) -> List[str]:
-  """Fields of a model_dir's config.json that this run would change."""
+  """Fields of a model_dir's config.json that this run would change.
+
+  Not --model_dir: the folder holding config.json is the run, wherever it
+  was made (a copied or moved run resumes, and config.json is rewritten
+  with its new place)."""
   current = config.to_json_dict()
   # A config.json written before a setting existed holds that setting's
   # default (derived fields are not settings: always written).
@@ -1131,7 +1162,8 @@ def config_differences(saved: Dict, config: BamConfig) -> List[str]:
     if not (s.derived or s.required):
       saved.setdefault(s.name, s.field_default_value())
   return sorted(k for k in set(saved) | set(current)
-                if k not in RERUN_SAFE and saved.get(k) != current.get(k))
+                if k not in RERUN_SAFE and k != "model_dir"
+                and _location(k, saved.get(k)) != _location(k, current.get(k)))
 
 
 def run_differences(model_dir: str, args: List[str]

@@ -231,6 +231,37 @@ def test_resume_onto_changed_training_data_is_refused(tmp_path, glue_dir,
   assert after["data"]["rte"]["dev"] == recorded["data"]["rte"]["dev"]
 
 
+def test_a_run_spelled_otherwise_or_moved_resumes(tmp_path, glue_dir,
+                                                 capsys):
+  """Paths compare by where they point: a --model_dir or --data_dir with a
+  trailing slash, '//' or '.' was 'another configuration (differs in:
+  model_dir)', which invites --overwrite. A run folder copied elsewhere is
+  the same run: it resumes from its checkpoint there."""
+  model_dir = tmp_path / "run"
+  first = _start_held(_args(glue_dir, model_dir, 4,
+                            "--teacher_output_trials="), tmp_path / "held")
+  first.kill()  # killed after ckpt-2
+  first.wait()
+  moved = tmp_path / "moved" / "run"
+  shutil.copytree(model_dir, moved)
+  spelled = f"{tmp_path}/moved/./run/"
+  out = _run(_args(f"{glue_dir}//", spelled, 4, "--teacher_output_trials="))
+  assert f"Resumed from {spelled}trial_0/checkpoints/ckpt-2 (step 2)" in out, (
+      out[-4000:])
+  results = json.loads((moved / "results.json").read_text())
+  assert [t["trial"] for t in results["trials"]] == [0]
+  assert json.loads((moved / "config.json").read_text())["model_dir"] == (
+      spelled)
+  # What is trained still counts.
+  code, err = _main(_args(glue_dir, moved, 4, "--teacher_output_trials=",
+                          "--learning_rate=1e-3"), capsys)
+  assert code == 2, err[-4000:]
+  assert _error_line(err) == (
+      f"error: --model_dir: {moved} holds a run with another configuration "
+      "(differs in: learning_rate); use another --model_dir, or --overwrite "
+      "to delete it"), err[-4000:]
+
+
 def test_resume_onto_changed_teacher_outputs_is_refused(tmp_path):
   """A teacher trained again in the same folder gives the student other
   targets under the same flags: the student's fingerprint records their
