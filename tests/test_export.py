@@ -276,11 +276,14 @@ def test_saved_model_cli_lists_string_signatures(export_dir):
 
 def test_restore_errors_are_clear(run_dir, restored, tmp_path):
   _, model, tokenizer = restored
-  with pytest.raises(export.ExportError, match="trial 5"):
+  with pytest.raises(export.ExportError, match=(
+      r"^--trial: trial 5 of .* has not finished \(.*trial_5/final/"
+      r"encoder_and_heads.index not found\); finished trials: 0$")):
     export.restore_run(run_dir, trial=5)
   with pytest.raises(export.ExportError, match="config.json"):
     export.restore_run(str(tmp_path))
-  with pytest.raises(export.ExportError, match="not one of"):
+  with pytest.raises(export.ExportError, match="^--tasks: task 'cola' is "
+                     "not one of"):
     export.export_saved_model(model, tokenizer, ["cola"],
                               str(tmp_path / "x"))
 
@@ -503,10 +506,17 @@ def test_an_export_base_that_cannot_serve_is_refused_before_loading(
                               f"the SavedModel {version}; give the base"),
       (tmp_path / "new", f"--model_dir: {run}/config.json:1: not valid JSON"),
       (tmp_path / "new", "--trial: must be >= 0, got -1"),
+      # The run's own folder: versions among trial_N/ and its records.
+      (run, f"--export_dir: {run} is a run's folder (it holds config.json); "
+            f"export into a base of its own, e.g. {run}/export"),
+      (f"{run}/", f"--export_dir: {run}/ is a run's folder"),
+      # "," named no task and exported every one.
+      (tmp_path / "new", "--tasks: ',' names no task"),
   ]:
-    trial = ["--trial=-1"] if "--trial" in message else []
+    extra = (["--trial=-1"] if "--trial" in message else
+             ["--tasks=,"] if "--tasks" in message else [])
     assert export.main([f"--model_dir={run}", f"--export_dir={base}"]
-                       + trial) == 2
+                       + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
   assert _tree(tmp_path) == before

@@ -79,6 +79,7 @@ from bam_tf.modeling import encoders
 from bam_tf.modeling.multitask_model import head_name
 from bam_tf.modeling.multitask_model import INPUT_KEYS
 from bam_tf.modeling.multitask_model import MultiTaskModel
+from bam_tf.outputs import results as results_lib
 from bam_tf.tasks import registry
 from bam_tf.tasks.task import TaskSpec
 from bam_tf.training import warm_start
@@ -101,6 +102,19 @@ class ExportError(BamError):
 def final_checkpoint_path(model_dir: str, trial: int) -> str:
   return os.path.join(model_dir, f"trial_{trial}", warm_start.FINAL_DIR,
                       warm_start.FINAL_PREFIX)
+
+
+def finished_trial_weights(model_dir: str, trial: int) -> str:
+  """The final weights of trial `trial`, or one line naming --trial and
+  the trials that did finish."""
+  path = final_checkpoint_path(model_dir, trial)
+  if not tf.io.gfile.exists(path + ".index"):
+    done = sorted(results_lib.finished_trials(model_dir))
+    raise ExportError(
+        f"--trial: trial {trial} of {model_dir} has not finished ({path}"
+        f".index not found); finished trials: "
+        f"{', '.join(map(str, done)) or 'none'}")
+  return path
 
 
 def load_run_config(model_dir: str, custom_tasks: str = ""
@@ -129,10 +143,7 @@ def restore_final(model, encoder_layer, model_dir: str, trial: int = 0):
   Stricter than `warm_start.init_from` (which skips what is absent): an
   export with a randomly initialised head would serve noise silently.
   """
-  path = final_checkpoint_path(model_dir, trial)
-  if not tf.io.gfile.exists(path + ".index"):
-    raise ExportError(f"{path} not found; trial {trial} of {model_dir} has "
-                      "not finished")
+  path = finished_trial_weights(model_dir, trial)
   items = {"encoder": encoder_layer}
   for task in model.tasks:
     items[head_name(task)] = model.get_layer(head_name(task))
@@ -153,10 +164,7 @@ def restore_run(model_dir: str, trial: int = 0, custom_tasks: str = ""):
   the run's task declarations are now, if they moved (load_run_config).
   """
   config = load_run_config(model_dir, custom_tasks)
-  path = final_checkpoint_path(model_dir, trial)
-  if not tf.io.gfile.exists(path + ".index"):  # before the slow encoder load
-    raise ExportError(f"{path} not found; trial {trial} of {model_dir} has "
-                      "not finished")
+  finished_trial_weights(model_dir, trial)  # before the slow encoder load
   model, tokenizer, bundle = build_run_model(config)
   restore_final(model, bundle.layer, model_dir, trial)
   return config, model, tokenizer, bundle
@@ -313,8 +321,8 @@ def _check_tasks(model, tasks) -> List[TaskSpec]:
     if name not in known and registry.canonical_name(name) in known:
       name = registry.canonical_name(name)
     if name not in known:
-      raise ExportError(f"task {name!r} is not one of the model's tasks "
-                        f"{sorted(known)}")
+      raise ExportError(f"--tasks: task {name!r} is not one of the model's "
+                        f"tasks {sorted(known)}")
     names.append(name)
   if len(set(names)) != len(names) or DEFAULT_SIGNATURE in names:
     raise ExportError(f"task names {names} must be distinct and not "
@@ -569,6 +577,14 @@ def export_run(model_dir: str, export_base: str, trial: int = 0,
     raise ExportError(f"--trial: must be >= 0, got {trial}")
   base = files.absolute(export_base)
   check_export_base(base)  # before the slow loading
+  # A SavedModel base never holds a config.json: this is a run's folder,
+  # where numbered versions would sit among trial_N/ and its records.
+  if files.resolve(base) == files.resolve(model_dir) or files.isfile(
+      os.path.join(base, "config.json")):
+    raise ExportError(
+        f"--export_dir: {export_base} is a run's folder (it holds "
+        "config.json); export into a base of its own, e.g. "
+        f"{os.path.join(model_dir, 'export')} (the default)")
   _check_version(base, version)
   config, model, tokenizer, bundle = restore_run(model_dir, trial,
                                                  custom_tasks)
@@ -602,9 +618,13 @@ def main(argv=None) -> int:
                       help="where the run's user task declarations are now, "
                            "if their file moved since training")
   args = parser.parse_args(argv)
-  tasks = [t for t in args.tasks.split(",") if t] or None
+  tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
 
   def work() -> int:
+    if args.tasks.strip() and not tasks:  # "," exported every task
+      raise ExportError(f"--tasks: {args.tasks!r} names no task (a "
+                        "comma-separated subset of the run's tasks; leave "
+                        "it out for all)")
     print(done_line(export_run(args.model_dir, args.export_dir, args.trial,
                                tasks, args.export_version, args.custom_tasks)))
     return 0
