@@ -66,9 +66,10 @@ class Setting:
   required: bool = False
   type: Any = None  # The field's annotation, where the kind's is not it.
   from_flag: Optional[Callable[[Any], Any]] = None  # Flag -> field value.
-  # The per-value check, and the message when it fails ({value} = value).
+  # The per-value check, and the message when it fails ({value} = value;
+  # or a function of the value, where the cause depends on it).
   check: Optional[Callable[[Any], bool]] = None
-  message: str = ""
+  message: Any = ""
   # Used when the flag is not given (original code).
   single_task_default: Any = None
   multi_task_default: Any = None
@@ -196,7 +197,9 @@ SETTINGS: Tuple[Setting, ...] = (
     _S("vocab_file", "string", "", "WordPiece vocab (overrides the "
        "encoder's).", required=True,
        check=lambda v: not v or files.isfile(v),
-       message="{value!r} does not exist", group="model", path=True),
+       message=lambda v: (f"{v!r} is a folder, not a file" if files.isdir(v)
+                          else f"{v!r} does not exist"),
+       group="model", path=True),
     _S("do_lower_case", "enum", "auto", "Lower-case text; auto = what the "
        "encoder says.", values=("auto", "true", "false"), required=True,
        type=Optional[bool], from_flag=_lower_case, group="model"),
@@ -722,8 +725,10 @@ def validate(config: BamConfig, need_data: bool = True):
   for setting in SETTINGS:
     if setting.check is not None:
       value = getattr(c, setting.name)
-      _check(setting.check(value), setting.name,
-             setting.message.format(value=value))
+      if not setting.check(value):
+        _check(False, setting.name, setting.message(value)
+               if callable(setting.message)
+               else setting.message.format(value=value))
   _check(c.seed + c.num_trials - 1 < SEED_LIMIT, "seed",
          f"trial t uses --seed + t: {c.seed} + {c.num_trials - 1} (the last "
          "of --num_trials) must be below 2^32")
@@ -763,6 +768,11 @@ def validate(config: BamConfig, need_data: bool = True):
   if len(encoder_flags) > 1:
     _check(False, encoder_flags[-1], f"give either --{encoder_flags[0]} or "
            f"--{encoder_flags[-1]}, not both")
+  for flag in encoder_flags:  # --debug does not load it: checked here
+    value = getattr(c, flag)
+    _check(not files.is_local(value) or files.exists(value), flag,
+           f"{value!r} does not exist (a local folder, or a handle such as "
+           "https://... or gs://...)")
   if c.hf_checkpoint_dir and not c.debug:
     try:
       folder = hf_bert.read_folder(c.hf_checkpoint_dir)

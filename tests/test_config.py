@@ -56,10 +56,17 @@ def test_flagfile(tmp_path, glue_dir):
     ("--warmup_proportion=1.2", "--warmup_proportion: must be in"),
     ("--vocab_file=/no/such/vocab.txt", "--vocab_file: '/no/such/vocab.txt'"
      " does not exist"),
+    ("--vocab_file=/tmp", "--vocab_file: '/tmp' is a folder, not a file"),
+    ("--hub_module_url=/no/such/encoder", "--hub_module_url: "
+     "'/no/such/encoder' does not exist"),
 ])
 def test_invalid_values_name_the_flag(tmp_path, glue_dir, arg, message):
   with pytest.raises(configure.ConfigError, match=message):
     _config(tmp_path, glue_dir, arg)
+  # --debug trains a tiny random encoder and never loads one: the value is
+  # still checked (it was accepted without a word).
+  with pytest.raises(configure.ConfigError, match=message):
+    _config(tmp_path, glue_dir, arg, "--debug")
 
 
 def test_trial_lists_name_only_trials_the_run_has(tmp_path, glue_dir):

@@ -124,6 +124,19 @@ def test_missing_header_empty_and_missing_files(glue_dir, tmp_path):
                      r"looks like data \(it starts with the id '0', as the "
                      r"rows below it do\)"):
     readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "test")
+  # Old Mac line endings: one line, read as a header with no data rows.
+  (dst / "dev.tsv").write_bytes(b"\r".join(lines))
+  with pytest.raises(readers.DataError, match=r"dev.tsv: its lines end in "
+                     r"'\\r' alone; expected '\\n' or '\\r\\n'"):
+    readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "dev")
+  (dst / "dev.tsv").write_bytes(b"\r\n".join(lines))  # Windows: fine
+  assert len(readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path),
+                                   "dev")) == 277
+  (dst / "dev.tsv").unlink()
+  (dst / "dev.tsv").mkdir()
+  with pytest.raises(readers.DataError, match="dev.tsv: the dev file of "
+                     "task 'rte' is a folder, not a file"):
+    readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "dev")
   (dst / "train.tsv").write_bytes(b"")
   with pytest.raises(readers.DataError, match="train.tsv: the file is empty"):
     readers.read_examples(glue.GLUE_TASKS["rte"], str(tmp_path), "train")

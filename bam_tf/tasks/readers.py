@@ -48,6 +48,9 @@ def check_split_file(task: TaskSpec, data_dir: str, split: str) -> str:
     raise DataError(f"task folder {task_dir} is missing (task {task.name!r} "
                     f"reads {task.dir_name}/ under --data_dir)")
   path = split_path(task, data_dir, split)
+  if files.isdir(path):
+    raise DataError(f"{path}: the {split} file of task {task.name!r} is a "
+                    "folder, not a file")
   if not files.isfile(path):
     raise DataError(f"{path}: the {split} file of task {task.name!r} is "
                     "missing")
@@ -79,7 +82,13 @@ def _decode_lines(path: str) -> List[str]:
   raw = files.read_bytes(path)
   if not raw.strip():
     raise DataError(f"{path}: the file is empty")
-  return _decode(path, raw).split("\n")
+  text = _decode(path, raw)
+  if "\n" not in text and "\r" in text.rstrip("\r"):
+    # Old Mac line endings: read as one line, the file looked like a header
+    # with no data rows.
+    raise DataError(f"{path}: its lines end in '\\r' alone; expected '\\n' "
+                    "or '\\r\\n' (convert it, e.g. tr '\\r' '\\n')")
+  return text.split("\n")
 
 
 def first_row(path: str, layout: SplitLayout) -> List[str]:
