@@ -167,7 +167,8 @@ def build(methods: Dict[str, List[str]], baseline: str, alpha: float = 0.05,
   first_trials: only trials 0..n-1 of every run dir (a stage's snapshot);
   out_dir: where write() will put them, checked first."""
   rp.check_test_levels(alpha, n_resamples)
-  rp.check_out_dir(out_dir)
+  rp.check_out_dir(out_dir,
+                   runs=[d for dirs in methods.values() for d in dirs])
   if len(methods) != 2:
     raise PairedTrialsError(f"--runs: give exactly two methods, got "
                             f"{len(methods)} ({', '.join(methods)})")

@@ -361,7 +361,7 @@ def build_report(methods: Dict[str, List[str]],
   run dir (default: all finished trials). Returns the report
   dict (what report.json holds, plus "markdown")."""
   check_test_levels(alpha, n_resamples)
-  check_out_dir(out_dir)
+  check_out_dir(out_dir, runs=[d for dirs in methods.values() for d in dirs])
   tests, baselines, marks = check_settings(methods, baselines, test,
                                            bootstrap_pvalue)
   tested = check_tested(methods, baselines, tested)
@@ -412,11 +412,29 @@ def check_settings(methods: Dict[str, List[str]], baselines: Sequence[str],
   return tests, baselines, dict(zip(baselines, MARKS))
 
 
-def check_out_dir(out_dir: Optional[str], flag: str = "--out_dir"):
-  """The output folder can be written, checked before any run is read."""
+def check_out_dir(out_dir: Optional[str], flag: str = "--out_dir",
+                  runs: Sequence[str] = ()):
+  """The output folder can be written and is not a run's (one of `runs`,
+  inside one, or any folder holding a run's config.json: the report's
+  files would mix with the run's records); checked before any run is
+  read."""
   problem = files.folder_problem(out_dir) if out_dir else ""
   if problem:
     raise ReportError(f"{flag}: {problem}")
+  if not out_dir:
+    return
+  where = files.resolve(out_dir)
+  for run in runs:
+    folder = files.resolve(run)
+    if where == folder or files.lies_inside(where, folder):
+      raise ReportError(
+          f"{flag}: {out_dir} is {'' if where == folder else 'inside '}the "
+          f"run folder {run} (of --runs); the report's files would mix with "
+          "the run's: give a folder of its own")
+  if files.isfile(os.path.join(out_dir, "config.json")):
+    raise ReportError(
+        f"{flag}: {out_dir} is a run's folder (it holds config.json); the "
+        "report's files would mix with the run's: give a folder of its own")
 
 
 def check_tested(methods: Dict[str, List[str]], baselines: Sequence[str],

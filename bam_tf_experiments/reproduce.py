@@ -203,6 +203,31 @@ def _missing_predictions(model_dir: str) -> Dict[int, List[str]]:
   return report.RunDir(model_dir).missing_predictions()
 
 
+def other_runs(stages: List[Stage], stage_flags: Sequence[str]
+               ) -> Dict[str, str]:
+  """{flagfile: why} for each stage's run dir that holds a run with other
+  settings than the stage trains (run_classifier would refuse it): a smoke
+  run of the flagfile (--debug --max_train_steps=1) leaves finished trials
+  there that are not the stage's, which counted as done."""
+  out = {}
+  for s in {s.flagfile: s for s in stages}.values():
+    if not files.isfile(os.path.join(s.model_dir, "config.json")):
+      continue
+    # Lazily: configure loads TensorFlow, needed only once a run exists.
+    from bam_tf import configure  # pylint: disable=g-import-not-at-top
+    try:
+      diff = configure.run_differences(
+          s.model_dir, [f"--flagfile={s.flagfile}", *stage_flags])
+    except BamError:
+      continue  # e.g. its --init_from not trained yet: the stage says so
+    if diff:
+      out[s.flagfile] = (
+          f"{s.model_dir} holds a run with other settings ("
+          + "; ".join(f"{k}: {there!r} there, {here!r} here"
+                      for k, there, here in diff) + ")")
+  return out
+
+
 def is_done(stage: Stage) -> bool:
   done = results_lib.finished_trials(stage.model_dir)
   if stage.retrain is not None:
@@ -453,22 +478,31 @@ def reproduce(methods: List[tuple], trials: int, out_dir: str,
       # A stage's --overwrite would clear the stage log and the lock.
       raise ReproduceError(f"--out_dir: {out_dir} is in {s.flagfile}'s run "
                            f"dir {s.model_dir}; give a folder of its own")
-  pending = [s for s in stages if not is_done(s)]
+  others = other_runs(stages, stage_flags)
+  pending = [s for s in stages if s.flagfile in others or not is_done(s)]
   print(f"{len(stages)} stages ({len(methods)} methods x {trials} trials), "
         f"{len(stages) - len(pending)} already done, {len(pending)} to run",
         flush=True)
   if dry_run:
     retrains = plan_retrains(stages) if retrain_missing_predictions else []
     for s in stages + retrains:
-      state = "done" if s not in pending + retrains else "to run"
+      state = ("blocked" if s.flagfile in others else
+               "done" if s not in pending + retrains else "to run")
       why = (f"; median trial of {', '.join(s.median_of)}" if s.median_of
              else "")
       print(f"  {s.name:<40} {state:<7} -> {s.model_dir}  "
             f"({', '.join(s.methods)}{why})")
+    for flagfile, why in others.items():
+      print(f"blocked: {flagfile}: {why}; delete it, or train it with "
+            "--overwrite in --stage_flags")
     if retrains:
       print(f"then {len(retrains)} finished trial(s) trained again for "
             "their missing dev predictions")
     return 0
+  if others:
+    flagfile, why = next(iter(others.items()))
+    raise ReproduceError(f"flagfile {flagfile}: {why}; delete it, or train "
+                         "it with --overwrite in --stage_flags")
   out_lock = out_dir_lock(out_dir).acquire()
   try:
     records = load_stage_log(out_dir)

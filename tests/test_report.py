@@ -359,6 +359,21 @@ def test_clear_errors(runs, tmp_path):
     rp.build_report({"X": [str(tmp_path / "nope")]}, plots=False,
                     out_dir=os.path.join(runs["Multi"][0], "results.json",
                                          "rep"))
+  # A run's folder: the report's files would mix with its records.
+  run = runs["Multi"][0]
+  other = tmp_path / "other_run"  # a run not among --runs
+  other.mkdir()
+  (other / "config.json").write_text('{"task_names": ["rte"]}')
+  for out, message in ((run, rf"--out_dir: {run} is the run folder {run} "
+                        r"\(of --runs\)"),
+                       (os.path.join(run, "trial_0"), r"is inside the run "
+                        "folder"),
+                       (str(other), r"is a run's folder \(it holds "
+                        r"config.json\)")):
+    before = sorted(os.listdir(out))
+    with pytest.raises(rp.ReportError, match=message):
+      rp.build_report({"Multi": runs["Multi"]}, plots=False, out_dir=out)
+    assert sorted(os.listdir(out)) == before
   # A results.json that is not a run's results names the file.
   for name, content in (("list", "[]"), ("trials", '{"trials": 3}')):
     bad = tmp_path / name

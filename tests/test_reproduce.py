@@ -166,6 +166,35 @@ def test_dry_run_lists_stages_and_runs_nothing(tmp_path, capsys):
   assert not os.path.exists(tmp_path / "out" / reproduce.STAGES_JSON)
 
 
+def test_a_smoke_run_left_in_a_stage_dir_is_not_done(tmp_path, glue_dir,
+                                                   capsys):
+  """`run_classifier.py --flagfile=a.cfg --debug --max_train_steps=1` left
+  finished trials in a.cfg's run dir: they are not the stage's (its run
+  would be refused as another configuration), so the dry run says blocked,
+  not done, and the driver stops before any stage, naming the settings."""
+  from bam_tf import configure  # pylint: disable=g-import-not-at-top
+  a = _flagfile(tmp_path / "a.cfg", "--mode=train", "--task_names=rte",
+                f"--data_dir={glue_dir}", f"--model_dir={tmp_path}/a")
+  smoke = configure.config_from_args([f"--flagfile={a}", "--debug",
+                                      "--max_train_steps=1"])
+  os.makedirs(tmp_path / "a")
+  configure.save_config(smoke, str(tmp_path / "a" / "config.json"))
+  _finish_trials(tmp_path / "a", 1)
+  args = [f"--methods=M:{a}", "--trials=1", f"--out_dir={tmp_path}/out"]
+  assert reproduce.main(args + ["--dry_run"]) == 0
+  out = capsys.readouterr().out
+  assert "1 stages (1 methods x 1 trials), 0 already done, 1 to run" in out
+  assert re.search(r"a\.cfg trial 1 +blocked", out), out
+  why = (f"{tmp_path}/a holds a run with other settings (debug: True there, "
+         "False here; max_train_steps: 1 there, 0 here); delete it, or train "
+         "it with --overwrite in --stage_flags")
+  assert f"blocked: {a}: {why}" in out, out
+  assert reproduce.main(args) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: flagfile {a}: {why}"], err
+  assert not os.path.exists(tmp_path / "out" / reproduce.STAGES_JSON)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--methods=M:{tmp}/missing.cfg"], "missing.cfg: no such file"),
     (["--methods=M:{tmp}/nodir.cfg"], "nodir.cfg: no --model_dir"),
