@@ -47,9 +47,9 @@ SLOWEST_FIRST = (
     "test_first_run", "test_benchmark", "test_resume", "test_reproduce",
     "test_any_filesystem", "test_export", "test_encoders", "test_student_run",
     "test_tfds_source", "test_ownership", "test_restored_run",
-    "test_preemption", "test_eval_mode", "test_multi_worker", "test_bad_input",
-    "test_distribution", "test_tokenization", "test_user_task_run",
-    "test_init_from", "test_published_results", "test_recipe", "test_features",
+    "test_preemption", "test_init_from", "test_eval_mode", "test_multi_worker",
+    "test_bad_input", "test_distribution", "test_tokenization",
+    "test_user_task_run", "test_published_results", "test_recipe", "test_features",
     "test_terminal")
 
 
