@@ -163,3 +163,11 @@ def test_a_teacher_trained_with_other_settings_is_not_used(tmp_path,
   assert message.endswith(f"--flagfile={flagfile} --teacher_output_trials=0 "
                           f"--data_dir={glue_dir} --nodebug --overwrite")
   assert "\n" not in message
+  # A config.json cut short: one line naming the file, nothing trained.
+  with open(os.path.join(teacher, "config.json"), "w") as f:
+    f.write('{"task_names": ["rte"], "mod')
+  with pytest.raises(BamError, match=(
+      rf"^--teachers: the teacher run in {teacher}: --model_dir: "
+      rf"{teacher}/config.json:1: not valid JSON .*; delete it to train "
+      "that run again$")):
+    _ensure(full, lambda args: pytest.fail("trained"))

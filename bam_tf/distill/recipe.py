@@ -67,7 +67,11 @@ def check_teacher_run(model_dir: str, cmd: List[str],
   a later full student would otherwise distil from that 1-step teacher
   because its outputs are present. The same rule as a model_dir's own
   resume: every setting but the rerun-safe ones."""
-  diff = differences(model_dir, cmd)
+  try:
+    diff = differences(model_dir, cmd)
+  except BamError as e:  # its config.json unreadable, the flagfile bad
+    raise BamError(f"--teachers: the teacher run in {model_dir}: {e}"
+                   ) from e
   if diff:
     values = "; ".join(f"{k}: {there!r} there, {here!r} here"
                        for k, there, here in diff)
@@ -88,12 +92,7 @@ def ensure_teachers(config, train: Callable[[List[str]], None],
   `differences(model_dir, args)` lists them (configure.run_differences)."""
   for model_dir, flagfile in sorted(config.teacher_flagfiles.items()):
     cmd = teacher_command(config, flagfile)
-    try:
-      check_teacher_run(model_dir, cmd, differences)
-    except BamError as e:
-      if str(e).startswith("--teachers:"):
-        raise
-      raise BamError(f"--teachers: the teacher run {flagfile}: {e}") from e
+    check_teacher_run(model_dir, cmd, differences)
     if has_outputs(model_dir, config.teacher_trial):
       logging.info("Teacher %s: outputs present, skipping", model_dir)
       continue
