@@ -140,6 +140,38 @@ def test_lock_on_a_filesystem_without_flock():
     lock.lock_dir(folder)
 
 
+def test_two_runs_taking_a_bucket_folder_together_do_not_both_get_it(
+    monkeypatch):
+  """Without flock, finding no record and writing one are two requests: a
+  rival that found none too writes its record while ours settles (done
+  here in the settle time, so nothing depends on timing); the read-back
+  sees it and this run refuses, leaving the rival's record in force."""
+  import socket  # pylint: disable=g-import-not-at-top
+  from bam_tf.common import lock  # pylint: disable=g-import-not-at-top
+  folder = f"ram://bam_tf_lock_{uuid.uuid4().hex[:8]}/run"
+  record = f"{folder}/{lock.LOCK_FILE}"
+  rival = _record(1, "other-host")
+  waits = []
+
+  def settle(seconds):
+    waits.append(seconds)
+    files.write_bytes_atomic(record, rival)
+
+  monkeypatch.setattr(lock.time, "sleep", settle)
+  with pytest.raises(lock.FolderInUseError, match=(
+      r"in use by another run \(PID 1 on other-host, started x\); .* \(it "
+      r"started at the same moment as this one\)$")):
+    lock.lock_dir(folder)
+  assert waits == [lock.RECORD_SETTLE_S]
+  assert files.read_bytes(record) == rival
+  # Alone, the record read back is its own.
+  monkeypatch.setattr(lock.time, "sleep", waits.append)
+  files.remove(record)
+  held = lock.lock_dir(folder)
+  assert files.read_json(record)["host"] == socket.gethostname()
+  held.release()
+
+
 def test_reproduce_locks_an_out_dir_in_a_bucket():
   from bam_tf_experiments import reproduce  # pylint: disable=g-import-not-at-top
   out = f"ram://bam_tf_out_{uuid.uuid4().hex[:8]}/table1"

@@ -20,12 +20,17 @@ record alone: written when the run starts, deleted when it ends. A record
 left by a run that died is taken over when it names this host and a
 process that is gone; one naming another host cannot be checked from here,
 and the refusal says to delete the file once that run is known to be over.
+Checking for a record and writing one are two requests, so two runs started
+together could both find none: each reads its record back RECORD_SETTLE_S
+after writing it, and the one that finds the other's (the storage keeps the
+last write; gs:// reads are strongly consistent) refuses.
 """
 
 import datetime
 import json
 import os
 import socket
+import time
 from typing import Dict, Optional
 
 from absl import logging
@@ -34,6 +39,9 @@ from bam_tf.common import files
 from bam_tf.common.errors import BamError
 
 LOCK_FILE = ".lock"
+# Seconds a holder record is left to settle before it is read back (see the
+# module docstring): far above one request's latency, small beside a run.
+RECORD_SETTLE_S = 2.0
 
 
 class FolderInUseError(BamError):
@@ -150,7 +158,15 @@ class DirLock:
         raise _in_use(self.flag, self.user, self.folder, previous,
                       f"; if that {self.user} is over ({how}), delete "
                       f"{self.path}")
-    files.write_bytes_atomic(self.path, _me())
+    me = _me()
+    files.write_bytes_atomic(self.path, me)
+    # A rival that found no record before ours was written writes its own
+    # within this time (one request): then the later write is the lock.
+    time.sleep(RECORD_SETTLE_S)
+    now = files.read_bytes(self.path) if files.exists(self.path) else b""
+    if now != me:
+      raise _in_use(self.flag, self.user, self.folder, _parse(now),
+                    " (it started at the same moment as this one)")
     self.record = True
     return previous
 
