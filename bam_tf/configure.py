@@ -173,7 +173,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "your own tasks (see bam_tf/tasks/registry.py).", group="data",
        path=True),
     _S("data_dir", "string", "", "glue_data root: one folder per task "
-       "(--data_source=tsv).", required=True, group="data", path=True),
+       "(--data_source=tsv); --mode=eval and predict read the run's own "
+       "unless given.", required=True, group="data", path=True),
     _S("data_source", "enum", sources.TSV, "Where examples come from: tsv "
        "(the files under --data_dir, any task) or tfds (GLUE prepared by "
        "tensorflow-datasets in --tfds_data_dir; the same examples and ids).",
@@ -1003,13 +1004,7 @@ def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
   if saved is None:
     raise ConfigError(f"--model_dir: {c.model_dir!r} holds no finished run "
                       "(config.json missing)")
-  data = {}
-  if c.data_source == sources.TFDS:
-    data = dict(data_source=sources.TFDS, tfds_data_dir=c.tfds_data_dir or (
-        saved.get("tfds_data_dir", "")
-        if saved.get("data_source") == sources.TFDS else ""))
-  elif c.data_dir:
-    data = dict(data_source=sources.TSV, data_dir=c.data_dir)
+  data = given_data(c, saved)
   here = {name: getattr(c, name) for name in (
       "trial", "checkpoint", "cache_dir", "strategy", "tpu",
       "worker_timeout_s", "deterministic", "jit_compile")}
@@ -1021,15 +1016,36 @@ def eval_run_config(config: BamConfig, saved: Optional[Dict] = None
     here["eval_batch_size"] = c.eval_batch_size
   run = finished_run_config(saved, c.model_dir, custom_tasks=c.custom_tasks,
                             mode="eval", **here, **data)
+  check_run_data(run, given=bool(data))
+  return run
+
+
+def given_data(c: BamConfig, saved: Dict) -> Dict:
+  """The data settings of --mode=eval or predict on a finished run
+  (`saved`: its config.json): the run's own (an empty dict) unless flags
+  name other, --data_source=tfds (with --tfds_data_dir, or the run's) or
+  --data_dir (TSV files)."""
+  if c.data_source == sources.TFDS:
+    return dict(data_source=sources.TFDS, tfds_data_dir=c.tfds_data_dir or (
+        saved.get("tfds_data_dir", "")
+        if saved.get("data_source") == sources.TFDS else ""))
+  if c.data_dir:
+    return dict(data_source=sources.TSV, data_dir=c.data_dir)
+  return {}
+
+
+def check_run_data(run: BamConfig, given: bool):
+  """The data a finished run's eval or predict reads is there; where it is
+  the run's own (`given` False), the line says how to read it elsewhere."""
   try:
     _check_data(run)
   except ConfigError as e:
-    if data:
+    if given:
       raise
     raise ConfigError(f"{e} (the run's own data; --data_dir or "
-                      "--data_source=tfds read its dev data from elsewhere)"
-                      ) from None
-  return run
+                      "--data_source=tfds read its "
+                      f"{'dev' if run.mode == 'eval' else 'test'} data from "
+                      "elsewhere)") from None
 
 
 def check_paths(config: BamConfig):
@@ -1063,10 +1079,10 @@ def check_paths(config: BamConfig):
         _check_writable("model_dir", os.path.join(c.model_dir, out,
                                                   f"trial_{c.trial}"))
       if saved is not None:  # the run's tasks, not this command's defaults
-        _check_data(finished_run_config(
+        data = given_data(c, saved)
+        check_run_data(finished_run_config(
             saved, c.model_dir, custom_tasks=c.custom_tasks, mode="predict",
-            data_source=c.data_source, data_dir=c.data_dir,
-            tfds_data_dir=c.tfds_data_dir))
+            **data), given=bool(data))
     elif c.export_dir:
       _check_writable("export_dir", c.export_dir)
     else:

@@ -738,9 +738,10 @@ def predict_test_sets(config) -> Dict[str, int]:
   from bam_tf.serving import export  # pylint: disable=g-import-not-at-top
   run_config, model, tokenizer, _ = export.restore_run(
       config.model_dir, config.trial, config.custom_tasks)
-  run_config.data_dir = config.data_dir
-  run_config.data_source = config.data_source
-  run_config.tfds_data_dir = config.tfds_data_dir
+  # The run's own test files unless flags name others (as --mode=eval).
+  for name, value in configure.given_data(
+      config, run_config.to_json_dict()).items():
+    setattr(run_config, name, value)
   run_config.eval_batch_size = config.eval_batch_size
   splits_of = test_predictions.prediction_splits
   if not any(splits_of(task) for task in run_config.tasks):

@@ -711,10 +711,11 @@ def test_bad_eval_checkpoint_or_trial(glue_dir, tmp_path, capsys):
   data.mkdir()
   moved = _finished_run(tmp_path, data, "moved")
   data.rmdir()
-  _refused(["--mode=eval"], r"^error: --data_dir: '.*/data' is not a "
-           r"directory \(the run's own data; --data_dir or "
-           r"--data_source=tfds read its dev data from elsewhere\)$",
-           tmp_path, capsys, model_dir=moved)
+  for mode, split in (("eval", "dev"), ("predict", "test")):
+    _refused([f"--mode={mode}"], r"^error: --data_dir: '.*/data' is not a "
+             r"directory \(the run's own data; --data_dir or "
+             rf"--data_source=tfds read its {split} data from elsewhere\)$",
+             tmp_path, capsys, model_dir=moved)
 
 
 def test_flags_a_mode_does_not_read_are_refused(glue_dir, tmp_path, capsys):
