@@ -23,7 +23,8 @@ from conftest import REPO_ROOT
 PUBLISHED = os.path.join(REPO_ROOT, "docs", "results")
 RECORDS = os.path.join(REPO_ROOT, "runs")
 REPORTS = ["small/table1", "small/table4_lambda0", "small_exact/bucketing",
-           "small_exact/table1_stage2", "small_exact/table1_stage3"]
+           "small_exact/table1_stage2", "small_exact/table1_stage3",
+           "small_exact/table4_lambda0"]
 PAIRED = ["small_exact/bucketing"]
 COMPARED = ("method", "baseline", "column", "delta", "p_value", "p_adjusted",
             "significant")
